@@ -1,0 +1,892 @@
+"""Load event exports into the canonical event table, validate them, hand them to ibis.
+
+The canonical event table has one row per event and these columns:
+
+- ``user_id`` (string): who did it;
+- ``event`` (string): what they did;
+- ``timestamp`` (``datetime64[ns, UTC]``): when, in UTC;
+- optional ``session_id`` (string), ``channel`` (string) and ``value``
+  (float: revenue, or a survey score);
+- any other column of the export, kept as a property (``page``, ``plan``...).
+
+:func:`load_events` turns every supported input into that table and never
+modifies the input. Rules, each reported, never silent:
+
+- a row whose ``user_id``, ``event`` or ``timestamp`` is null (or an empty
+  string) is dropped and counted per reason;
+- rows before ``start`` or at/after ``end`` are dropped and counted;
+- exact duplicate rows (equal in every column after conversion) are removed
+  and counted;
+- anything that cannot be converted (a timestamp that is no timestamp, a
+  ``value`` that is no number, a missing column, an empty or unreadable
+  file) raises :class:`EventDataError`, naming the source, the column and up
+  to five offending values with their row numbers.
+
+Time stamps: ISO 8601 text with or without an offset (an offset is converted
+to UTC; text without one is taken as UTC), datetimes (naive ones taken as
+UTC), or epoch numbers whose unit (s, ms, us, ns) is read from each value's
+magnitude unless ``timestamp_unit`` says.
+
+:func:`open_events` gives the same table as a lazy ibis table on DuckDB
+in-process; :func:`as_ibis` is what every analysis calls on its ``events``
+argument, so that analyses accept a DataFrame or an ibis table alike.
+"""
+
+from __future__ import annotations
+
+import difflib
+import glob as globlib
+import json
+import os
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import ibis
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+__all__ = [
+    "CANONICAL_COLUMNS",
+    "OPTIONAL_COLUMNS",
+    "PRESETS",
+    "DataQualityReport",
+    "EventDataError",
+    "Preset",
+    "as_ibis",
+    "data_quality",
+    "load_events",
+    "open_events",
+    "read_load_info",
+    "write_events",
+]
+
+CANONICAL_COLUMNS = ("user_id", "event", "timestamp")
+OPTIONAL_COLUMNS = ("session_id", "channel", "value")
+STRING = pd.StringDtype("pyarrow")
+_LOAD_INFO_KEY = "helpers.load"
+_TIMESTAMP_UNITS = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+# Epoch magnitudes that separate the units: 1e11 s is the year 5138, 1e11 ms is 1973.
+_UNIT_BOUNDS = ((1e11, "s"), (1e14, "ms"), (1e17, "us"))
+
+
+class EventDataError(ValueError):
+    """An input that cannot become a canonical event table; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    """How a known export maps onto the canonical table.
+
+    ``rename`` maps export columns to canonical ones; ``user_fallback`` names
+    a column used where the user column is null (Segment's ``anonymousId``);
+    ``strip_prefixes`` shortens flattened property names
+    (``properties.page`` becomes ``page`` unless that name is taken).
+    """
+
+    name: str
+    rename: Mapping[str, str]
+    user_fallback: str | None = None
+    timestamp_unit: str | None = None
+    strip_prefixes: tuple[str, ...] = ()
+
+
+PRESETS: dict[str, Preset] = {
+    "amplitude": Preset(
+        "amplitude",
+        {"user_id": "user_id", "event_type": "event", "event_time": "timestamp"},
+        strip_prefixes=("event_properties.",),
+    ),
+    "segment": Preset(
+        "segment",
+        # Segment's own `channel` is the library type (client/server), not a marketing channel.
+        {"userId": "user_id", "event": "event", "timestamp": "timestamp", "channel": "segment_channel"},
+        user_fallback="anonymousId",
+        strip_prefixes=("properties.",),
+    ),
+    "mixpanel": Preset(
+        "mixpanel",
+        {"event": "event", "properties.distinct_id": "user_id", "properties.time": "timestamp"},
+        timestamp_unit="s",
+        strip_prefixes=("properties.",),
+    ),
+    "ga4": Preset(
+        "ga4",
+        {"user_pseudo_id": "user_id", "event_name": "event", "event_timestamp": "timestamp"},
+        timestamp_unit="us",
+    ),
+}
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _label(source: Any) -> str:
+    return "DataFrame" if isinstance(source, pd.DataFrame) else str(source)
+
+
+def _format_kind(path: Path) -> str:
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    for suffix, kind in ((".csv", "csv"), (".tsv", "tsv"), (".parquet", "parquet"), (".pq", "parquet"),
+                         (".jsonl", "jsonl"), (".ndjson", "jsonl"), (".json", "jsonl")):
+        if name.endswith(suffix):
+            return kind
+    raise EventDataError(
+        f"{path}: unknown file type; expected .csv, .tsv, .parquet, .jsonl/.ndjson/.json "
+        "(CSV and JSON lines may be .gz), a folder or glob of Parquet files, or a DataFrame."
+    )
+
+
+def _string_columns(columns: list[str], rename: Mapping[str, str], fallback: str | None) -> list[str]:
+    """Columns to read as text, so that ids such as '007' keep their zeros."""
+    wanted = {"user_id", "session_id", "event", "channel"}
+    cols = [c for c in columns if rename.get(c, c) in wanted]
+    return cols + ([fallback] if fallback in columns else [])
+
+
+def _read_csv(path: Path, sep: str, rename: Mapping[str, str], fallback: str | None) -> pd.DataFrame:
+    try:
+        header = pd.read_csv(path, sep=sep, nrows=0)
+    except pd.errors.EmptyDataError:
+        raise EventDataError(f"{path}: the file is empty (no header, no rows).") from None
+    dtype = {c: str for c in _string_columns(list(header.columns), rename, fallback)}
+    df = pd.read_csv(path, sep=sep, dtype=dtype, low_memory=False)
+    if df.empty:
+        raise EventDataError(f"{path}: the file has a header ({', '.join(map(str, df.columns))}) but no rows.")
+    return df
+
+
+def _first_bad_json_line(path: Path) -> str:
+    import gzip
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                json.loads(line)
+            except json.JSONDecodeError as exc:
+                return f"line {number} is not valid JSON ({exc.msg}): {line.strip()[:80]!r}"
+    return "the file is not JSON lines"
+
+
+def _read_jsonl(path: Path) -> pd.DataFrame:
+    try:
+        df = pd.read_json(path, lines=True, dtype=False, convert_dates=False)
+    except ValueError as exc:
+        if "Expected object or value" in str(exc) and path.stat().st_size == 0:
+            raise EventDataError(f"{path}: the file is empty.") from None
+        raise EventDataError(f"{path}: cannot read JSON lines: {_first_bad_json_line(path)}.") from None
+    if df.empty:
+        raise EventDataError(f"{path}: the file is empty (no JSON records).")
+    nested = [c for c in df.columns if df[c].map(lambda v: isinstance(v, dict)).any()]
+    if nested:
+        # Flatten nested objects (Mixpanel's `properties`, Amplitude's `event_properties`) to dotted names.
+        flat = pd.json_normalize(df[nested].to_dict("records"))
+        flat.columns = [str(c) for c in flat.columns]
+        names = {c: f"{c}" for c in flat.columns}
+        df = pd.concat([df.drop(columns=nested), flat.rename(columns=names)], axis=1)
+    return df
+
+
+def _arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
+    mapper = {pa.string(): STRING, pa.large_string(): STRING}.get
+    return table.to_pandas(types_mapper=mapper, self_destruct=True, split_blocks=True)
+
+
+def _parquet_files(source: str | os.PathLike[str]) -> list[str] | str:
+    text = str(source)
+    if any(ch in text for ch in "*?["):
+        files = sorted(globlib.glob(text, recursive=True))
+        if not files:
+            raise EventDataError(f"{text}: no file matches this pattern.")
+        return files
+    return text
+
+
+def _read_parquet(source: str | os.PathLike[str]) -> pd.DataFrame:
+    files = _parquet_files(source)
+    try:
+        if isinstance(files, list):
+            table = pa.concat_tables([pq.read_table(f) for f in files], promote_options="permissive")
+        else:
+            table = pq.read_table(files)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise EventDataError(f"{source}: cannot read as Parquet: {exc}") from None
+    if table.num_rows == 0:
+        raise EventDataError(f"{source}: the Parquet data has no rows (columns: {', '.join(table.column_names)}).")
+    return _arrow_to_pandas(table)
+
+
+def _read(source: Any, rename: Mapping[str, str], fallback: str | None) -> pd.DataFrame:
+    if isinstance(source, pd.DataFrame):
+        if source.empty:
+            raise EventDataError("DataFrame: the table has no rows.")
+        # A shallow copy: columns are replaced, never written into, so the caller's frame is untouched.
+        return source.reset_index(drop=True).copy(deep=False)
+    if not isinstance(source, (str, os.PathLike)):
+        raise EventDataError(
+            f"cannot load events from a {type(source).__name__}; give a file path, a folder or glob "
+            "of Parquet files, or a pandas DataFrame."
+        )
+    text = str(source)
+    path = Path(text).expanduser()
+    if any(ch in text for ch in "*?[") or path.is_dir():
+        return _read_parquet(path if path.is_dir() else text)
+    kind = _format_kind(path)
+    if not path.exists():
+        raise EventDataError(f"{path}: no such file.")
+    if not os.access(path, os.R_OK):
+        raise EventDataError(f"{path}: the file is not readable (permission denied).")
+    if path.stat().st_size == 0:
+        raise EventDataError(f"{path}: the file is empty.")
+    try:
+        if kind in ("csv", "tsv"):
+            return _read_csv(path, "," if kind == "csv" else "\t", rename, fallback)
+        if kind == "jsonl":
+            return _read_jsonl(path)
+        return _read_parquet(path)
+    except EventDataError:
+        raise
+    except (UnicodeDecodeError, pd.errors.ParserError, OSError, EOFError, ValueError) as exc:
+        raise EventDataError(f"{path}: cannot read as {kind.upper()}: {exc}") from None
+
+
+# --------------------------------------------------------------------------- converting
+
+
+def _examples(values: pd.Series, mask: np.ndarray, where: str) -> str:
+    """Up to five offending values as "row 3: 'abc'", numbered 1-based in the source."""
+    positions = np.flatnonzero(mask)[:5]
+    out = []
+    for pos in positions:
+        row = pos + 1
+        place = f"row {row} (line {row + 1})" if where == "csv" else (f"line {row}" if where == "jsonl" else f"row {row}")
+        out.append(f"{place}: {values.iloc[pos]!r}")
+    return ", ".join(out)
+
+
+def _where(source: Any) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            kind = _format_kind(Path(str(source)))
+        except EventDataError:
+            return "parquet"
+        return "csv" if kind in ("csv", "tsv") else kind
+    return "frame"
+
+
+def _as_string(s: pd.Series) -> pd.Series:
+    """Text column with nulls (and empty strings) as <NA>; whole floats lose their '.0'."""
+    if pd.api.types.is_float_dtype(s.dtype):
+        whole = s.notna() & (s == np.floor(s))
+        if whole[s.notna()].all():
+            s = s.astype("Int64")
+    out = s.astype(STRING)
+    return out.mask(out == "")
+
+
+def _epoch_to_ns(values: pd.Series, unit: str | None) -> np.ndarray:
+    """Epoch numbers to int64 nanoseconds, unit per value by magnitude unless given."""
+    numeric = pd.to_numeric(values, errors="coerce")
+    is_int = pd.api.types.is_integer_dtype(numeric.dtype)
+    x = numeric.to_numpy(dtype="float64", na_value=np.nan)
+    if unit is not None:
+        factor = np.full(len(x), _TIMESTAMP_UNITS[unit], dtype="int64")
+    else:
+        mag = np.abs(x)
+        conditions = [mag < bound for bound, _ in _UNIT_BOUNDS]
+        factor = np.select(conditions, [_TIMESTAMP_UNITS[u] for _, u in _UNIT_BOUNDS], default=1).astype("int64")
+    if is_int:  # exact integer arithmetic; float64 cannot hold epoch nanoseconds exactly
+        ints = numeric.to_numpy(dtype="int64", na_value=0)
+        out = ints * factor
+    else:
+        out = np.round(np.nan_to_num(x) * factor).astype("int64")
+    out[np.isnan(x)] = np.iinfo("int64").min  # NaT
+    return out
+
+
+def _parse_timestamps(s: pd.Series, unit: str | None, source: Any, column: str) -> pd.Series:
+    label, where = _label(source), _where(source)
+    if isinstance(s.dtype, pd.DatetimeTZDtype):
+        return s.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+    if pd.api.types.is_datetime64_dtype(s.dtype):
+        return s.dt.tz_localize("UTC").astype("datetime64[ns, UTC]")
+    if isinstance(s.dtype, pd.ArrowDtype) and pa.types.is_timestamp(s.dtype.pyarrow_dtype):
+        return _parse_timestamps(pd.Series(s.to_numpy(), index=s.index), unit, source, column)
+    notnull = s.notna().to_numpy()
+    if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
+        numeric = True
+    else:
+        as_num = pd.to_numeric(s, errors="coerce")
+        numeric = bool(notnull.any()) and bool((as_num.notna().to_numpy() == notnull).all())
+    if numeric:
+        ns = _epoch_to_ns(s, unit)
+        return pd.Series(pd.to_datetime(ns, unit="ns", utc=True), index=s.index)
+    if unit is not None:
+        raise EventDataError(
+            f"{label}: column '{column}' holds text, not epoch numbers, though timestamp_unit={unit!r} "
+            f"was given, e.g. {_examples(s, notnull, where)}. Leave timestamp_unit=None for ISO 8601 text."
+        )
+    text = s.astype("object").where(notnull, None)
+    parsed = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
+    bad = notnull & parsed.isna().to_numpy()
+    if bad.any():
+        raise EventDataError(
+            f"{label}: column '{column}' has {int(bad.sum()):,} value(s) that are not timestamps, e.g. "
+            f"{_examples(s, bad, where)}. Expected ISO 8601 text ('2025-01-31T12:00:00Z', offsets allowed) "
+            "or epoch numbers (s, ms, us or ns)."
+        )
+    return pd.Series(parsed, index=s.index).astype("datetime64[ns, UTC]")
+
+
+def _closest(name: str, columns: list[str]) -> str:
+    close = difflib.get_close_matches(name, columns, n=1, cutoff=0.5)
+    if close:
+        return f" The closest column is '{close[0]}'."
+    return ""
+
+
+def _preset_hint(columns: list[str]) -> str:
+    present = set(columns)
+    for preset in PRESETS.values():
+        sources = [c for c, dst in preset.rename.items() if dst in CANONICAL_COLUMNS]
+        if all(c in present for c in sources) and not set(CANONICAL_COLUMNS) <= present:
+            return f" The columns look like a {preset.name} export: try mapping={preset.name!r}."
+    return ""
+
+
+def _resolve_mapping(mapping: str | Mapping[str, str] | None) -> Preset | None:
+    if mapping is None:
+        return None
+    if isinstance(mapping, str):
+        if mapping not in PRESETS:
+            raise EventDataError(
+                f"unknown mapping preset {mapping!r}; known presets: {', '.join(sorted(PRESETS))}, "
+                "or give a dict {export column: canonical column}."
+            )
+        return PRESETS[mapping]
+    if not isinstance(mapping, Mapping):
+        raise EventDataError(f"mapping must be a preset name or a dict, not {type(mapping).__name__}.")
+    return Preset("custom", dict(mapping))
+
+
+def _strip_prefixes(df: pd.DataFrame, prefixes: tuple[str, ...], keep: set[str]) -> pd.DataFrame:
+    taken = set(df.columns)
+    names = {}
+    for col in df.columns:
+        for prefix in prefixes:
+            if col.startswith(prefix) and col not in keep:
+                short = col[len(prefix):]
+                if short and short not in taken and short not in names.values():
+                    names[col] = short
+                break
+    return df.rename(columns=names)
+
+
+def _apply_mapping(df: pd.DataFrame, preset: Preset | None, label: str) -> pd.DataFrame:
+    if preset is None:
+        return df
+    present = [c for c in preset.rename if c in df.columns]
+    renamed = {c: preset.rename[c] for c in present}
+    clashes = [dst for src, dst in renamed.items() if dst in df.columns and dst != src and dst not in renamed]
+    if clashes:
+        raise EventDataError(
+            f"{label}: the mapping renames a column to {clashes[0]!r}, but the data already has a column "
+            f"named {clashes[0]!r}; drop or rename one of them first."
+        )
+    df = _strip_prefixes(df, preset.strip_prefixes, keep=set(present))
+    if preset.user_fallback and preset.user_fallback in df.columns:
+        src = next((s for s, d in preset.rename.items() if d == "user_id"), "user_id")
+        if src in df.columns:
+            primary = _as_string(df[src])
+            df = df.assign(**{src: primary.fillna(_as_string(df[preset.user_fallback]))})
+        else:
+            df = df.assign(**{src: df[preset.user_fallback]})
+    return df.rename(columns=renamed)
+
+
+def load_events(
+    source: str | os.PathLike[str] | pd.DataFrame,
+    *,
+    mapping: str | Mapping[str, str] | None = None,
+    timestamp_unit: str | None = None,
+    start: str | pd.Timestamp | None = None,
+    end: str | pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """Load an event export as the canonical event table (see the module docstring).
+
+    Parameters
+    ----------
+    source
+        A CSV or TSV file (also ``.gz``), a Parquet file, folder or glob, a JSON
+        lines file (also ``.gz``; nested objects are flattened to ``a.b``
+        names), or a pandas DataFrame. Files are only read.
+    mapping
+        ``{export column: canonical column}`` (as in ``DataFrame.rename``), or
+        a preset: ``"amplitude"``, ``"segment"``, ``"mixpanel"``, ``"ga4"``.
+    timestamp_unit
+        ``"s"``, ``"ms"``, ``"us"`` or ``"ns"`` for epoch numbers; ``None``
+        reads each value's unit from its magnitude (presets set it).
+    start, end
+        Keep events with ``start <= timestamp < end`` (naive values are UTC);
+        the rows left out are counted.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``user_id``, ``event``, ``timestamp`` first, then the optional
+        ``session_id``, ``channel``, ``value`` present, then the properties.
+        ``.attrs["helpers.load"]`` records the source, the rows read, the
+        duplicates removed and the rows dropped per reason;
+        :func:`data_quality` shows them.
+
+    Raises
+    ------
+    EventDataError
+        With the source, the column and up to five offending values.
+
+    Examples
+    --------
+    >>> raw = pd.DataFrame({"userId": ["7", "7", None], "anonymousId": ["a1", "a1", "a2"],
+    ...                     "event": ["Signed Up", "Signed Up", "Viewed"],
+    ...                     "timestamp": ["2025-01-01T10:00:00+01:00"] * 2 + ["2025-01-02T00:00:00Z"]})
+    >>> ev = load_events(raw, mapping="segment")
+    >>> ev[["user_id", "event", "timestamp"]]
+      user_id      event                 timestamp
+    0       7  Signed Up 2025-01-01 09:00:00+00:00
+    2      a2     Viewed 2025-01-02 00:00:00+00:00
+    >>> ev.attrs["helpers.load"]["duplicates_removed"]
+    1
+    """
+    preset = _resolve_mapping(mapping)
+    if timestamp_unit is not None and timestamp_unit not in _TIMESTAMP_UNITS:
+        raise EventDataError(f"timestamp_unit must be one of {', '.join(_TIMESTAMP_UNITS)} or None, not {timestamp_unit!r}.")
+    unit = timestamp_unit or (preset.timestamp_unit if preset else None)
+    label, where = _label(source), _where(source)
+    raw = _read(source, preset.rename if preset else {}, preset.user_fallback if preset else None)
+    rows_read = len(raw)
+    df = _apply_mapping(raw, preset, label)
+    del raw
+
+    columns = [str(c) for c in df.columns]
+    for col in CANONICAL_COLUMNS:
+        if col not in df.columns:
+            sources = {v: k for k, v in preset.rename.items()} if preset else {}
+            wanted = f"'{sources[col]}' (mapped to '{col}')" if col in sources else f"'{col}'"
+            raise EventDataError(
+                f"{label}: required column {wanted} is missing. Columns present: {', '.join(columns)}."
+                f"{_closest(sources.get(col, col), columns)}{_preset_hint(columns)}"
+                " Pass mapping={export column: canonical column} to rename."
+            )
+
+    user_id = _as_string(df["user_id"])
+    if user_id.isna().all():
+        raise EventDataError(
+            f"{label}: column 'user_id' is null in all {rows_read:,} rows, e.g. {_examples(df['user_id'], np.ones(len(df), bool), where)}."
+        )
+    event = _as_string(df["event"])
+    timestamp = _parse_timestamps(df["timestamp"], unit, source, "timestamp")
+    out = {"user_id": user_id, "event": event, "timestamp": timestamp}
+    for col in ("session_id", "channel"):
+        if col in df.columns:
+            out[col] = _as_string(df[col])
+    if "value" in df.columns:
+        value = pd.to_numeric(df["value"], errors="coerce").astype("float64")
+        bad = (df["value"].notna() & value.isna()).to_numpy()
+        if bad.any():
+            raise EventDataError(
+                f"{label}: column 'value' has {int(bad.sum()):,} value(s) that are not numbers, e.g. "
+                f"{_examples(df['value'], bad, where)}."
+            )
+        out["value"] = value
+    properties = [c for c in df.columns if c not in out]
+    events = pd.DataFrame(out)
+    for col in properties:
+        events[col] = df[col]
+    del df
+
+    dropped: dict[str, int] = {}
+    keep = np.ones(len(events), dtype=bool)
+    for reason, mask in (
+        ("null user_id", events["user_id"].isna().to_numpy()),
+        ("null event", events["event"].isna().to_numpy()),
+        ("null timestamp", events["timestamp"].isna().to_numpy()),
+    ):
+        hit = mask & keep
+        if hit.any():
+            dropped[reason] = int(hit.sum())
+            keep &= ~mask
+    ts = events["timestamp"]
+    for reason, bound, before in (("before start", start, True), ("at or after end", end, False)):
+        if bound is None:
+            continue
+        b = pd.Timestamp(bound)
+        b = b.tz_localize("UTC") if b.tzinfo is None else b.tz_convert("UTC")
+        mask = (ts < b).to_numpy() if before else (ts >= b).to_numpy()
+        hit = mask & keep
+        if hit.any():
+            dropped[reason] = int(hit.sum())
+            keep &= ~mask
+    if not keep.all():
+        events = events.loc[keep]
+    if events.empty:
+        raise EventDataError(f"{label}: no rows left after dropping {dropped} (of {rows_read:,} rows read).")
+
+    duplicated = _exact_duplicates(events)
+    duplicates = int(duplicated.sum())
+    if duplicates:
+        events = events.loc[~duplicated]
+
+    events.attrs[_LOAD_INFO_KEY] = {
+        "source": label,
+        "mapping": preset.name if preset else None,
+        "rows_read": rows_read,
+        "rows": len(events),
+        "duplicates_removed": duplicates,
+        "dropped": dropped,
+    }
+    return events
+
+
+def _exact_duplicates(events: pd.DataFrame) -> np.ndarray:
+    """Rows equal to an earlier row in every column.
+
+    A 64-bit hash per row finds candidates cheaply; only rows whose hash
+    repeats are compared exactly, so a hash collision can never drop a row.
+    """
+    hashable = events.copy(deep=False)
+    for col in hashable.columns:
+        if hashable[col].dtype == object and hashable[col].map(lambda v: isinstance(v, (list, dict))).any():
+            hashable[col] = hashable[col].map(lambda v: json.dumps(v, sort_keys=True, default=str))
+    hashes = pd.util.hash_pandas_object(hashable, index=False).to_numpy()
+    repeated = pd.Series(hashes).duplicated(keep=False).to_numpy()
+    result = np.zeros(len(events), dtype=bool)
+    if repeated.any():
+        result[repeated] = hashable.loc[repeated].duplicated(keep="first").to_numpy()
+    return result
+
+
+# --------------------------------------------------------------------------- writing and opening
+
+
+def write_events(events: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write a canonical event table to Parquet (timestamps in microseconds, UTC).
+
+    The load record (``events.attrs["helpers.load"]``) travels in the file's
+    metadata, so a later notebook can show what loading dropped.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> ev = load_events(pd.DataFrame({"user_id": ["u1"], "event": ["visit"],
+    ...                                "timestamp": ["2025-01-01T00:00:00Z"]}))
+    >>> out = write_events(ev, Path(tempfile.mkdtemp()) / "events.parquet")
+    >>> load_events(out)["timestamp"].iloc[0]
+    Timestamp('2025-01-01 00:00:00+0000', tz='UTC')
+    """
+    missing = [c for c in CANONICAL_COLUMNS if c not in events.columns]
+    if missing:
+        raise EventDataError(f"write_events: the table lacks the canonical column(s) {missing}; load it with load_events first.")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pandas(events, preserve_index=False)
+    info = events.attrs.get(_LOAD_INFO_KEY)
+    if info is not None:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), _LOAD_INFO_KEY.encode(): json.dumps(info).encode()})
+    # Microseconds: what Spark, warehouses and ibis' DuckDB types agree on.
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp, coerce_timestamps="us", allow_truncated_timestamps=True, compression="zstd")
+    tmp.replace(path)
+    return path
+
+
+def read_load_info(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The load record that :func:`write_events` stored in a Parquet file, if any."""
+    meta = pq.read_schema(path).metadata or {}
+    raw = meta.get(_LOAD_INFO_KEY.encode())
+    return json.loads(raw) if raw else None
+
+
+_CONNECTION: ibis.BaseBackend | None = None
+# DataFrames registered with the backend, keyed by id, so each is converted once.
+_REGISTERED: dict[int, tuple[weakref.ref, ibis.Table, pa.Table]] = {}
+
+
+def default_backend() -> ibis.BaseBackend:
+    """The in-process DuckDB connection shared by the helpers (created on first use)."""
+    global _CONNECTION
+    if _CONNECTION is None:
+        _CONNECTION = ibis.duckdb.connect()
+    return _CONNECTION
+
+
+def _canonical_ibis(t: ibis.Table, label: str) -> ibis.Table:
+    missing = [c for c in CANONICAL_COLUMNS if c not in t.columns]
+    if missing:
+        raise EventDataError(
+            f"{label}: not a canonical event table; missing {', '.join(missing)} (columns: {', '.join(t.columns)}). "
+            "Load the export with load_events(...) first."
+        )
+    casts = {}
+    if not t.schema()["user_id"].is_string():
+        casts["user_id"] = t.user_id.cast("string")
+    ts_type = t.schema()["timestamp"]
+    if not (ts_type.is_timestamp() and ts_type.timezone == "UTC"):
+        casts["timestamp"] = t.timestamp.cast(ibis.dtype("timestamp('UTC')"))
+    return t.mutate(**casts) if casts else t
+
+
+def _is_canonical_frame(df: pd.DataFrame) -> bool:
+    return (
+        all(c in df.columns for c in CANONICAL_COLUMNS)
+        and isinstance(df["timestamp"].dtype, pd.DatetimeTZDtype)
+        and str(df["timestamp"].dt.tz) == "UTC"
+    )
+
+
+def _register(df: pd.DataFrame) -> ibis.Table:
+    key = id(df)
+    hit = _REGISTERED.get(key)
+    if hit is not None and hit[0]() is df:
+        return hit[1]
+    con = default_backend()
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    name = f"events_{key:x}"
+    con.con.register(name, table)  # zero-copy view over the Arrow buffers
+    expr = con.table(name)
+    _REGISTERED[key] = (weakref.ref(df, lambda _ref, k=key, n=name: _forget(k, n)), expr, table)
+    return expr
+
+
+def _forget(key: int, name: str) -> None:
+    _REGISTERED.pop(key, None)
+    if _CONNECTION is not None:
+        try:
+            _CONNECTION.con.unregister(name)
+        except Exception:  # the connection may be closing at interpreter exit
+            pass
+
+
+def as_ibis(events: pd.DataFrame | ibis.Table) -> ibis.Table:
+    """The events as an ibis table: what every analysis calls on its input.
+
+    An ibis table is checked and returned; a canonical DataFrame is
+    registered with the default DuckDB connection once (zero-copy, cached for
+    as long as the frame lives); any other DataFrame goes through
+    :func:`load_events` first.
+
+    Examples
+    --------
+    >>> ev = load_events(pd.DataFrame({"user_id": ["u1", "u2"], "event": ["a", "b"],
+    ...                                "timestamp": ["2025-01-01", "2025-01-02"]}))
+    >>> as_ibis(ev).count().execute()
+    2
+    >>> as_ibis(ev) is as_ibis(ev)
+    True
+    """
+    if isinstance(events, ibis.Table):
+        return _canonical_ibis(events, "ibis table")
+    if isinstance(events, pd.DataFrame):
+        if not _is_canonical_frame(events):
+            events = load_events(events)
+        return _register(events)
+    raise EventDataError(f"events must be a pandas DataFrame or an ibis table, not {type(events).__name__}.")
+
+
+def open_events(source: str | os.PathLike[str] | pd.DataFrame | ibis.Table, **load_kwargs: Any) -> ibis.Table:
+    """Open events as a lazy ibis table on DuckDB in-process.
+
+    A canonical Parquet file, folder or glob (as :func:`write_events` writes
+    them) is read in place: nothing is loaded into pandas. A DataFrame is
+    registered once. Any other input (CSV, JSON lines, a raw export) goes
+    through :func:`load_events` with ``load_kwargs`` first.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> ev = load_events(pd.DataFrame({"user_id": ["u1", "u1"], "event": ["a", "b"],
+    ...                                "timestamp": ["2025-01-01", "2025-01-02"]}))
+    >>> path = write_events(ev, Path(tempfile.mkdtemp()) / "events.parquet")
+    >>> t = open_events(path)
+    >>> t.group_by("user_id").aggregate(n=t.count()).execute()
+      user_id  n
+    0      u1  2
+    """
+    if isinstance(source, ibis.Table):
+        return _canonical_ibis(source, "ibis table")
+    if isinstance(source, pd.DataFrame):
+        return as_ibis(source if _is_canonical_frame(source) and not load_kwargs else load_events(source, **load_kwargs))
+    text = str(source)
+    path = Path(text).expanduser()
+    is_parquet = path.is_dir() or any(ch in text for ch in "*?[") or _format_kind(path) == "parquet"
+    if is_parquet and not load_kwargs:
+        files = _parquet_files(path if path.is_dir() else text)
+        if isinstance(files, str) and not Path(files).exists():
+            raise EventDataError(f"{files}: no such file or folder.")
+        target = str(Path(files) / "**" / "*.parquet") if isinstance(files, str) and Path(files).is_dir() else files
+        try:
+            t = default_backend().read_parquet(target)
+        except Exception as exc:  # DuckDB raises its own IOException / InvalidInputException types
+            raise EventDataError(f"{text}: cannot read as Parquet: {exc}") from None
+        try:
+            return _canonical_ibis(t, text)
+        except EventDataError:
+            pass  # a raw export in Parquet: validate and convert it in pandas below
+    return as_ibis(load_events(source, **load_kwargs))
+
+
+# --------------------------------------------------------------------------- quality
+
+
+@dataclass
+class DataQualityReport:
+    """What the loaded events contain and what loading removed.
+
+    ``summary`` is the one table to show; the other attributes hold the
+    detail behind it.
+    """
+
+    rows: int
+    users: int
+    first_timestamp: pd.Timestamp
+    last_timestamp: pd.Timestamp
+    rows_read: int | None
+    duplicates_removed: int | None
+    dropped: pd.DataFrame
+    nulls: pd.DataFrame
+    events_per_type: pd.DataFrame
+    events_per_day: pd.DataFrame
+    channels: pd.DataFrame | None
+    single_event_users: int
+    future_timestamps: int
+    pre_2000_timestamps: int
+    as_of: pd.Timestamp
+    source: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """One row per check: ``check``, ``value``."""
+        dropped = int(self.dropped["rows"].sum()) if len(self.dropped) else 0
+        rows = [
+            ("source", self.source or "(in memory)"),
+            ("rows read", "n/a" if self.rows_read is None else f"{self.rows_read:,}"),
+            ("exact duplicates removed", "n/a" if self.duplicates_removed is None else f"{self.duplicates_removed:,}"),
+            ("rows dropped by rules", f"{dropped:,}"
+             + (" (" + "; ".join(f"{r.reason}: {r.rows:,}" for r in self.dropped.itertuples()) + ")" if dropped else "")),
+            ("events", f"{self.rows:,}"),
+            ("users", f"{self.users:,}"),
+            ("event types", f"{len(self.events_per_type):,}"),
+            ("first event", str(self.first_timestamp)),
+            ("last event", str(self.last_timestamp)),
+            ("days covered", f"{(self.last_timestamp - self.first_timestamp).days + 1:,}"),
+            ("users with a single event", f"{self.single_event_users:,} ({self.single_event_users / max(self.users, 1):.1%})"),
+            (f"timestamps after {self.as_of:%Y-%m-%d %H:%M} UTC", f"{self.future_timestamps:,}"),
+            ("timestamps before 2000", f"{self.pre_2000_timestamps:,}"),
+        ]
+        rows += [(f"nulls in {r.column}", f"{r.nulls:,} ({r.share:.1%})") for r in self.nulls.itertuples() if r.nulls]
+        return pd.DataFrame(rows, columns=["check", "value"])
+
+    def _repr_html_(self) -> str:
+        return self.summary.to_html(index=False)
+
+
+def data_quality(
+    events: pd.DataFrame | ibis.Table,
+    *,
+    load_info: Mapping[str, Any] | None = None,
+    as_of: str | pd.Timestamp | None = None,
+) -> DataQualityReport:
+    """Profile a canonical event table: size, coverage, nulls and suspicious values.
+
+    Counts rows, users, the date range, events per type and per day, channels
+    (when there is a ``channel`` column), nulls per column, users with a
+    single event, timestamps after ``as_of`` (default: now, the one check
+    that must look at the clock) and before 2000; with the load record of
+    :func:`load_events` (taken from ``events.attrs`` or ``load_info``), the
+    duplicates removed and rows dropped per reason.
+
+    Examples
+    --------
+    >>> ev = load_events(pd.DataFrame({"user_id": ["u1", "u1", "u2", None], "event": ["a", "b", "a", "a"],
+    ...                                "timestamp": ["2025-01-01", "2025-01-02", "1999-05-01", "2025-01-01"]}))
+    >>> q = data_quality(ev, as_of="2025-06-01")
+    >>> q.rows, q.users, q.single_event_users, q.pre_2000_timestamps
+    (3, 2, 1, 1)
+    >>> q.dropped.to_dict("records")
+    [{'reason': 'null user_id', 'rows': 1}]
+    """
+    info = load_info if load_info is not None else (events.attrs.get(_LOAD_INFO_KEY) if isinstance(events, pd.DataFrame) else None)
+    t = as_ibis(events)
+    as_of_ts = pd.Timestamp.now(tz="UTC") if as_of is None else pd.Timestamp(as_of)
+    as_of_ts = as_of_ts.tz_localize("UTC") if as_of_ts.tzinfo is None else as_of_ts.tz_convert("UTC")
+    y2k = pd.Timestamp("2000-01-01", tz="UTC")
+
+    totals = t.aggregate(
+        rows=t.count(),
+        users=t.user_id.nunique(),
+        first=t.timestamp.min(),
+        last=t.timestamp.max(),
+        future=(t.timestamp > ibis.literal(as_of_ts.to_pydatetime())).sum(),
+        pre_2000=(t.timestamp < ibis.literal(y2k.to_pydatetime())).sum(),
+        **{f"null__{c}": t[c].isnull().sum() for c in t.columns},
+    ).execute().iloc[0]
+    rows = int(totals["rows"])
+
+    per_type = (
+        t.group_by("event").aggregate(events=t.count(), users=t.user_id.nunique())
+        .execute().sort_values(["events", "event"], ascending=[False, True], ignore_index=True)
+    )
+    per_type["share"] = per_type["events"] / rows
+    day = t.timestamp.date().name("date")
+    per_day = t.group_by(day).aggregate(events=t.count(), users=t.user_id.nunique()).execute()
+    per_day["date"] = pd.to_datetime(per_day["date"])
+    per_day = per_day.sort_values("date", ignore_index=True)
+    channels = None
+    if "channel" in t.columns:
+        channels = (
+            t.group_by("channel").aggregate(events=t.count(), users=t.user_id.nunique())
+            .execute().sort_values(["events"], ascending=False, ignore_index=True)
+        )
+        channels["channel"] = channels["channel"].fillna("(none)")
+        channels["share"] = channels["events"] / rows
+    per_user = t.group_by("user_id").aggregate(n=t.count())
+    single = int(per_user.filter(per_user.n == 1).count().execute())
+
+    nulls = pd.DataFrame({"column": list(t.columns), "nulls": [int(totals[f"null__{c}"]) for c in t.columns]})
+    nulls["share"] = nulls["nulls"] / max(rows, 1)
+    dropped_map = (info or {}).get("dropped", {})
+    dropped = pd.DataFrame({"reason": list(dropped_map), "rows": [int(v) for v in dropped_map.values()]})
+
+    report = DataQualityReport(
+        rows=rows,
+        users=int(totals["users"]),
+        first_timestamp=pd.Timestamp(totals["first"]).tz_convert("UTC"),
+        last_timestamp=pd.Timestamp(totals["last"]).tz_convert("UTC"),
+        rows_read=(info or {}).get("rows_read"),
+        duplicates_removed=(info or {}).get("duplicates_removed"),
+        dropped=dropped,
+        nulls=nulls,
+        events_per_type=per_type,
+        events_per_day=per_day,
+        channels=channels,
+        single_event_users=single,
+        future_timestamps=int(totals["future"]),
+        pre_2000_timestamps=int(totals["pre_2000"]),
+        as_of=as_of_ts,
+        source=(info or {}).get("source"),
+    )
+    if report.future_timestamps:
+        report.warnings.append(f"{report.future_timestamps:,} events are timestamped after {as_of_ts:%Y-%m-%d}: check clocks or time zones.")
+    if report.pre_2000_timestamps:
+        report.warnings.append(f"{report.pre_2000_timestamps:,} events are timestamped before 2000: often epoch zero or a wrong unit.")
+    if dropped_map:
+        report.warnings.append("Rows dropped: " + "; ".join(f"{k}: {v:,}" for k, v in dropped_map.items()) + ".")
+    return report
