@@ -71,6 +71,7 @@ _LOAD_INFO_KEY = "helpers.load"
 _TIMESTAMP_UNITS = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
 # Epoch magnitudes that separate the units: 1e11 s is the year 5138, 1e11 ms is 1973.
 _UNIT_BOUNDS = ((1e11, "s"), (1e14, "ms"), (1e17, "us"))
+_OFFSET = r"(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$"  # an explicit UTC offset at the end of ISO text
 
 
 class EventDataError(ValueError):
@@ -334,8 +335,14 @@ def _parse_timestamps(s: pd.Series, unit: str | None, source: Any, column: str) 
             f"{label}: column '{column}' holds text, not epoch numbers, though timestamp_unit={unit!r} "
             f"was given, e.g. {_examples(s, notnull, where)}. Leave timestamp_unit=None for ISO 8601 text."
         )
-    text = s.astype("object").where(notnull, None)
-    parsed = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
+    text = s.astype("string[pyarrow]").str.strip()
+    # Parsed apart: in one call pandas applies an offset seen on some values to the naive ones.
+    has_offset = text.str.contains(_OFFSET, regex=True).fillna(False).to_numpy(dtype=bool)
+    parsed = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns, UTC]")
+    for mask in (has_offset & notnull, ~has_offset & notnull):
+        if mask.any():
+            part = pd.to_datetime(text[mask].astype(object), format="ISO8601", errors="coerce", utc=True)
+            parsed[mask] = part
     bad = notnull & parsed.isna().to_numpy()
     if bad.any():
         raise EventDataError(
@@ -509,7 +516,10 @@ def load_events(
     properties = [c for c in df.columns if c not in out]
     events = pd.DataFrame(out)
     for col in properties:
-        events[col] = df[col]
+        prop = df[col]
+        if prop.dtype == object and pd.api.types.infer_dtype(prop, skipna=True) == "string":
+            prop = prop.astype(STRING)  # text properties as Arrow strings, like the canonical columns
+        events[col] = prop
     del df
 
     dropped: dict[str, int] = {}
@@ -615,8 +625,8 @@ def read_load_info(path: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 
 _CONNECTION: ibis.BaseBackend | None = None
-# DataFrames registered with the backend, keyed by id, so each is converted once.
-_REGISTERED: dict[int, tuple[weakref.ref, ibis.Table, pa.Table]] = {}
+# DataFrames already converted, keyed by id, so each is converted once while it lives.
+_REGISTERED: dict[int, tuple[weakref.ref, ibis.Table]] = {}
 
 
 def default_backend() -> ibis.BaseBackend:
@@ -652,34 +662,27 @@ def _is_canonical_frame(df: pd.DataFrame) -> bool:
 
 
 def _register(df: pd.DataFrame) -> ibis.Table:
+    """An ibis table over the frame, converted to Arrow once per frame (zero-copy for Arrow strings).
+
+    ``ibis.memtable`` over a pandas frame converts it again on every
+    execution; over an Arrow table it is a view whose data lives as long as
+    any expression built on it, however short-lived the frame.
+    """
     key = id(df)
     hit = _REGISTERED.get(key)
     if hit is not None and hit[0]() is df:
         return hit[1]
-    con = default_backend()
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    name = f"events_{key:x}"
-    con.con.register(name, table)  # zero-copy view over the Arrow buffers
-    expr = con.table(name)
-    _REGISTERED[key] = (weakref.ref(df, lambda _ref, k=key, n=name: _forget(k, n)), expr, table)
+    expr = ibis.memtable(pa.Table.from_pandas(df, preserve_index=False))
+    _REGISTERED[key] = (weakref.ref(df, lambda _ref, k=key: _REGISTERED.pop(k, None)), expr)
     return expr
-
-
-def _forget(key: int, name: str) -> None:
-    _REGISTERED.pop(key, None)
-    if _CONNECTION is not None:
-        try:
-            _CONNECTION.con.unregister(name)
-        except Exception:  # the connection may be closing at interpreter exit
-            pass
 
 
 def as_ibis(events: pd.DataFrame | ibis.Table) -> ibis.Table:
     """The events as an ibis table: what every analysis calls on its input.
 
     An ibis table is checked and returned; a canonical DataFrame is
-    registered with the default DuckDB connection once (zero-copy, cached for
-    as long as the frame lives); any other DataFrame goes through
+    converted to Arrow once (zero-copy for Arrow strings, cached for as long
+    as the frame lives) and runs on the default backend; any other DataFrame goes through
     :func:`load_events` first.
 
     Examples

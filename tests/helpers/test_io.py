@@ -1,0 +1,411 @@
+"""helpers.io: every input becomes the canonical table, and every bad input says where and why."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import ibis
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers.io import (
+    EventDataError,
+    as_ibis,
+    data_quality,
+    load_events,
+    open_events,
+    read_load_info,
+    write_events,
+)
+
+UTC = "UTC"
+
+
+def ts(text: str) -> pd.Timestamp:
+    return pd.Timestamp(text, tz=UTC)
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+CSV = """user_id,event,timestamp,channel,value,page
+007,visit,2025-01-01T10:00:00Z,web,,home
+007,signup,2025-01-01T10:05:00+01:00,web,,
+42,visit,2025-01-02 08:00:00,app,,pricing
+42,purchase,2025-01-03T00:00:00Z,app,19.5,
+"""
+
+
+# ---------------------------------------------------------------- formats
+
+
+def test_csv_loads_as_the_canonical_table_with_types_offsets_and_leading_zeros(tmp_path):
+    ev = load_events(write(tmp_path / "e.csv", CSV))
+    assert list(ev.columns) == ["user_id", "event", "timestamp", "channel", "value", "page"]
+    assert ev["user_id"].tolist() == ["007", "007", "42", "42"]
+    assert str(ev["timestamp"].dtype) == "datetime64[ns, UTC]"
+    # +01:00 is converted; a value without an offset is taken as UTC.
+    assert ev["timestamp"].tolist() == [ts("2025-01-01 10:00"), ts("2025-01-01 09:05"), ts("2025-01-02 08:00"), ts("2025-01-03")]
+    assert ev["value"].dtype == "float64" and ev["value"].iloc[3] == 19.5
+    assert ev["page"].iloc[0] == "home"
+
+
+def test_gzipped_csv_tsv_parquet_jsonl_and_dataframe_give_the_same_table(tmp_path):
+    base = load_events(write(tmp_path / "e.csv", CSV))
+    with gzip.open(tmp_path / "e.csv.gz", "wt") as fh:
+        fh.write(CSV)
+    write(tmp_path / "e.tsv", CSV.replace(",", "\t"))
+    raw = pd.read_csv(tmp_path / "e.csv", dtype={"user_id": str})
+    raw.to_parquet(tmp_path / "e.parquet")
+    with open(tmp_path / "e.jsonl", "w") as fh:
+        for rec in raw.to_dict("records"):
+            fh.write(json.dumps({k: (None if pd.isna(v) else v) for k, v in rec.items()}) + "\n")
+    with gzip.open(tmp_path / "e.jsonl.gz", "wt") as fh:
+        fh.write((tmp_path / "e.jsonl").read_text())
+    for source in ("e.csv.gz", "e.tsv", "e.parquet", "e.jsonl", "e.jsonl.gz"):
+        got = load_events(tmp_path / source)
+        pd.testing.assert_frame_equal(got[base.columns[:5]], base[base.columns[:5]], check_dtype=False, obj=source)
+    pd.testing.assert_frame_equal(load_events(raw)[base.columns[:5]], base[base.columns[:5]], check_dtype=False)
+
+
+def test_parquet_folder_and_glob_read_every_part(tmp_path):
+    frame = pd.read_csv(write(tmp_path / "e.csv", CSV), dtype={"user_id": str})
+    (tmp_path / "parts").mkdir()
+    frame.iloc[:2].to_parquet(tmp_path / "parts" / "a.parquet")
+    frame.iloc[2:].to_parquet(tmp_path / "parts" / "b.parquet")
+    assert len(load_events(tmp_path / "parts")) == 4
+    assert len(load_events(str(tmp_path / "parts" / "*.parquet"))) == 4
+    with pytest.raises(EventDataError, match="no file matches"):
+        load_events(str(tmp_path / "parts" / "*.nothing.parquet"))
+
+
+# ---------------------------------------------------------------- presets
+
+
+def test_amplitude_preset_maps_columns_and_flattens_event_properties(tmp_path):
+    lines = [
+        {"user_id": "a@x.com", "event_type": "Play", "event_time": "2025-03-01 12:00:00.123456",
+         "event_properties": {"song": "x"}, "device_id": "d1"},
+        {"user_id": "b", "event_type": "Pause", "event_time": "2025-03-01 12:01:00.000000",
+         "event_properties": {"song": "y"}, "device_id": "d2"},
+    ]
+    path = write(tmp_path / "amp.json", "\n".join(json.dumps(r) for r in lines))
+    ev = load_events(path, mapping="amplitude")
+    assert ev["event"].tolist() == ["Play", "Pause"]
+    assert ev["timestamp"].iloc[0] == ts("2025-03-01 12:00:00.123456")
+    assert ev["song"].tolist() == ["x", "y"]  # event_properties.song, shortened
+    assert "device_id" in ev.columns
+
+
+def test_segment_preset_falls_back_to_anonymous_id_and_keeps_its_own_channel_apart(tmp_path):
+    lines = [
+        {"userId": "u1", "anonymousId": "anon-1", "event": "Signed Up", "timestamp": "2025-01-01T00:00:00.000Z",
+         "channel": "server", "properties": {"plan": "pro"}},
+        {"userId": None, "anonymousId": "anon-2", "event": "Viewed", "timestamp": "2025-01-01T01:00:00.000Z",
+         "channel": "client", "properties": {"plan": None}},
+    ]
+    ev = load_events(write(tmp_path / "seg.jsonl", "\n".join(json.dumps(r) for r in lines)), mapping="segment")
+    assert ev["user_id"].tolist() == ["u1", "anon-2"]
+    assert "channel" not in ev.columns and ev["segment_channel"].tolist() == ["server", "client"]
+    assert ev["plan"].iloc[0] == "pro"
+
+
+def test_mixpanel_preset_reads_epoch_seconds_inside_properties(tmp_path):
+    lines = [
+        {"event": "Login", "properties": {"distinct_id": 123, "time": 1735689600, "$os": "iOS"}},
+        {"event": "Logout", "properties": {"distinct_id": 123, "time": 1735693200, "$os": "iOS"}},
+    ]
+    ev = load_events(write(tmp_path / "mp.jsonl", "\n".join(json.dumps(r) for r in lines)), mapping="mixpanel")
+    assert ev["user_id"].tolist() == ["123", "123"]
+    assert ev["timestamp"].tolist() == [ts("2025-01-01 00:00"), ts("2025-01-01 01:00")]
+    assert ev["$os"].tolist() == ["iOS", "iOS"]
+
+
+def test_ga4_preset_reads_epoch_microseconds(tmp_path):
+    frame = pd.DataFrame({"user_pseudo_id": ["1.2", "3.4"], "event_name": ["page_view", "purchase"],
+                          "event_timestamp": [1735689600123456, 1735689601000000]})
+    frame.to_parquet(tmp_path / "ga4.parquet")
+    ev = load_events(tmp_path / "ga4.parquet", mapping="ga4")
+    assert ev["user_id"].tolist() == ["1.2", "3.4"]
+    assert ev["timestamp"].iloc[0] == ts("2025-01-01 00:00:00.123456")
+
+
+def test_a_dict_mapping_renames_export_columns(tmp_path):
+    frame = pd.DataFrame({"customer": ["c1"], "action": ["buy"], "at": ["2025-01-01"], "amount": ["9.99"]})
+    ev = load_events(frame, mapping={"customer": "user_id", "action": "event", "at": "timestamp", "amount": "value"})
+    assert ev.iloc[0][["user_id", "event", "value"]].tolist() == ["c1", "buy", 9.99]
+
+
+# ---------------------------------------------------------------- timestamps
+
+
+@pytest.mark.parametrize(
+    "raw, unit",
+    [
+        (1735689600, "s"),
+        (1735689600.5, "s"),
+        (1735689600000, "ms"),
+        (1735689600000000, "us"),
+        (1735689600000000000, "ns"),
+    ],
+)
+def test_epoch_unit_is_read_from_magnitude(raw, unit):
+    ev = load_events(pd.DataFrame({"user_id": ["u"], "event": ["e"], "timestamp": [raw]}))
+    expected = pd.Timestamp(raw, unit=unit, tz=UTC) if unit != "s" else pd.Timestamp(raw, unit="s", tz=UTC)
+    assert ev["timestamp"].iloc[0] == expected
+
+
+def test_mixed_epoch_units_in_one_column_are_each_read_by_magnitude():
+    frame = pd.DataFrame({"user_id": ["u", "u"], "event": ["a", "b"], "timestamp": [1735689600, 1735689600000]})
+    assert load_events(frame)["timestamp"].tolist() == [ts("2025-01-01"), ts("2025-01-01")]
+
+
+def test_timestamp_unit_overrides_the_magnitude_rule():
+    frame = pd.DataFrame({"user_id": ["u"], "event": ["e"], "timestamp": [1735689600]})
+    assert load_events(frame, timestamp_unit="ms")["timestamp"].iloc[0] == pd.Timestamp(1735689600, unit="ms", tz=UTC)
+
+
+def test_epoch_numbers_written_as_text_are_read_as_epochs(tmp_path):
+    path = write(tmp_path / "e.csv", "user_id,event,timestamp\nu,e,\"1735689600000\"\n")
+    assert load_events(path)["timestamp"].iloc[0] == ts("2025-01-01")
+
+
+def test_datetime_columns_naive_are_utc_and_aware_are_converted():
+    naive = pd.DataFrame({"user_id": ["u"], "event": ["e"], "timestamp": [pd.Timestamp("2025-01-01 12:00")]})
+    aware = naive.assign(timestamp=[pd.Timestamp("2025-01-01 12:00", tz="America/New_York")])
+    assert load_events(naive)["timestamp"].iloc[0] == ts("2025-01-01 12:00")
+    assert load_events(aware)["timestamp"].iloc[0] == ts("2025-01-01 17:00")
+
+
+def test_start_and_end_keep_start_inclusive_end_exclusive_and_count_the_rest(tmp_path):
+    ev = load_events(write(tmp_path / "e.csv", CSV), start="2025-01-01T09:30:00Z", end="2025-01-03")
+    assert ev["event"].tolist() == ["visit", "visit"]
+    assert ev.attrs["helpers.load"]["dropped"] == {"before start": 1, "at or after end": 1}
+
+
+# ---------------------------------------------------------------- dropping and duplicates
+
+
+def test_null_user_event_and_timestamp_rows_are_dropped_and_counted_per_reason():
+    frame = pd.DataFrame({
+        "user_id": ["u1", None, "", "u2", "u3", "u4"],
+        "event": ["a", "a", "a", None, "a", "a"],
+        "timestamp": ["2025-01-01", "2025-01-01", "2025-01-01", "2025-01-01", None, "2025-01-02"],
+    })
+    ev = load_events(frame)
+    assert ev["user_id"].tolist() == ["u1", "u4"]
+    assert ev.attrs["helpers.load"]["dropped"] == {"null user_id": 2, "null event": 1, "null timestamp": 1}
+    assert ev.attrs["helpers.load"]["rows_read"] == 6
+
+
+def test_exact_duplicates_are_removed_and_counted_but_near_duplicates_are_kept():
+    frame = pd.DataFrame({
+        "user_id": ["u1", "u1", "u1", "u1"],
+        "event": ["a", "a", "a", "a"],
+        "timestamp": ["2025-01-01T00:00:00Z", "2025-01-01T00:00:00Z", "2025-01-01T00:00:01Z", "2025-01-01T00:00:00Z"],
+        "value": [1.0, 1.0, 1.0, 2.0],
+    })
+    ev = load_events(frame)
+    assert len(ev) == 3
+    assert ev.attrs["helpers.load"]["duplicates_removed"] == 1
+
+
+def test_the_same_instant_written_two_ways_is_a_duplicate():
+    frame = pd.DataFrame({"user_id": ["u", "u"], "event": ["a", "a"],
+                          "timestamp": ["2025-01-01T01:00:00+01:00", "2025-01-01T00:00:00Z"]})
+    assert load_events(frame).attrs["helpers.load"]["duplicates_removed"] == 1
+
+
+def test_input_dataframe_and_source_file_are_never_modified(tmp_path):
+    path = write(tmp_path / "e.csv", CSV + "007,visit,2025-01-01T10:00:00Z,web,,home\n")
+    before = digest(path)
+    load_events(path)
+    assert digest(path) == before
+    frame = pd.DataFrame({"user_id": [1, 1], "event": ["a", "a"], "timestamp": ["2025-01-01", "2025-01-01"]})
+    copy = frame.copy()
+    load_events(frame)
+    pd.testing.assert_frame_equal(frame, copy)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_missing_column_lists_the_columns_and_the_closest_name(tmp_path):
+    path = write(tmp_path / "e.csv", "userid,event,timestamp\nu,e,2025-01-01\n")
+    with pytest.raises(EventDataError) as err:
+        load_events(path)
+    msg = str(err.value)
+    assert str(path) in msg and "'user_id'" in msg
+    assert "Columns present: userid, event, timestamp" in msg
+    assert "closest column is 'userid'" in msg
+
+
+def test_missing_column_suggests_the_matching_preset(tmp_path):
+    path = write(tmp_path / "e.csv", "user_id,event_type,event_time\nu,e,2025-01-01\n")
+    with pytest.raises(EventDataError, match="mapping='amplitude'"):
+        load_events(path)
+
+
+def test_missing_column_through_a_preset_names_the_export_column(tmp_path):
+    path = write(tmp_path / "e.csv", "user_pseudo_id,event_name,ts\nu,e,1\n")
+    with pytest.raises(EventDataError, match=r"'event_timestamp' \(mapped to 'timestamp'\)"):
+        load_events(path, mapping="ga4")
+
+
+def test_unparseable_timestamps_name_the_file_column_and_rows(tmp_path):
+    path = write(tmp_path / "e.csv",
+                 "user_id,event,timestamp\nu,e,2025-01-01\nu,e,yesterday\nu,e,2025-13-45\nu,e,2025-01-02\n")
+    with pytest.raises(EventDataError) as err:
+        load_events(path)
+    msg = str(err.value)
+    assert str(path) in msg and "column 'timestamp'" in msg and "2 value(s)" in msg
+    assert "row 2 (line 3): 'yesterday'" in msg and "row 3 (line 4): '2025-13-45'" in msg
+
+
+def test_at_most_five_examples_are_shown():
+    frame = pd.DataFrame({"user_id": ["u"] * 8, "event": ["e"] * 8, "timestamp": [f"bad{i}" for i in range(8)]})
+    with pytest.raises(EventDataError) as err:
+        load_events(frame)
+    assert "8 value(s)" in str(err.value) and "'bad4'" in str(err.value) and "'bad5'" not in str(err.value)
+
+
+def test_non_numeric_value_is_an_error_with_examples():
+    frame = pd.DataFrame({"user_id": ["u", "u"], "event": ["buy", "buy"], "timestamp": ["2025-01-01"] * 2,
+                          "value": ["12.5", "$13"]})
+    with pytest.raises(EventDataError, match=r"column 'value'.*row 2: '\$13'"):
+        load_events(frame)
+
+
+def test_timestamp_unit_on_text_timestamps_is_an_error():
+    frame = pd.DataFrame({"user_id": ["u"], "event": ["e"], "timestamp": ["2025-01-01"]})
+    with pytest.raises(EventDataError, match="holds text, not epoch numbers"):
+        load_events(frame, timestamp_unit="s")
+
+
+@pytest.mark.parametrize("content, match", [("", "is empty"), ("user_id,event,timestamp\n", "no rows")])
+def test_empty_files_are_errors(tmp_path, content, match):
+    with pytest.raises(EventDataError, match=match):
+        load_events(write(tmp_path / "e.csv", content))
+
+
+def test_all_null_user_ids_is_an_error_not_an_empty_table(tmp_path):
+    path = write(tmp_path / "e.csv", "user_id,event,timestamp\n,e,2025-01-01\n,e,2025-01-02\n")
+    with pytest.raises(EventDataError, match=r"e.csv: column 'user_id' is null in all 2 rows"):
+        load_events(path)
+
+
+def test_unknown_preset_lists_the_known_ones():
+    with pytest.raises(EventDataError, match="unknown mapping preset 'heap'; known presets: amplitude, ga4, mixpanel, segment"):
+        load_events(pd.DataFrame({"a": [1]}), mapping="heap")
+
+
+@pytest.mark.parametrize("name, content, match", [
+    ("missing.csv", None, "no such file"),
+    ("broken.parquet", b"not parquet at all", "cannot read as Parquet"),
+    ("broken.jsonl", b'{"user_id": "u"}\n{not json\n', r"line 2 is not valid JSON"),
+    ("events.xlsx", b"PK", "unknown file type"),
+    ("binary.csv", b"\xff\xfe\x00\x01\x02", "cannot read as CSV"),
+])
+def test_unreadable_files_are_errors_that_name_the_file(tmp_path, name, content, match):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(EventDataError, match=match) as err:
+        load_events(path)
+    assert name in str(err.value)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can read any file")
+def test_a_file_without_read_permission_is_an_error(tmp_path):
+    path = write(tmp_path / "e.csv", CSV)
+    path.chmod(0)
+    with pytest.raises(EventDataError, match="not readable"):
+        load_events(path)
+
+
+def test_event_data_error_is_a_value_error():
+    assert issubclass(EventDataError, ValueError)
+
+
+# ---------------------------------------------------------------- writing, opening, ibis
+
+
+def test_write_events_round_trips_and_keeps_the_load_record(tmp_path):
+    ev = load_events(write(tmp_path / "e.csv", CSV + "007,visit,2025-01-01T10:00:00Z,web,,home\n"))
+    out = write_events(ev, tmp_path / "out" / "events.parquet")
+    back = load_events(out)
+    pd.testing.assert_frame_equal(back.reset_index(drop=True), ev.reset_index(drop=True), check_dtype=False)
+    assert read_load_info(out)["duplicates_removed"] == 1
+
+
+def test_open_events_reads_canonical_parquet_in_place(tmp_path):
+    ev = load_events(write(tmp_path / "e.csv", CSV))
+    path = write_events(ev, tmp_path / "events.parquet")
+    t = open_events(path)
+    assert isinstance(t, ibis.Table)
+    assert t.schema()["timestamp"] == ibis.dtype("timestamp('UTC', 6)")
+    assert "read_parquet" in ibis.to_sql(t) or "parquet" in ibis.to_sql(t).lower()
+    assert t.count().execute() == 4
+    assert t.filter(t.event == "purchase").value.sum().execute() == 19.5
+
+
+def test_open_events_converts_a_raw_export_through_load_events(tmp_path):
+    t = open_events(write(tmp_path / "e.csv", CSV))
+    assert t.user_id.nunique().execute() == 2
+    raw_parquet = tmp_path / "raw.parquet"
+    pd.DataFrame({"uid": ["a"], "name": ["e"], "t": [1735689600]}).to_parquet(raw_parquet)
+    t = open_events(raw_parquet, mapping={"uid": "user_id", "name": "event", "t": "timestamp"})
+    assert t.timestamp.max().execute() == ts("2025-01-01")
+
+
+def test_as_ibis_registers_a_dataframe_once_and_rejects_other_types(tmp_path):
+    ev = load_events(write(tmp_path / "e.csv", CSV))
+    assert as_ibis(ev) is as_ibis(ev)
+    assert as_ibis(ev).filter(lambda t: t.user_id == "007").count().execute() == 2
+    with pytest.raises(EventDataError, match="DataFrame or an ibis table"):
+        as_ibis([1, 2, 3])
+
+
+# ---------------------------------------------------------------- quality report
+
+
+def test_data_quality_counts_on_a_hand_made_log():
+    frame = pd.DataFrame({
+        "user_id": ["u1", "u1", "u1", "u2", "u3", None],
+        "event": ["visit", "visit", "buy", "visit", "visit", "visit"],
+        "timestamp": ["2025-01-01T10:00Z", "2025-01-01T10:00Z", "2025-01-02T00:00Z", "1970-01-01T00:00Z",
+                      "2030-01-01T00:00Z", "2025-01-01T00:00Z"],
+        "channel": ["web", "web", None, "app", "web", "web"],
+    })
+    q = data_quality(load_events(frame), as_of="2026-01-01")
+    assert (q.rows, q.users, q.rows_read, q.duplicates_removed) == (4, 3, 6, 1)
+    assert q.single_event_users == 2 and q.future_timestamps == 1 and q.pre_2000_timestamps == 1
+    assert q.events_per_type.set_index("event")["events"].to_dict() == {"visit": 3, "buy": 1}
+    assert q.channels.set_index("channel")["events"].to_dict() == {"web": 2, "app": 1, "(none)": 1}
+    assert q.nulls.set_index("column").loc["channel", "nulls"] == 1
+    assert q.dropped.to_dict("records") == [{"reason": "null user_id", "rows": 1}]
+    assert q.first_timestamp == ts("1970-01-01") and q.last_timestamp == ts("2030-01-01")
+    assert q.events_per_day["events"].sum() == 4
+    assert any("after 2026-01-01" in w for w in q.warnings) and any("before 2000" in w for w in q.warnings)
+    summary = q.summary.set_index("check")["value"]
+    assert summary["exact duplicates removed"] == "1" and summary["users with a single event"] == "2 (66.7%)"
+    assert "<table" in q._repr_html_()
+
+
+def test_data_quality_works_on_an_ibis_table_with_a_stored_load_record(tmp_path):
+    ev = load_events(write(tmp_path / "e.csv", CSV))
+    path = write_events(ev, tmp_path / "events.parquet")
+    q = data_quality(open_events(path), load_info=read_load_info(path), as_of="2026-01-01")
+    assert (q.rows, q.users, q.duplicates_removed) == (4, 2, 0)
+    assert np.isclose(q.events_per_type["share"].sum(), 1.0)
