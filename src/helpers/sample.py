@@ -226,7 +226,7 @@ def generate_journeys(
     >>> j = generate_journeys(300, seed=1, days=60)
     >>> list(j.events.columns[:6])
     ['user_id', 'event', 'timestamp', 'session_id', 'channel', 'value']
-    >>> j.truth["persona"].isin([p.name for p in PERSONAS]).all()
+    >>> bool(j.truth["persona"].isin([p.name for p in PERSONAS]).all())
     True
     >>> bool(j.events["timestamp"].max() < j.observed_until)
     True
@@ -286,7 +286,6 @@ def generate_journeys(
     owner, rank = _repeat_index(steps_done)
     step_gaps = rng.exponential(120.0, (n, 3)).cumsum(axis=1) + 5.0
     step_t = signup_t[owner] + step_gaps[owner, rank]
-    out.add(owner, "onboarding_step", step_t, own_channel[owner], step=rank + 1)
     p_first_value = np.clip(per["first_value"] + VARIANT_LIFT * variant_b, 0, 1)
     activated = signs_up & (rng.random(n) < p_first_value)
     fv_gap = np.minimum(rng.exponential(per["first_value_hours"] * 3600.0), 6 * DAY) + 30.0
@@ -303,6 +302,8 @@ def generate_journeys(
     death = signup_t + lifetime
     churned = signs_up & (death < horizon)
     active_end = np.where(signs_up, np.minimum(death, horizon), signup_t)
+    done = step_t < active_end[owner]
+    out.add(owner[done], "onboarding_step", step_t[done], own_channel[owner[done]], step=rank[done] + 1)
     fa = users_idx[activated]
     out.add(fa, "first_value", fv_t[fa], own_channel[fa])
 
@@ -350,15 +351,19 @@ def generate_journeys(
 
     n_events = 1 + rng.poisson(np.maximum(per["events_per_session"][owner] - 1.0, 0.0))
     sess, rank = _repeat_index(n_events)
-    user = owner[sess]
     gaps = np.where(rank == 0, 0.0, 1.0 + rng.exponential(45.0, sess.size))  # >= 1 s: no accidental duplicates
     csum = np.cumsum(gaps)
     t = s_t[sess] + csum - np.repeat(csum[np.cumsum(n_events) - n_events], n_events)
+    alive = t < active_end[owner[sess]]  # nothing happens after churn
+    sess, rank, t = sess[alive], rank[alive], t[alive]
+    user = owner[sess]
     mix = _mix(personas, "session_mix", SESSION_EVENTS)
     kind = np.array([EVENTS.index(e) for e in SESSION_EVENTS])[_choice(rng, mix[persona[user]])]
-    # Only buyers re-order, and only after their first purchase.
-    reorder = (kind == EVENTS.index("repeat_purchase")) & ~(buys[user] & (t > purchase_t[user]))
-    kind = np.where(reorder, EVENTS.index("add_to_cart"), kind)
+    # Only buyers re-order, after their first purchase; carts in later sessions only follow the
+    # funnel's first cart, so that "ever added to cart" measures the planted funnel step.
+    no_reorder = (kind == EVENTS.index("repeat_purchase")) & ~(buys[user] & (t > purchase_t[user]))
+    no_cart = (kind == EVENTS.index("add_to_cart")) & ~(carts[user] & (t > cart_t[user]))
+    kind = np.where(no_reorder | no_cart, EVENTS.index("page_view"), kind)
     channel = np.where((rank == 0) & campaign[sess], campaign_channel[sess], session_channel[sess])
     channel = np.where(kind == EVENTS.index("support_ticket"), ch["support"], channel)
     is_view = kind == EVENTS.index("page_view")

@@ -1,0 +1,152 @@
+"""helpers.sample: deterministic journeys whose planted truth the analyses can recover."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from lifelines import CoxPHFitter
+
+from helpers import config
+from helpers.io import load_events
+from helpers.sample import (
+    ACTIVATION_HAZARD_RATIO,
+    PERSONAS,
+    VARIANT_LIFT,
+    generate_journeys,
+    write_sample,
+)
+
+
+@pytest.fixture(scope="module")
+def journeys():
+    return generate_journeys(20_000, seed=0)
+
+
+def test_same_seed_same_journeys_other_seed_other_journeys():
+    a, b, c = (generate_journeys(1_500, seed=s, days=90) for s in (3, 3, 4))
+    pd.testing.assert_frame_equal(a.events, b.events)
+    pd.testing.assert_frame_equal(a.users, b.users)
+    pd.testing.assert_frame_equal(a.truth, b.truth)
+    assert not a.events["timestamp"].equals(c.events["timestamp"])
+
+
+def test_the_committed_sample_is_what_the_generator_makes(journeys):
+    committed = pd.read_parquet(config.SAMPLE_EVENTS)
+    assert len(committed) == len(journeys.events)
+    pd.testing.assert_frame_equal(committed, journeys.events, check_dtype=False)
+    pd.testing.assert_frame_equal(pd.read_parquet(config.SAMPLE_USERS), journeys.users, check_dtype=False)
+
+
+def test_events_are_canonical_and_hide_the_truth(journeys):
+    ev = journeys.events
+    assert list(ev.columns[:6]) == ["user_id", "event", "timestamp", "session_id", "channel", "value"]
+    assert str(ev["timestamp"].dtype) == "datetime64[ns, UTC]"
+    names = {p.name for p in PERSONAS}
+    for col in ev.columns:
+        if ev[col].dtype != "float64" and str(ev[col].dtype) != "datetime64[ns, UTC]":
+            assert not names & set(ev[col].dropna().astype(str).unique()), col
+    assert "persona" not in journeys.users.columns
+    start = pd.Timestamp("2025-01-01", tz="UTC")
+    assert ev["timestamp"].min() >= start and ev["timestamp"].max() < journeys.observed_until
+    assert journeys.observed_until == start + pd.Timedelta(days=180)
+
+
+def test_the_journey_has_every_stage_event(journeys):
+    expected = {"ad_click", "page_view", "signup", "onboarding_step", "first_value", "add_to_cart", "checkout_started",
+                "purchase", "repeat_purchase", "support_ticket", "nps_response", "review", "referral_sent",
+                "subscription_renewed", "subscription_cancelled"}
+    assert expected <= set(journeys.events["event"].unique())
+    nps = journeys.events.loc[journeys.events["event"] == "nps_response", "value"]
+    assert nps.between(0, 10).all() and nps.nunique() == 11
+    assert (journeys.events.loc[journeys.events["event"] == "purchase", "value"] > 0).all()
+    assert journeys.events.loc[journeys.events["event"] == "page_view", "page"].notna().all()
+
+
+def test_users_table_has_attributes_and_a_balanced_variant(journeys):
+    users = journeys.users
+    assert list(users.columns) == ["user_id", "acquisition_channel", "country", "device", "plan", "variant"]
+    assert users["user_id"].is_unique and len(users) == 20_000
+    assert abs((users["variant"] == "B").mean() - 0.5) < 0.02
+    bought = journeys.truth.set_index("user_id")["purchased"]
+    assert (users.set_index("user_id")["plan"].ne("free") == bought).all()
+
+
+def test_planted_hazard_ratios_are_as_specified(journeys):
+    hr = journeys.hazard_ratios.set_index("covariate")["hazard_ratio"]
+    assert hr["persona[casual_browser]"] == 2.2 and hr["persona[power_user]"] == 0.5
+    assert hr["activated"] == ACTIVATION_HAZARD_RATIO
+    assert len(set(hr)) == len(hr)  # every persona's hazard differs
+
+
+def test_cox_on_the_true_lifetimes_recovers_every_planted_ratio(journeys):
+    tr = journeys.truth[journeys.truth["signed_up_at"].notna()]
+    open_days = (journeys.observed_until - tr["signed_up_at"]).dt.total_seconds() / 86_400
+    X = pd.get_dummies(tr["persona"].astype(str)).drop(columns="researcher").astype(float)
+    X["activated"] = tr["activated"].astype(float)
+    X["duration"] = np.where(tr["churned"], tr["lifetime_days"], open_days)
+    X["churned"] = tr["churned"].astype(int)
+    summary = CoxPHFitter().fit(X, "duration", "churned").summary
+    planted = journeys.hazard_ratios.assign(
+        covariate=lambda d: d["covariate"].str.replace(r"persona\[(.*)\]", r"\1", regex=True)).set_index("covariate")
+    for name, row in planted.iterrows():
+        lo, hi = summary.loc[name, "exp(coef) lower 95%"], summary.loc[name, "exp(coef) upper 95%"]
+        assert lo <= row["hazard_ratio"] <= hi, (name, lo, hi)
+
+
+def test_funnel_step_probabilities_match_the_planted_ones(journeys):
+    ev, tr = journeys.events, journeys.truth.set_index("user_id")
+    early = tr[tr["first_seen"] < journeys.observed_until - pd.Timedelta(days=60)]
+    did = {e: set(ev.loc[ev["event"] == e, "user_id"]) for e in ("signup", "add_to_cart", "checkout_started", "purchase")}
+    for p in PERSONAS:
+        users = early.index[early["persona"] == p.name]
+        signed = users[users.isin(list(did["signup"]))]
+        share = len(signed) / len(users)
+        se = np.sqrt(p.signup * (1 - p.signup) / len(users))
+        assert abs(share - p.signup) < 4 * se + 0.01, (p.name, share, p.signup)
+        carts = [u for u in signed if u in did["add_to_cart"] and tr.loc[u, "signed_up_at"] is not pd.NaT]
+        checkouts = [u for u in carts if u in did["checkout_started"]]
+        n = len(carts)
+        assert abs(len(checkouts) / n - p.checkout) < 4 * np.sqrt(p.checkout * (1 - p.checkout) / n) + 0.01, p.name
+
+
+def test_variant_b_lifts_signup_to_first_value_by_the_planted_amount(journeys):
+    tr = journeys.truth.merge(journeys.users[["user_id", "variant"]], on="user_id")
+    signed = tr[tr["signed_up_at"] < journeys.observed_until - pd.Timedelta(days=7)]
+    rate = signed.groupby("variant")["activated"].mean()
+    assert abs((rate["B"] - rate["A"]) - VARIANT_LIFT) < 0.025
+    assert rate["B"] > rate["A"]
+
+
+def test_churned_users_stop_at_their_churn_moment_and_others_are_censored(journeys):
+    tr = journeys.truth.set_index("user_id")
+    last_seen = journeys.events.groupby("user_id")["timestamp"].max()
+    churned = tr[tr["churned"]]
+    gap = (churned["churned_at"] - last_seen.reindex(churned.index)).dt.total_seconds()
+    assert gap.between(0, 2).all()
+    still_there = tr[tr["signed_up_at"].notna() & ~tr["churned"]]
+    assert len(still_there) > 0.3 * tr["signed_up_at"].notna().sum()  # right-censored users exist
+    cancelled = set(journeys.events.loc[journeys.events["event"] == "subscription_cancelled", "user_id"])
+    assert cancelled == set(tr.index[tr["churned"] & tr["purchased"]])
+
+
+def test_sample_has_timestamp_ties_and_planted_duplicates(journeys):
+    ev = journeys.events
+    ties = ev.duplicated(["user_id", "timestamp"], keep=False) & ~ev.duplicated(keep=False)
+    assert ties.sum() > 1_000
+    loaded = load_events(ev)
+    planted = ev.attrs["planted_duplicates"]
+    assert planted > 0
+    assert planted <= loaded.attrs["helpers.load"]["duplicates_removed"] <= planted + 10
+
+
+def test_write_sample_writes_events_and_users(tmp_path):
+    j = write_sample(tmp_path, 300, seed=2, days=30)
+    assert len(pd.read_parquet(tmp_path / "events.parquet")) == len(j.events)
+    assert len(pd.read_parquet(tmp_path / "users.parquet")) == 300
+
+
+@pytest.mark.parametrize("kwargs", [{"n_users": 0}, {"n_users": 10, "days": 0}])
+def test_bad_arguments_are_refused(kwargs):
+    with pytest.raises(ValueError):
+        generate_journeys(**kwargs)
