@@ -566,20 +566,36 @@ def load_events(
 
 
 def _exact_duplicates(events: pd.DataFrame) -> np.ndarray:
-    """Rows equal to an earlier row in every column.
+    """Rows equal to an earlier row in every column (nulls equal to nulls).
 
-    A 64-bit hash per row finds candidates cheaply; only rows whose hash
-    repeats are compared exactly, so a hash collision can never drop a row.
+    DuckDB hashes every row (multi-threaded, over zero-copy Arrow); only rows
+    whose hash repeats are compared exactly in pandas, so a hash collision
+    can never drop a row.
     """
-    hashable = events.copy(deep=False)
-    for col in hashable.columns:
-        if hashable[col].dtype == object and hashable[col].map(lambda v: isinstance(v, (list, dict))).any():
-            hashable[col] = hashable[col].map(lambda v: json.dumps(v, sort_keys=True, default=str))
-    hashes = pd.util.hash_pandas_object(hashable, index=False).to_numpy()
-    repeated = pd.Series(hashes).duplicated(keep=False).to_numpy()
+    import duckdb
+
+    def hashable(col: pd.Series) -> pd.Series:
+        if col.dtype == object:  # mixed or nested values (JSON): compare their JSON text
+            return col.map(lambda v: None if v is None or v is pd.NA else json.dumps(v, sort_keys=True, default=str))
+        return col
+
+    frame = events.copy(deep=False)
+    frame.columns = [f"c{i}" for i in range(frame.shape[1])]
+    frame = frame.apply(hashable) if (frame.dtypes == object).any() else frame
+    table = pa.Table.from_pandas(frame, preserve_index=False).append_column("__row", pa.array(np.arange(len(frame))))
+    con = duckdb.connect()
+    try:
+        con.register("t", table)
+        columns = ", ".join(frame.columns)
+        candidates = con.execute(f"""
+            WITH h AS (SELECT __row, hash({columns}) AS h FROM t)
+            SELECT __row FROM h WHERE h IN (SELECT h FROM h GROUP BY h HAVING count(*) > 1) ORDER BY __row
+        """).fetchnumpy()["__row"]
+    finally:
+        con.close()
     result = np.zeros(len(events), dtype=bool)
-    if repeated.any():
-        result[repeated] = hashable.loc[repeated].duplicated(keep="first").to_numpy()
+    if len(candidates):
+        result[candidates] = frame.iloc[candidates].duplicated(keep="first").to_numpy()
     return result
 
 
@@ -797,8 +813,33 @@ class DataQualityReport:
         rows += [(f"nulls in {r.column}", f"{r.nulls:,} ({r.share:.1%})") for r in self.nulls.itertuples() if r.nulls]
         return pd.DataFrame(rows, columns=["check", "value"])
 
+    def headline(self) -> str:
+        """One sentence for a reader: size, span and what loading removed.
+
+        Examples
+        --------
+        >>> ev = load_events(pd.DataFrame({"user_id": ["u1", "u1", "u2"], "event": ["a", "a", "b"],
+        ...                                "timestamp": ["2025-01-01", "2025-01-01", "2025-01-03"]}))
+        >>> data_quality(ev, as_of="2025-02-01").headline()
+        '2 events from 2 users over 3 days (2025-01-01 to 2025-01-03, UTC); 1 exact duplicate row removed; 2 users (100.0%) have a single event.'
+        """
+        days = (self.last_timestamp.normalize() - self.first_timestamp.normalize()).days + 1
+        parts = [f"{self.rows:,} events from {self.users:,} users over {days:,} days "
+                 f"({self.first_timestamp:%Y-%m-%d} to {self.last_timestamp:%Y-%m-%d}, UTC)"]
+        if self.duplicates_removed:
+            parts.append(f"{self.duplicates_removed:,} exact duplicate row{'s' if self.duplicates_removed != 1 else ''} removed")
+        dropped = int(self.dropped["rows"].sum()) if len(self.dropped) else 0
+        if dropped:
+            parts.append(f"{dropped:,} rows dropped by rules (" + ", ".join(
+                f"{r.reason}: {r.rows:,}" for r in self.dropped.itertuples()) + ")")
+        parts.append(f"{self.single_event_users:,} users ({self.single_event_users / max(self.users, 1):.1%}) have a single event")
+        return "; ".join(parts) + "."
+
     def _repr_html_(self) -> str:
-        return self.summary.to_html(index=False)
+        html = self.summary.to_html(index=False, border=0)
+        if self.warnings:
+            html += "<ul>" + "".join(f"<li>{w}</li>" for w in self.warnings) + "</ul>"
+        return html
 
 
 def data_quality(

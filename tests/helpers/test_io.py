@@ -409,3 +409,11 @@ def test_data_quality_works_on_an_ibis_table_with_a_stored_load_record(tmp_path)
     q = data_quality(open_events(path), load_info=read_load_info(path), as_of="2026-01-01")
     assert (q.rows, q.users, q.duplicates_removed) == (4, 2, 0)
     assert np.isclose(q.events_per_type["share"].sum(), 1.0)
+
+
+def test_duplicates_are_found_among_rows_with_nested_json_values(tmp_path):
+    rec = {"user_id": "u", "event": "e", "timestamp": "2025-01-01T00:00:00Z", "tags": ["a", "b"]}
+    other = {**rec, "tags": ["b", "a"]}
+    path = write(tmp_path / "e.jsonl", "\n".join(json.dumps(r) for r in (rec, rec, other)))
+    ev = load_events(path)
+    assert len(ev) == 2 and ev.attrs["helpers.load"]["duplicates_removed"] == 1
