@@ -126,7 +126,15 @@ PRESETS: dict[str, Preset] = {
 
 
 def _label(source: Any) -> str:
-    return "DataFrame" if isinstance(source, pd.DataFrame) else str(source)
+    """How messages and reports name a source: paths inside the project relative to its root."""
+    if isinstance(source, pd.DataFrame):
+        return "DataFrame"
+    from helpers.config import PROJECT_ROOT
+
+    path = Path(str(source))
+    if path.is_absolute() and path.is_relative_to(PROJECT_ROOT):
+        return path.relative_to(PROJECT_ROOT).as_posix()
+    return str(source)
 
 
 def _format_kind(path: Path) -> str:
@@ -812,6 +820,16 @@ class DataQualityReport:
         ]
         rows += [(f"nulls in {r.column}", f"{r.nulls:,} ({r.share:.1%})") for r in self.nulls.itertuples() if r.nulls]
         return pd.DataFrame(rows, columns=["check", "value"])
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready facts for a report's index page (no user ids)."""
+        return {
+            "source": self.source, "rows": self.rows, "users": self.users,
+            "first": self.first_timestamp.isoformat(), "last": self.last_timestamp.isoformat(),
+            "rows_read": self.rows_read, "duplicates_removed": self.duplicates_removed,
+            "dropped": dict(zip(self.dropped["reason"], self.dropped["rows"].astype(int).tolist())),
+            "summary": self.summary.to_dict("records"), "warnings": list(self.warnings),
+        }
 
     def headline(self) -> str:
         """One sentence for a reader: size, span and what loading removed.
