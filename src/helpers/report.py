@@ -273,7 +273,8 @@ def resolve_parameters(cfg: ReportConfig, overrides: Mapping[str | None, Mapping
         if target not in names:
             raise ConfigError(f"no notebook named {target!r} in {cfg.source}; notebooks: {', '.join(names)}.")
     declared = {nb.name: notebook_parameters(nb.path) for nb in cfg.notebooks}
-    shared = {**cfg.parameters, **overrides.get(None, {})}
+    cli_shared = dict(overrides.get(None, {}))
+    shared = {**cfg.parameters, **cli_shared}
     for key in shared:
         if not any(key in d for d in declared.values()):
             every = sorted({k for d in declared.values() for k in d})
@@ -292,7 +293,9 @@ def resolve_parameters(cfg: ReportConfig, overrides: Mapping[str | None, Mapping
                 raise ConfigError(f"notebook {nb.name!r} ({nb.path.name}) has no parameter {key!r}"
                                   f"{f' (did you mean {close[0]!r}?)' if close else ''}. "
                                   f"Its parameters: {_describe(known)}.")
-        values = {k: v for k, v in shared.items() if k in known} | own
+        # Precedence: config global < config notebook < command line global < command line notebook.key
+        values = ({k: v for k, v in cfg.parameters.items() if k in known} | nb.parameters
+                  | {k: v for k, v in cli_shared.items() if k in known} | overrides.get(nb.name, {}))
         for key, value in values.items():
             if not _type_ok(value, known[key]["type"]):
                 raise ConfigError(f"notebook {nb.name!r}: parameter {key!r} should be {known[key]['type']}, "
@@ -480,16 +483,20 @@ def _fail(tmp: Path, reports_dir: Path, run_id: str, message: str, cls: type[Not
 
 
 def _describe_failure(name: str, path: Path, executed: Path, exc: Exception) -> str:
-    cell = getattr(exc, "cell_index", None)
-    exec_count = getattr(exc, "exec_count", None)
+    """Which notebook and cell failed, and how: the cell numbered 1-based as in the source notebook."""
     ename, evalue = getattr(exc, "ename", type(exc).__name__), getattr(exc, "evalue", str(exc))
-    where = f"cell {cell}" if cell is not None else "a cell"
-    if cell is not None and executed.exists():
-        try:
-            source = nbformat.read(executed, as_version=4).cells[cell].source.strip().splitlines()
-            where += f" (execution count {exec_count}): {source[0][:100] if source else ''}"
-        except (IndexError, OSError, ValueError):
-            pass
+    where = "a cell"
+    try:
+        ran = nbformat.read(executed, as_version=4)
+        failing = next(c for c in ran.cells if c.cell_type == "code"
+                       and any(o.get("output_type") == "error" for o in c.get("outputs", [])))
+        source = nbformat.read(path, as_version=4)
+        number = next((i + 1 for i, c in enumerate(source.cells) if c.source == failing.source), None)
+        first_line = (failing.source.strip().splitlines() or [""])[0][:100]
+        where = (f"cell {number}" if number else "the injected parameters cell") + \
+            f" (In [{failing.get('execution_count')}]): {first_line}"
+    except (StopIteration, OSError, ValueError):
+        pass
     return f"notebook {name!r} ({path.name}) failed in {where}\n{ename}: {evalue}"
 
 

@@ -1,0 +1,208 @@
+"""helpers.report: parameters, atomic runs, failures, HTML for stakeholders, privacy."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+from helpers import report
+from helpers.report import ConfigError, NotebookFailed, PrivacyError
+
+
+def make_notebook(path: Path, body: list[str], params: str = 'label: str = "a"  # a label\nfail: bool = False  # raise?') -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# Title of {path.stem}"),
+                nbformat.v4.new_code_cell(params, metadata={"tags": ["parameters"]})]
+    nb.cells += [nbformat.v4.new_code_cell(src) for src in body]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def make_config(tmp_path: Path, notebooks: list[dict], parameters: dict | None = None, ids_from: str | None = None) -> Path:
+    cfg = {"title": "Test report", "parameters": parameters or {}, "notebooks": notebooks,
+           "privacy": {"ids_from": ids_from}}
+    path = tmp_path / "report.yaml"
+    path.write_text(json.dumps(cfg))  # JSON is YAML
+    return path
+
+
+@pytest.fixture
+def two_notebooks(tmp_path):
+    first = make_notebook(tmp_path / "01_first.ipynb", [
+        "from helpers import report",
+        'report.record("data", {"source": "toy", "first": "2025-01-01T00:00:00", "last": "2025-01-31T00:00:00", '
+        '"summary": [{"check": "events", "value": "3"}]})',
+        'import sys; print("log line for the analyst", file=sys.stderr)',
+        'report.finding("Answer", f"the label is {label}, 6 x 7 = {6 * 7}")',
+        "if fail: raise ValueError('planted failure')",
+    ])
+    second = make_notebook(tmp_path / "02_second.ipynb", ["x = 1 + 1", "print('second ran', x, label)"])
+    return tmp_path, first, second
+
+
+# ----------------------------------------------------------------------------- parameters
+
+
+def test_parameters_merge_global_then_notebook_then_command_line(two_notebooks):
+    tmp, first, second = two_notebooks
+    cfg = report.load_config(make_config(tmp, [
+        {"name": "first", "path": str(first), "parameters": {"label": "from-notebook"}},
+        {"name": "second", "path": str(second)},
+    ], parameters={"label": "from-global"}))
+    assert report.resolve_parameters(cfg) == {"first": {"label": "from-notebook"}, "second": {"label": "from-global"}}
+    cli = report.parse_overrides(["label=from-cli"])
+    assert report.resolve_parameters(cfg, cli) == {"first": {"label": "from-cli"}, "second": {"label": "from-cli"}}
+    cli = report.parse_overrides(["label=from-cli", "second.label=only-second", "first.fail=true"])
+    assert report.resolve_parameters(cfg, cli) == {"first": {"label": "from-cli", "fail": True},
+                                                   "second": {"label": "only-second"}}
+
+
+def test_an_unknown_parameter_lists_the_known_ones_with_types_and_defaults(two_notebooks):
+    tmp, first, _ = two_notebooks
+    cfg = report.load_config(make_config(tmp, [{"name": "first", "path": str(first)}]))
+    with pytest.raises(ConfigError) as err:
+        report.resolve_parameters(cfg, report.parse_overrides(["lable=x"]))
+    msg = str(err.value)
+    assert "'lable'" in msg and "did you mean 'label'" in msg
+    assert "label: str = a" in msg and "fail: bool = False" in msg
+    with pytest.raises(ConfigError, match="notebook 'first' .* has no parameter 'colour'"):
+        report.resolve_parameters(cfg, report.parse_overrides(["first.colour=red"]))
+
+
+def test_a_parameter_of_the_wrong_type_is_refused(two_notebooks):
+    tmp, first, _ = two_notebooks
+    cfg = report.load_config(make_config(tmp, [{"name": "first", "path": str(first)}]))
+    with pytest.raises(ConfigError, match=r"'fail' should be bool, got 'yes please' \(str\)"):
+        report.resolve_parameters(cfg, report.parse_overrides(["fail=yes please"]))
+
+
+def test_notebook_parameters_read_union_annotations_and_comments():
+    from helpers import config
+
+    declared = report.notebook_parameters(config.NOTEBOOKS_DIR / "01_data_loading.ipynb")
+    assert declared["source"]["type"] == "str | None" and declared["source"]["default"] is None
+    assert declared["output"]["default"] == "data/processed/events.parquet"
+    assert "canonical events" in declared["output"]["help"]
+
+
+@pytest.mark.parametrize("content, match", [
+    ({"notebooks": []}, "no notebooks listed"),
+    ({"notebooks": [{"path": "notebooks/nope.ipynb"}]}, "does not exist"),
+    ({"notebooks": [{"name": "x"}]}, "needs at least a 'path'"),
+    ({"notebook": []}, "unknown key"),
+])
+def test_bad_configs_are_config_errors(tmp_path, content, match):
+    path = tmp_path / "c.yaml"
+    path.write_text(json.dumps(content))
+    with pytest.raises(ConfigError, match=match):
+        report.load_config(path)
+
+
+def test_only_must_name_a_notebook(two_notebooks):
+    tmp, first, _ = two_notebooks
+    cfg = report.load_config(make_config(tmp, [{"name": "first", "path": str(first)}]))
+    with pytest.raises(ConfigError, match="no notebook named 'funnel'.*notebooks: first"):
+        report.resolve_parameters(cfg, only=["funnel"])
+
+
+def test_bad_configuration_exits_with_code_2(tmp_path, capsys):
+    assert report.main(["run", "--config", str(tmp_path / "missing.yaml"), "--reports-dir", str(tmp_path / "r")]) == 2
+    assert "configuration error" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+def test_a_run_publishes_html_an_index_and_latest(two_notebooks):
+    tmp, first, second = two_notebooks
+    cfg = make_config(tmp, [{"name": "first", "path": str(first)}, {"name": "second", "path": str(second), "index_first": True}])
+    result = report.run(cfg, quiet=True, reports_dir=tmp / "reports")
+    run_dir = result.run_dir
+    assert run_dir.parent == tmp / "reports" and re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{8}", result.run_id)
+    assert (tmp / "reports" / "latest").resolve() == run_dir.resolve()
+    assert sorted(p.name for p in run_dir.glob("*.html")) == ["01_first.html", "02_second.html", "index.html"]
+    assert set(result.durations) == {"first", "second"}
+    assert not list((tmp / "reports").glob(".tmp-*"))
+
+    page = (run_dir / "01_first.html").read_text()
+    assert "the label is a, 6 x 7 = 42" in page  # the finding is shown
+    assert "report.finding" not in page and "raise ValueError" not in page  # no code
+    assert "log line for the analyst" not in page  # no stderr
+    assert 'fail: bool = False' not in page  # no parameters cell
+    assert not re.search(r"<script[^>]*src=\"https?://", page)  # nothing fetched from a CDN
+    assert "data 2025-01-01 to 2025-01-31 (UTC)" in page  # header with the data range
+
+    index = (run_dir / "index.html").read_text()
+    assert "<b>Answer.</b> the label is a, 6 x 7 = 42" in index
+    assert index.index("Title of 02_second") < index.index("Title of 01_first")  # index_first
+    assert "toy, 2025-01-01 to 2025-01-31" in index and "<td>events</td><td>3</td>" in index
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["parameters"] == {"first": {}, "second": {}} and "duckdb" in meta["versions"]
+
+
+def test_a_failing_notebook_exits_1_keeps_the_partial_run_and_leaves_latest_alone(two_notebooks, capsys):
+    tmp, first, second = two_notebooks
+    cfg = make_config(tmp, [{"name": "first", "path": str(first)}, {"name": "second", "path": str(second)}])
+    reports_dir = tmp / "reports"
+    good = report.run(cfg, quiet=True, reports_dir=reports_dir)
+
+    code = report.main(["run", "--config", str(cfg), "--param", "first.fail=true", "--quiet",
+                        "--reports-dir", str(reports_dir)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "notebook 'first' (01_first.ipynb) failed in cell 7 (In [7]): if fail: raise ValueError" in err and "ValueError: planted failure" in err
+    failed = list((reports_dir / "failed").iterdir())
+    assert len(failed) == 1 and (failed[0] / "01_first.ipynb").exists() and (failed[0] / "error.txt").exists()
+    assert not (failed[0] / "02_second.ipynb").exists()  # the run stopped at the failure
+    assert (reports_dir / "latest").resolve() == good.run_dir.resolve()
+    assert [p.name for p in reports_dir.iterdir() if p.name[0].isdigit()] == [good.run_id]  # nothing half-published
+    assert not list(reports_dir.glob(".tmp-*"))
+
+
+def test_reruns_with_the_same_config_give_the_same_outputs(two_notebooks):
+    tmp, first, second = two_notebooks
+    cfg = make_config(tmp, [{"name": "first", "path": str(first)}, {"name": "second", "path": str(second)}])
+    runs = [report.run(cfg, quiet=True, reports_dir=tmp / f"r{i}") for i in range(2)]
+
+    def outputs(run_dir: Path) -> list:
+        nb = nbformat.read(run_dir / "02_second.ipynb", as_version=4)
+        return [o.get("text") for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+
+    assert outputs(runs[0].run_dir) == outputs(runs[1].run_dir) == ["second ran 2 a\n"]
+    assert runs[0].run_id.split("-")[1] == runs[1].run_id.split("-")[1]  # same config hash
+
+
+# ----------------------------------------------------------------------------- privacy
+
+
+def test_a_report_that_would_show_a_raw_user_id_or_email_is_not_published(tmp_path):
+    ids = tmp_path / "events.parquet"
+    pd.DataFrame({"user_id": ["customer-000123", "customer-000456"]}).to_parquet(ids)
+    leaky = make_notebook(tmp_path / "01_leaky.ipynb", ["print('top customer: customer-000123')"])
+    cfg = make_config(tmp_path, [{"name": "leaky", "path": str(leaky)}], ids_from=str(ids))
+    with pytest.raises(PrivacyError, match=r"01_leaky.html: 1 raw user id") as err:
+        report.run(cfg, quiet=True, reports_dir=tmp_path / "reports")
+    assert "customer-000123" not in str(err.value)  # the message does not repeat the id
+    assert not (tmp_path / "reports" / "latest").exists()
+    assert isinstance(err.value, NotebookFailed)
+
+
+def test_privacy_check_finds_emails_but_ignores_plotlys_own_bundle(tmp_path):
+    page = tmp_path / "a.html"
+    page.write_text("<script>/**\n* plotly.js v4.1.1\n* feross@feross.org */</script><p>fine</p>")
+    assert report.privacy_problems([page], set()) == []
+    page.write_text("<p>contact jane.doe@example.com</p>")
+    assert report.privacy_problems([page], set()) == ["a.html: 1 e-mail address(es)"]
+
+
+def test_pseudonymize_is_stable_within_a_salt_and_differs_across_salts():
+    a = report.pseudonymize(pd.Series(["u1", "u2", "u1"]), salt="run-1")
+    b = report.pseudonymize(pd.Series(["u1"]), salt="run-2")
+    assert a[0] == a[2] != a[1] and a[0] != b[0]
+    assert a.str.fullmatch(r"p[0-9a-f]{9}").all()
