@@ -47,6 +47,7 @@ lab: $(INSTALLED) $(SAMPLE)
 ## bench: run the benchmarks (10M events; minutes, several GB of memory)
 bench: $(INSTALLED)
 	$(BIN)/python benchmarks/bench_io.py
+	$(BIN)/python benchmarks/bench_report.py
 
 ## strip: remove outputs from the notebooks before committing
 strip: $(INSTALLED)

@@ -206,3 +206,10 @@ def test_pseudonymize_is_stable_within_a_salt_and_differs_across_salts():
     b = report.pseudonymize(pd.Series(["u1"]), salt="run-2")
     assert a[0] == a[2] != a[1] and a[0] != b[0]
     assert a.str.fullmatch(r"p[0-9a-f]{9}").all()
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[2] / "config").glob("report*.yaml")), ids=lambda p: p.name)
+def test_shipped_report_configs_are_valid(path):
+    cfg = report.load_config(path)
+    params = report.resolve_parameters(cfg)
+    assert set(params) == {nb.name for nb in cfg.notebooks}
