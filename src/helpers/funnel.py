@@ -1,0 +1,459 @@
+"""Conversion funnels: who reaches each step, who drops, who is still in progress.
+
+Semantics (each sentence is pinned by a test):
+
+- A step is an event name, ``"*"`` for any event, or ``Step(event, where={...})``
+  whose property filters must match exactly.
+- ``order="ordered"``: a user reaches step k when some occurrence of step 1 is
+  followed by an occurrence of step 2 at or after it, step 3 at or after that,
+  and so on; other events may come in between. Steps are matched greedily,
+  each to the earliest qualifying occurrence.
+- ``order="strict"``: as ordered, and no event of any name happens strictly
+  between (in time) two consecutive matched steps.
+- ``order="any"``: the steps may happen in any order; an attempt starts at any
+  funnel event, and reaches step k when steps 1..k each occur (as separate
+  occurrences where a step repeats) within the window from that start. A
+  step's time is when the first k steps had all happened.
+- Every step after the first must happen within ``conversion_window`` of the
+  attempt's start (inclusive). Every occurrence of step 1 (in ``any``: of any
+  step) starts an attempt; each user counts once, at the furthest step of
+  their best attempt, the earliest such attempt when several tie.
+- The same event used in two steps needs two separate occurrences; events
+  with equal timestamps count in funnel order.
+- ``exclusions=[("cancel", 1, 2)]``: an attempt with a ``cancel`` event strictly
+  between its matched steps 1 and 2 (0-based indices into ``steps``) is void
+  and not counted at all; a later clean attempt still counts.
+- ``by``: an event column, read at the counted attempt's first event (first
+  touch), or a user-level Series/DataFrame mapped on ``user_id``; missing
+  values form the segment ``"(none)"``.
+- Censoring: events after ``observed_until`` (default: the last timestamp) are
+  ignored; a user whose counted attempt started less than
+  ``conversion_window`` before ``observed_until`` and has not finished is
+  ``in_progress`` at their step, not ``dropped``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping, Sequence
+
+import ibis
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from helpers.io import EventDataError, as_ibis
+
+__all__ = ["FunnelResult", "Step", "compare_segments", "compute_funnel", "rank_friction"]
+
+NONE_SEGMENT = "(none)"
+Order = Literal["ordered", "strict", "any"]
+
+
+@dataclass(frozen=True)
+class Step:
+    """A funnel step: an event name (``"*"`` for any) with optional exact-match property filters.
+
+    Examples
+    --------
+    >>> Step("page_view", where={"page": "pricing"}).label
+    'page_view[page=pricing]'
+    """
+
+    event: str
+    where: Mapping[str, Any] = field(default_factory=dict)
+    name: str | None = None
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        filters = ",".join(f"{k}={v}" for k, v in self.where.items())
+        return f"{self.event}[{filters}]" if filters else self.event
+
+    def key(self) -> tuple:
+        return (self.event, tuple(sorted((k, str(v)) for k, v in self.where.items())))
+
+    def matches(self, t: ibis.Table) -> ibis.expr.types.BooleanValue:
+        cond = ibis.literal(True) if self.event == "*" else t.event == self.event
+        for col, value in self.where.items():
+            cond = cond & (t[col] == value)
+        return cond
+
+
+@dataclass
+class FunnelResult:
+    """A computed funnel.
+
+    ``table``: one row per step (per segment when ``by``): ``step_index``
+    (1-based), ``step``, ``users``, ``conversion_from_start``,
+    ``conversion_from_previous``, ``dropped``, ``in_progress``,
+    ``median_time_from_previous``, ``median_time_from_start``.
+    ``per_user``: ``user_id``, ``furthest_step``, ``in_progress``,
+    ``attempt_start``, the segment, and ``step_k_at`` for each reached step.
+    """
+
+    table: pd.DataFrame
+    per_user: pd.DataFrame
+    steps: list[Step]
+    conversion_window: pd.Timedelta
+    order: str
+    by: str | None
+    observed_until: pd.Timestamp
+
+    def _repr_html_(self) -> str:
+        return self.table.to_html(index=False)
+
+
+def _as_steps(steps: Sequence[str | Step]) -> list[Step]:
+    if isinstance(steps, (str, Step)) or len(steps) == 0:
+        raise EventDataError("steps must be a list of at least one event name or Step.")
+    out = [s if isinstance(s, Step) else Step(str(s)) for s in steps]
+    return out
+
+
+def _utc(value: Any) -> pd.Timestamp:
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _segments_for_users(by: pd.Series | pd.DataFrame) -> tuple[pd.Series, str]:
+    if isinstance(by, pd.DataFrame):
+        frame = by.set_index("user_id") if "user_id" in by.columns else by
+        if frame.shape[1] != 1:
+            raise EventDataError(f"by: a user table needs exactly one column besides user_id, got {list(frame.columns)}.")
+        by = frame.iloc[:, 0]
+    name = str(by.name) if by.name is not None else "segment"
+    series = by.copy()
+    series.index = series.index.astype(str)
+    if not series.index.is_unique:
+        raise EventDataError(f"by: user ids must be unique in the segment table ({name}).")
+    return series, name
+
+
+def compute_funnel(
+    events: pd.DataFrame | ibis.Table,
+    steps: Sequence[str | Step],
+    *,
+    conversion_window: str | pd.Timedelta = "14D",
+    order: Order = "ordered",
+    by: str | pd.Series | pd.DataFrame | None = None,
+    exclusions: Sequence[tuple[str, int, int]] = (),
+    observed_until: str | pd.Timestamp | None = None,
+) -> FunnelResult:
+    """Count the users who reach each step of a conversion funnel (see the module docstring).
+
+    ``events`` (a canonical DataFrame or ibis table) is not modified.
+
+    Examples
+    --------
+    >>> toy = pd.DataFrame({
+    ...     "user_id": ["a", "a", "a", "b", "b", "c"],
+    ...     "event": ["visit", "signup", "buy", "visit", "signup", "visit"],
+    ...     "timestamp": pd.to_datetime(["2025-01-01", "2025-01-02", "2025-01-03",
+    ...                                  "2025-01-01", "2025-01-05", "2025-01-01"], utc=True)})
+    >>> compute_funnel(toy, ["visit", "signup", "buy"]).table["users"].tolist()
+    [3, 2, 1]
+    """
+    steps_ = _as_steps(steps)
+    n = len(steps_)
+    if order not in ("ordered", "strict", "any"):
+        raise EventDataError(f"order must be 'ordered', 'strict' or 'any', not {order!r}.")
+    window = pd.Timedelta(conversion_window)
+    if window < pd.Timedelta(0):
+        raise EventDataError(f"conversion_window must not be negative, got {conversion_window!r}.")
+    t = as_ibis(events)
+    for s in steps_:
+        missing = [c for c in s.where if c not in t.columns]
+        if missing:
+            raise EventDataError(f"step {s.label!r} filters on {missing}, not columns of the events ({', '.join(t.columns)}).")
+    for ex in exclusions:
+        if len(ex) != 3 or not (0 <= ex[1] < ex[2] < n):
+            raise EventDataError(f"exclusion {ex!r}: expected (event, i, j) with 0 <= i < j < {n} (0-based step indices).")
+    by_column = by if isinstance(by, str) else None
+    if by_column is not None and by_column not in t.columns:
+        raise EventDataError(f"by={by_column!r} is not a column of the events ({', '.join(t.columns)}).")
+
+    until = _utc(observed_until) if observed_until is not None else _utc(t.timestamp.max().execute())
+    t = t.filter(t.timestamp <= until.to_pydatetime())
+
+    attempts = _attempts(t, steps_, window, order, by_column)
+    for event, i, j in exclusions:
+        attempts = _apply_exclusion(attempts, t, event, i, j)
+    best = attempts.mutate(
+        _rank=ibis.row_number().over(ibis.window(group_by="user_id", order_by=[ibis.desc("reached"), "start"])))
+    best = best.filter(best._rank == 0).drop("_rank")
+    per_user = best.execute()
+    return _summarise(per_user, steps_, window, order, by, by_column, until)
+
+
+def _attempts(t: ibis.Table, steps: list[Step], window: pd.Timedelta, order: str, by_column: str | None) -> ibis.Table:
+    """One row per attempt: user_id, start, reached (1..n), t_1..t_n, seg."""
+    n = len(steps)
+    spec_of = {}
+    for s in steps:
+        spec_of.setdefault(s.key(), len(spec_of))
+    specs = {k: s for s in steps for k in [s.key()]}
+    m = {f"m{spec_of[k]}": s.matches(t) for k, s in specs.items()}
+    step_spec = [spec_of[s.key()] for s in steps]
+    base = t.mutate(**m)
+    any_match = ibis.or_(*[base[c] for c in m])
+    if order == "strict":
+        w_user_time = ibis.window(group_by="user_id", order_by="timestamp")
+        # Events strictly before this one, and at or before it, over all of the user's events.
+        base = base.mutate(_lt=ibis.rank().over(w_user_time),
+                           _le=base.count().over(ibis.window(group_by="user_id", order_by="timestamp", range=(None, 0))))
+    rows = base.filter(any_match)
+    # Ties in funnel order: the smallest, then largest step a row can serve, then the rest for determinism.
+    step_of = [ibis.cases((rows[f"m{step_spec[k]}"], k), else_=None) for k in range(n)]
+    rows = rows.mutate(_min=ibis.least(*step_of) if n > 1 else step_of[0],
+                       _max=ibis.greatest(*step_of) if n > 1 else step_of[0])
+    order_keys = ["user_id", "timestamp", "_min", "_max", "event"] + ([by_column] if by_column else [])
+    rows = rows.mutate(_pos=ibis.row_number().over(ibis.window(order_by=order_keys)))
+    seg = rows[by_column].cast("string") if by_column else ibis.literal(None, type="string")
+    rows = rows.mutate(_seg=seg)
+    w_ms = ibis.interval(microseconds=int(window / pd.Timedelta(microseconds=1)))
+
+    if order == "any":
+        rw = ibis.window(group_by="user_id", order_by="timestamp", range=(0, w_ms))
+        n_specs = len(spec_of)
+        events_named = [s.event for s in specs.values()]
+        overlapping = "*" in events_named or len(set(events_named)) < len(events_named)
+        # Separate occurrences for every step: Hall's condition. Every set of steps needs at least as many
+        # matching events in the window as it has steps; with disjoint steps, per-step counts suffice.
+        if overlapping:
+            from itertools import combinations
+
+            subsets = [c for r in range(1, n_specs + 1) for c in combinations(range(n_specs), r)]
+        else:
+            subsets = [(j,) for j in range(n_specs)]
+        counts = {f"c{'_'.join(map(str, sub))}": ibis.or_(*[rows[f"m{j}"] for j in sub]).cast("int64").sum().over(rw)
+                  for sub in subsets}
+        firsts = {f"f{k}": ibis.cases((rows[f"m{step_spec[k]}"], rows.timestamp), else_=None).min().over(rw)
+                  for k in range(n)}
+        a = rows.mutate(**counts, **firsts)
+        reached = 0
+        ok = ibis.literal(True)
+        times = {}
+        completion = None
+        for k in range(n):
+            need = [step_spec[:k + 1].count(j) for j in range(n_specs)]
+            for sub in subsets:
+                if step_spec[k] in sub:  # only sets containing the new step can newly fail
+                    ok = ok & (a[f"c{'_'.join(map(str, sub))}"] >= sum(need[j] for j in sub))
+            reached = reached + ok.cast("int64")
+            completion = a[f"f{k}"] if completion is None else ibis.greatest(completion, a[f"f{k}"])
+            times[f"t_{k + 1}"] = ibis.cases((ok, completion), else_=None)
+        return a.select("user_id", start=a.timestamp, reached=reached, seg=a._seg, **times)
+
+    # ordered / strict: next occurrence of each step strictly after each row, in position order.
+    after = ibis.window(group_by="user_id", order_by="_pos", rows=(1, None))
+    nxt = {}
+    for k in range(1, n):
+        mk = rows[f"m{step_spec[k]}"]
+        nxt[f"np{k}"] = ibis.cases((mk, rows._pos), else_=None).min().over(after)
+        nxt[f"nt{k}"] = ibis.cases((mk, rows.timestamp), else_=None).min().over(after)
+        if order == "strict":
+            nxt[f"nl{k}"] = ibis.cases((mk, rows._lt), else_=None).min().over(after)
+    rows = rows.mutate(**nxt)
+    cols = ["_pos", "timestamp"] + [c for c in nxt] + (["_le"] if order == "strict" else [])
+    lookup = rows.select(*cols)
+    a = rows.filter(rows[f"m{step_spec[0]}"]).select(
+        "user_id", start=rows.timestamp, seg=rows._seg, t_1=rows.timestamp, p_1=rows._pos,
+        **{c: rows[c] for c in cols if c not in ("_pos", "timestamp")})
+    deadline = a.start + w_ms
+    ok = ibis.literal(True)
+    reached = ibis.literal(1, type="int64")
+    for k in range(1, n):
+        cand_p, cand_t = a[f"np{k}"], a[f"nt{k}"]
+        step_ok = cand_p.notnull() & (cand_t <= deadline)
+        if order == "strict":
+            # events strictly between = (#before the candidate) - (#at or before the current step); < 0 on a tie
+            step_ok = step_ok & ((a[f"nl{k}"] - a["_le"]) <= 0)
+        ok_k = ok & step_ok
+        a = a.mutate(**{f"p_{k + 1}": ibis.cases((ok_k, cand_p), else_=None),
+                        f"t_{k + 1}": ibis.cases((ok_k, cand_t), else_=None),
+                        "_ok": ok_k, "_reached": reached + ok_k.cast("int64")})
+        ok, reached = a._ok, a._reached
+        if k < n - 1:
+            # Hop: the next step is looked up from the row the current step matched.
+            nxt_cols = [f"np{k + 1}", f"nt{k + 1}"] + ([f"nl{k + 1}", "_le"] if order == "strict" else [])
+            keep = [c for c in a.columns if c not in nxt_cols]
+            look = lookup.select(_key=lookup._pos, **{f"_L{c}": lookup[c] for c in nxt_cols})
+            a = a.select(*keep).left_join(look, a[f"p_{k + 1}"] == look._key)
+            a = a.mutate(**{c: a[f"_L{c}"] for c in nxt_cols}).drop(*[f"_L{c}" for c in nxt_cols], "_key")
+            ok, reached = a._ok, a._reached
+    return a.select("user_id", "start", "seg", reached=reached, **{f"t_{k + 1}": a[f"t_{k + 1}"] for k in range(n)})
+
+
+def _apply_exclusion(attempts: ibis.Table, t: ibis.Table, event: str, i: int, j: int) -> ibis.Table:
+    ex = t.filter(t.event == event).select(_u=t.user_id, _t=t.timestamp)
+    ti, tj = attempts[f"t_{i + 1}"], attempts[f"t_{j + 1}"]
+    lo, hi = ibis.least(ti, tj), ibis.greatest(ti, tj)
+    void = attempts.filter(tj.notnull()).join(ex, [attempts.user_id == ex._u, ex._t > lo, ex._t < hi]).select(
+        "user_id", "start").distinct()
+    void = void.rename(_vu="user_id", _vs="start")
+    return attempts.anti_join(void, [attempts.user_id == void._vu, attempts.start == void._vs])
+
+
+def _summarise(per_user: pd.DataFrame, steps: list[Step], window: pd.Timedelta, order: str,
+               by: Any, by_column: str | None, until: pd.Timestamp) -> FunnelResult:
+    n = len(steps)
+    per_user = per_user.sort_values("user_id", ignore_index=True)
+    for k in range(1, n + 1):
+        per_user[f"t_{k}"] = pd.to_datetime(per_user[f"t_{k}"], utc=True)
+    per_user["start"] = pd.to_datetime(per_user["start"], utc=True)
+    per_user["user_id"] = per_user["user_id"].astype(str)
+    seg_name = None
+    if by_column is not None:
+        seg_name = by_column
+        per_user[seg_name] = per_user["seg"].fillna(NONE_SEGMENT).astype(str)
+    elif by is not None:
+        series, seg_name = _segments_for_users(by)
+        per_user[seg_name] = per_user["user_id"].map(series).astype("object").where(lambda s: s.notna(), NONE_SEGMENT).astype(str)
+    per_user = per_user.drop(columns="seg")
+    per_user["reached"] = per_user["reached"].astype(int)
+    per_user["in_progress"] = (per_user["reached"] < n) & (per_user["start"] > until - window)
+
+    groups = [("all", per_user)] if seg_name is None else list(per_user.groupby(seg_name, sort=True))
+    tables = []
+    for name, g in groups:
+        rows = []
+        start_users = int((g["reached"] >= 1).sum())
+        for k in range(1, n + 1):
+            reached = g[g["reached"] >= k]
+            exactly = g[g["reached"] == k]
+            prev = int((g["reached"] >= k - 1).sum()) if k > 1 else len(reached)
+            rows.append({
+                "step_index": k, "step": steps[k - 1].label, "users": len(reached),
+                "conversion_from_start": len(reached) / start_users if start_users else np.nan,
+                "conversion_from_previous": len(reached) / prev if prev else np.nan,
+                "dropped": int((~exactly["in_progress"]).sum()) if k < n else 0,
+                "in_progress": int(exactly["in_progress"].sum()) if k < n else 0,
+                "median_time_from_previous": (reached[f"t_{k}"] - reached[f"t_{k - 1}"]).median() if k > 1 else pd.Timedelta(0),
+                "median_time_from_start": (reached[f"t_{k}"] - reached["t_1"]).median() if k > 1 else pd.Timedelta(0),
+            })
+        table = pd.DataFrame(rows)
+        if seg_name is not None:
+            table.insert(0, seg_name, name)
+        tables.append(table)
+    table = pd.concat(tables, ignore_index=True)
+    out = per_user.rename(columns={"reached": "furthest_step", "start": "attempt_start",
+                                   **{f"t_{k}": f"step_{k}_at" for k in range(1, n + 1)}})
+    front = ["user_id", "furthest_step", "in_progress", "attempt_start"] + ([seg_name] if seg_name else [])
+    out = out[front + [f"step_{k}_at" for k in range(1, n + 1)]]
+    return FunnelResult(table, out, steps, window, order, seg_name, until)
+
+
+# ----------------------------------------------------------------------------- comparing segments
+
+
+def _wilson(k: np.ndarray, n: np.ndarray, z: float = 1.959963984540054) -> tuple[np.ndarray, np.ndarray]:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = k / n
+        centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
+        half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
+    return centre - half, centre + half
+
+
+def _holm(p: np.ndarray) -> np.ndarray:
+    p = np.asarray(p, dtype=float)
+    out = np.full_like(p, np.nan)
+    ok = ~np.isnan(p)
+    vals = p[ok]
+    order = np.argsort(vals)
+    m = len(vals)
+    adjusted = np.maximum.accumulate((m - np.arange(m)) * vals[order]).clip(max=1.0)
+    res = np.empty(m)
+    res[order] = adjusted
+    out[ok] = res
+    return out
+
+
+def compare_segments(result: FunnelResult, baseline: str | None = None, *, min_users: int = 30) -> pd.DataFrame:
+    """Conversion per step and segment, with Wilson intervals and Holm-corrected tests against a baseline.
+
+    For every step after the first and every segment: ``entered`` (users at
+    the previous step), ``converted`` (users at this step), ``conversion``
+    (step from previous) with its 95% Wilson interval, ``difference`` to the
+    baseline segment (or, with ``baseline=None``, to all other segments
+    pooled), a two-sided two-proportion z-test ``p_value`` and ``p_holm``
+    (Holm over all comparisons made), and ``small`` when fewer than
+    ``min_users`` entered the step.
+
+    Examples
+    --------
+    >>> toy = pd.DataFrame({"user_id": list("abcd") * 2, "event": ["visit"] * 4 + ["buy"] * 4,
+    ...                     "timestamp": pd.to_datetime(["2025-01-01"] * 4 + ["2025-01-02"] * 4, utc=True)})
+    >>> r = compute_funnel(toy, ["visit", "buy"], by=pd.Series({"a": "A", "b": "A", "c": "B", "d": "B"}, name="variant"))
+    >>> compare_segments(r, baseline="A")[["variant", "conversion", "difference"]].values.tolist()
+    [['A', 1.0, 0.0], ['B', 1.0, 0.0]]
+    """
+    if result.by is None:
+        raise EventDataError("compare_segments needs a funnel computed with by=...")
+    seg = result.by
+    table = result.table.sort_values([seg, "step_index"])
+    table = table.assign(entered=table.groupby(seg)["users"].shift(1)).dropna(subset=["entered"])
+    table = table.rename(columns={"users": "converted"})
+    table["entered"] = table["entered"].astype(int)
+    segments = sorted(table[seg].unique())
+    if baseline is not None and baseline not in segments:
+        raise EventDataError(f"baseline {baseline!r} is not a segment; segments: {segments}.")
+    rows = []
+    for step_index, g in table.groupby("step_index"):
+        g = g.set_index(seg)
+        for s in segments:
+            if s not in g.index:
+                continue
+            k1, n1 = g.loc[s, "converted"], g.loc[s, "entered"]
+            if baseline is None:
+                others = g.drop(index=s)
+                k0, n0 = others["converted"].sum(), others["entered"].sum()
+            else:
+                k0, n0 = g.loc[baseline, "converted"], g.loc[baseline, "entered"]
+            p1 = k1 / n1 if n1 else np.nan
+            p0 = k0 / n0 if n0 else np.nan
+            compared = not (baseline is not None and s == baseline) and n1 > 0 and n0 > 0
+            p_value = np.nan
+            if compared:
+                pooled = (k1 + k0) / (n1 + n0)
+                se = np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n0))
+                p_value = 1.0 if se == 0 else float(2 * stats.norm.sf(abs((p1 - p0) / se)))
+            rows.append({seg: s, "step_index": step_index, "step": g.loc[s, "step"],
+                         "from_step": result.steps[step_index - 2].label, "entered": int(n1), "converted": int(k1),
+                         "conversion": p1, "difference": (p1 - p0) if not np.isnan(p0) else np.nan,
+                         "p_value": p_value, "small": n1 < min_users})
+    out = pd.DataFrame(rows)
+    lo, hi = _wilson(out["converted"].to_numpy(float), out["entered"].to_numpy(float))
+    out.insert(out.columns.get_loc("conversion") + 1, "ci_low", lo)
+    out.insert(out.columns.get_loc("ci_low") + 1, "ci_high", hi)
+    out["p_holm"] = _holm(out["p_value"].to_numpy())
+    return out.reset_index(drop=True)
+
+
+def rank_friction(result: FunnelResult, value_per_conversion: float | None = None) -> pd.DataFrame:
+    """Every step transition ranked by users lost (and value lost when a value per conversion is known).
+
+    ``users_lost`` counts users who reached the step before and dropped there
+    (in-progress users are not lost yet); ``value_lost`` is ``users_lost`` times
+    the share of those users who would have converted to the end at the
+    downstream rate, times ``value_per_conversion``.
+    """
+    seg = result.by
+    table = result.table.copy()
+    keys = [seg] if seg else []
+    table = table.sort_values(keys + ["step_index"])
+    table["to_step"] = table.groupby(keys)["step"].shift(-1) if keys else table["step"].shift(-1)
+    table["final_users"] = table.groupby(keys)["users"].transform("last") if keys else table["users"].iloc[-1]
+    table = table[table["to_step"].notna()].copy()
+    # Downstream conversion: of those who passed this transition, the share who reached the end.
+    passed = table["users"] - table["dropped"] - table["in_progress"]
+    table["downstream_conversion"] = table["final_users"] / passed.where(passed > 0)
+    out = table.rename(columns={"step": "from_step", "dropped": "users_lost"})[
+        keys + ["step_index", "from_step", "to_step", "users", "users_lost", "in_progress", "downstream_conversion"]]
+    out["share_lost"] = out["users_lost"] / out["users"]
+    sort = ["users_lost"]
+    if value_per_conversion is not None:
+        out["value_lost"] = out["users_lost"] * out["downstream_conversion"].fillna(0) * value_per_conversion
+        sort = ["value_lost", "users_lost"]
+    return out.sort_values(sort, ascending=False, ignore_index=True)
