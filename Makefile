@@ -48,6 +48,7 @@ lab: $(INSTALLED) $(SAMPLE)
 bench: $(INSTALLED)
 	$(BIN)/python benchmarks/bench_io.py
 	$(BIN)/python benchmarks/bench_report.py
+	$(BIN)/python benchmarks/bench_funnel.py
 
 ## strip: remove outputs from the notebooks before committing
 strip: $(INSTALLED)

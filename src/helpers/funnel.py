@@ -183,7 +183,7 @@ def compute_funnel(
     best = attempts.mutate(
         _rank=ibis.row_number().over(ibis.window(group_by="user_id", order_by=[ibis.desc("reached"), "start"])))
     best = best.filter(best._rank == 0).drop("_rank")
-    per_user = best.execute()
+    per_user = best.to_pyarrow().to_pandas()  # faster than execute() for wide timestamp results
     return _summarise(per_user, steps_, window, order, by, by_column, until)
 
 
@@ -194,8 +194,12 @@ def _attempts(t: ibis.Table, steps: list[Step], window: pd.Timedelta, order: str
     for s in steps:
         spec_of.setdefault(s.key(), len(spec_of))
     specs = {k: s for s in steps for k in [s.key()]}
-    m = {f"m{spec_of[k]}": s.matches(t) for k, s in specs.items()}
     step_spec = [spec_of[s.key()] for s in steps]
+    # Only the columns the funnel reads travel through the window sorts.
+    needed = ["user_id", "event", "timestamp"] + sorted({c for st in steps for c in st.where}) + (
+        [by_column] if by_column else [])
+    t = t.select(*dict.fromkeys(needed))
+    m = {f"m{spec_of[k]}": s.matches(t) for k, s in specs.items()}
     base = t.mutate(**m)
     any_match = ibis.or_(*[base[c] for c in m])
     if order == "strict":
@@ -208,8 +212,9 @@ def _attempts(t: ibis.Table, steps: list[Step], window: pd.Timedelta, order: str
     step_of = [ibis.cases((rows[f"m{step_spec[k]}"], k), else_=None) for k in range(n)]
     rows = rows.mutate(_min=ibis.least(*step_of) if n > 1 else step_of[0],
                        _max=ibis.greatest(*step_of) if n > 1 else step_of[0])
-    order_keys = ["user_id", "timestamp", "_min", "_max", "event"] + ([by_column] if by_column else [])
-    rows = rows.mutate(_pos=ibis.row_number().over(ibis.window(order_by=order_keys)))
+    order_keys = ["timestamp", "_min", "_max", "event"] + ([by_column] if by_column else [])
+    # Positions per user (a window without a partition would sort on one thread).
+    rows = rows.mutate(_pos=ibis.row_number().over(ibis.window(group_by="user_id", order_by=order_keys)))
     seg = rows[by_column].cast("string") if by_column else ibis.literal(None, type="string")
     rows = rows.mutate(_seg=seg)
     w_ms = ibis.interval(microseconds=int(window / pd.Timedelta(microseconds=1)))
@@ -257,7 +262,7 @@ def _attempts(t: ibis.Table, steps: list[Step], window: pd.Timedelta, order: str
             nxt[f"nl{k}"] = ibis.cases((mk, rows._lt), else_=None).min().over(after)
     rows = rows.mutate(**nxt)
     cols = ["_pos", "timestamp"] + [c for c in nxt] + (["_le"] if order == "strict" else [])
-    lookup = rows.select(*cols)
+    lookup = rows.select("user_id", *cols)
     a = rows.filter(rows[f"m{step_spec[0]}"]).select(
         "user_id", start=rows.timestamp, seg=rows._seg, t_1=rows.timestamp, p_1=rows._pos,
         **{c: rows[c] for c in cols if c not in ("_pos", "timestamp")})
@@ -279,9 +284,9 @@ def _attempts(t: ibis.Table, steps: list[Step], window: pd.Timedelta, order: str
             # Hop: the next step is looked up from the row the current step matched.
             nxt_cols = [f"np{k + 1}", f"nt{k + 1}"] + ([f"nl{k + 1}", "_le"] if order == "strict" else [])
             keep = [c for c in a.columns if c not in nxt_cols]
-            look = lookup.select(_key=lookup._pos, **{f"_L{c}": lookup[c] for c in nxt_cols})
-            a = a.select(*keep).left_join(look, a[f"p_{k + 1}"] == look._key)
-            a = a.mutate(**{c: a[f"_L{c}"] for c in nxt_cols}).drop(*[f"_L{c}" for c in nxt_cols], "_key")
+            look = lookup.select(_ku=lookup.user_id, _key=lookup._pos, **{f"_L{c}": lookup[c] for c in nxt_cols})
+            a = a.select(*keep).left_join(look, [a.user_id == look._ku, a[f"p_{k + 1}"] == look._key])
+            a = a.mutate(**{c: a[f"_L{c}"] for c in nxt_cols}).drop(*[f"_L{c}" for c in nxt_cols], "_key", "_ku")
             ok, reached = a._ok, a._reached
     return a.select("user_id", "start", "seg", reached=reached, **{f"t_{k + 1}": a[f"t_{k + 1}"] for k in range(n)})
 
