@@ -44,7 +44,8 @@ from scipy import stats
 
 from helpers.io import EventDataError, as_ibis
 
-__all__ = ["FunnelResult", "Step", "compare_segments", "compute_funnel", "rank_friction"]
+__all__ = ["FunnelResult", "Step", "compare_segments", "comparison_headline", "compute_funnel", "rank_friction",
+           "value_per_conversion"]
 
 NONE_SEGMENT = "(none)"
 Order = Literal["ordered", "strict", "any"]
@@ -103,6 +104,34 @@ class FunnelResult:
 
     def _repr_html_(self) -> str:
         return self.table.to_html(index=False)
+
+    def headline(self) -> str:
+        """One sentence: overall conversion, the biggest drop-off, users still in progress (all segments pooled)."""
+        pu, n = self.per_user, len(self.steps)
+        started = len(pu)
+        if not started:
+            return "No user did the first step."
+        done = int((pu["furthest_step"] >= n).sum())
+        lost = [(int(((pu["furthest_step"] == k) & ~pu["in_progress"]).sum()), k) for k in range(1, n)]
+        worst, k = max(lost) if lost else (0, 0)
+        entered = int((pu["furthest_step"] >= k).sum()) if k else 0
+        text = (f"Of {started:,} users who did {self.steps[0].label}, {done:,} ({done / started:.1%}) reached "
+                f"{self.steps[-1].label} within {_readable(self.conversion_window)}")
+        if worst:
+            text += (f"; the biggest drop-off is {self.steps[k - 1].label} → {self.steps[k].label}: {worst:,} users "
+                     f"({worst / entered:.1%} of those who got there) went no further")
+        waiting = int(pu["in_progress"].sum())
+        return text + (f"; {waiting:,} are still within their window." if waiting else ".")
+
+
+def _readable(delta: pd.Timedelta) -> str:
+    """'14 days', '36 hours', '90 minutes': how a person writes a window."""
+    seconds = int(delta.total_seconds())
+    for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60)):
+        if seconds % size == 0 and seconds >= size:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return str(delta)
 
 
 def _as_steps(steps: Sequence[str | Step]) -> list[Step]:
@@ -462,3 +491,36 @@ def rank_friction(result: FunnelResult, value_per_conversion: float | None = Non
         out["value_lost"] = out["users_lost"] * out["downstream_conversion"].fillna(0) * value_per_conversion
         sort = ["value_lost", "users_lost"]
     return out.sort_values(sort, ascending=False, ignore_index=True)
+
+
+def comparison_headline(comparison: pd.DataFrame) -> str:
+    """One sentence on the most significant difference in a :func:`compare_segments` table."""
+    tested = comparison.dropna(subset=["p_holm"])
+    if tested.empty:
+        return "No segment comparison could be tested."
+    seg = comparison.columns[0]
+    row = tested.sort_values(["p_holm", "difference"], ascending=[True, False]).iloc[0]
+    verb = "lifts" if row["difference"] > 0 else "lowers"
+    verdict = "significant" if row["p_holm"] < 0.05 else "not significant"
+    return (f"{seg} {row[seg]} {verb} {row['from_step']} → {row['step']} by {abs(row['difference']) * 100:.1f} points "
+            f"({row['conversion']:.1%}, 95% CI {row['ci_low']:.1%}-{row['ci_high']:.1%}; Holm-adjusted p = {row['p_holm']:.2g}, "
+            f"{verdict}).")
+
+
+def value_per_conversion(events: pd.DataFrame | ibis.Table, event: str = "purchase") -> float | None:
+    """Mean total ``value`` of ``event`` per user who did it: what one conversion is worth (None without values).
+
+    Examples
+    --------
+    >>> toy = pd.DataFrame({"user_id": ["a", "a", "b"], "event": ["purchase"] * 3, "value": [10.0, 20.0, 30.0],
+    ...                     "timestamp": pd.to_datetime(["2025-01-01", "2025-01-02", "2025-01-01"], utc=True)})
+    >>> value_per_conversion(toy)
+    30.0
+    """
+    t = as_ibis(events)
+    if "value" not in t.columns:
+        return None
+    hits = t.filter(t.event == event)
+    per_user = hits.group_by("user_id").aggregate(v=hits.value.sum())
+    mean = per_user.v.mean().execute()
+    return None if mean is None or pd.isna(mean) else float(mean)

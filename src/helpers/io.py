@@ -41,7 +41,7 @@ import os
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import ibis
 import numpy as np
@@ -61,6 +61,7 @@ __all__ = [
     "load_events",
     "open_events",
     "read_load_info",
+    "user_attribute",
     "write_events",
 ]
 
@@ -952,3 +953,42 @@ def data_quality(
     if dropped_map:
         report.warnings.append("Rows dropped: " + "; ".join(f"{k}: {v:,}" for k, v in dropped_map.items()) + ".")
     return report
+
+
+def user_attribute(columns: str | Sequence[str], sources: Sequence[str | os.PathLike[str] | pd.DataFrame | None]) -> pd.Series:
+    """A user-level attribute as a Series indexed by ``user_id`` (string), named after its column.
+
+    Takes the first of ``columns`` found in the first of ``sources`` (user
+    tables: Parquet/CSV paths or DataFrames with a ``user_id`` column) that has
+    it; missing files are skipped. Used for breakdowns: "persona when the
+    persona notebook ran, else acquisition channel".
+
+    Examples
+    --------
+    >>> users = pd.DataFrame({"user_id": [1, 2], "plan": ["pro", "free"]})
+    >>> user_attribute(["persona", "plan"], [None, users]).to_dict()
+    {'1': 'pro', '2': 'free'}
+    """
+    wanted = [columns] if isinstance(columns, str) else list(columns)
+    tables = []
+    for src in sources:
+        if src is None:
+            continue
+        if isinstance(src, pd.DataFrame):
+            tables.append(("DataFrame", src))
+            continue
+        path = Path(src)
+        if not path.exists():
+            continue
+        frame = pd.read_parquet(path) if _format_kind(path) == "parquet" else pd.read_csv(path, dtype={"user_id": str})
+        tables.append((str(path), frame))
+    for col in wanted:
+        for label, frame in tables:
+            if col in frame.columns:
+                if "user_id" not in frame.columns:
+                    raise EventDataError(f"{label}: a user table needs a 'user_id' column (columns: {', '.join(frame.columns)}).")
+                series = frame.set_index(frame["user_id"].astype(str))[col]
+                series.index.name = "user_id"
+                return series.rename(col)
+    raise EventDataError(f"none of the columns {wanted} is in the user tables "
+                         f"({'; '.join(f'{lbl}: {list(f.columns)}' for lbl, f in tables) or 'none found'}).")

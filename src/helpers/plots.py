@@ -7,13 +7,17 @@ plotly figure, which renders interactively in JupyterLab and, through
 
 from __future__ import annotations
 
+from typing import Any, Sequence
+
+import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 import plotly.io as pio
 
 from helpers.io import DataQualityReport
 
-__all__ = ["init_notebook", "events_per_day", "events_per_type", "channel_mix", "TEMPLATE"]
+__all__ = ["TEMPLATE", "channel_mix", "events_per_day", "events_per_type", "friction_chart", "funnel_chart", "init_notebook",
+           "paths_sankey", "segment_comparison", "styled", "time_to_convert"]
 
 TEMPLATE = "plotly_white"
 PALETTE = px.colors.qualitative.Safe  # colour-blind safe
@@ -82,3 +86,114 @@ def channel_mix(quality: DataQualityReport) -> go.Figure:
     fig.update_layout(barmode="group")
     fig.update_xaxes(title="count")
     return _layout(fig, "Events and users by channel", height=max(320, 40 * len(table) + 120))
+
+
+# ----------------------------------------------------------------------------- funnels and paths
+
+
+def funnel_chart(result) -> go.Figure:
+    """Users per step with conversion from start and the drop from the previous step; a bar group per segment.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from helpers.funnel import compute_funnel
+    >>> toy = pd.DataFrame({"user_id": ["a", "a", "b"], "event": ["visit", "buy", "visit"],
+    ...                     "timestamp": pd.to_datetime(["2025-01-01", "2025-01-02", "2025-01-01"], utc=True)})
+    >>> len(funnel_chart(compute_funnel(toy, ["visit", "buy"])).data)
+    1
+    """
+    table = result.table
+    fig = go.Figure()
+    groups = [(None, table)] if result.by is None else list(table.groupby(result.by, sort=True))
+    for i, (name, g) in enumerate(groups):
+        text = [f"{u:,} ({c:.1%})" + ("" if k == 1 else f"<br>−{d + p:,} from previous")
+                for k, u, c, d, p in zip(g["step_index"], g["users"], g["conversion_from_start"], g["dropped"].shift(1, fill_value=0),
+                                         g["in_progress"].shift(1, fill_value=0))]
+        fig.add_bar(x=[f"{k}. {s}" for k, s in zip(g["step_index"], g["step"])], y=g["users"], name=str(name or "users"),
+                    text=text, textposition="outside", marker_color=PALETTE[i % len(PALETTE)], cliponaxis=False,
+                    hovertemplate="%{x}<br>%{y:,} users<extra>" + str(name or "") + "</extra>")
+    fig.update_layout(barmode="group", showlegend=result.by is not None, yaxis_title="users")
+    from helpers.funnel import _readable
+
+    title = f"Funnel ({result.order}, {_readable(result.conversion_window)} window)" + (f" by {result.by}" if result.by else "")
+    return _layout(fig, title, height=460)
+
+
+def time_to_convert(result, step: int | None = None) -> go.Figure:
+    """Histogram of the time from the previous step to ``step`` (default: the last), in hours, among users who reached it."""
+    k = step or len(result.steps)
+    pu = result.per_user
+    reached = pu[pu["furthest_step"] >= k]
+    hours = (reached[f"step_{k}_at"] - reached[f"step_{k - 1}_at"]).dt.total_seconds() / 3600
+    fig = go.Figure(go.Histogram(x=hours, nbinsx=60, marker_color=PALETTE[0], hovertemplate="%{x} h: %{y:,} users<extra></extra>"))
+    if len(hours):
+        fig.add_vline(x=float(hours.median()), line_dash="dash", annotation_text=f"median {hours.median():.1f} h")
+    fig.update_xaxes(title=f"hours from {result.steps[k - 2].label} to {result.steps[k - 1].label}")
+    fig.update_yaxes(title="users")
+    return _layout(fig, f"Time to convert: {result.steps[k - 2].label} → {result.steps[k - 1].label}")
+
+
+def segment_comparison(comparison: pd.DataFrame, segment: str | None = None) -> go.Figure:
+    """Conversion per step transition and segment with 95% intervals, from :func:`helpers.funnel.compare_segments`."""
+    seg = segment or comparison.columns[0]
+    fig = go.Figure()
+    for i, (name, g) in enumerate(comparison.groupby(seg, sort=True)):
+        labels = [f"{a} → {b}" for a, b in zip(g["from_step"], g["step"])]
+        fig.add_scatter(x=labels, y=g["conversion"], mode="markers", name=str(name), marker=dict(size=11, color=PALETTE[i % len(PALETTE)]),
+                        error_y=dict(type="data", symmetric=False, array=g["ci_high"] - g["conversion"],
+                                     arrayminus=g["conversion"] - g["ci_low"]),
+                        customdata=g[["entered", "p_holm"]].to_numpy(),
+                        hovertemplate="%{x}<br>%{y:.1%} of %{customdata[0]:,}<br>p (Holm) %{customdata[1]:.3g}<extra>" + str(name) + "</extra>")
+    fig.update_yaxes(title="conversion from previous step", tickformat=".0%")
+    return _layout(fig, f"Step conversion by {seg}, with 95% intervals")
+
+
+def paths_sankey(paths: pd.DataFrame, top: int = 15) -> go.Figure:
+    """Sankey of the top paths from :func:`helpers.paths.top_paths` (node = event at a position)."""
+    rows = paths.head(top)
+    nodes: dict[str, int] = {}
+    links: dict[tuple[int, int], int] = {}
+    for path, units in zip(rows["path"], rows["units"]):
+        steps = path.split(" → ")
+        ids = [nodes.setdefault(f"{i + 1}. {s}", len(nodes)) for i, s in enumerate(steps)]
+        for a, b in zip(ids, ids[1:]):
+            links[(a, b)] = links.get((a, b), 0) + int(units)
+    fig = go.Figure(go.Sankey(node=dict(label=list(nodes), pad=12, thickness=14, color=PALETTE[0]),
+                              link=dict(source=[a for a, _ in links], target=[b for _, b in links], value=list(links.values()))))
+    return _layout(fig, f"Top {len(rows)} paths", height=480)
+
+
+def friction_chart(friction: pd.DataFrame, top: int = 10) -> go.Figure:
+    """Horizontal bars: users (or value) lost per transition, from :func:`helpers.funnel.rank_friction`."""
+    rows = friction.head(top).iloc[::-1]
+    metric = "value_lost" if "value_lost" in rows.columns else "users_lost"
+    seg = rows.columns[0] if rows.columns[0] != "step_index" else None
+    label = [f"{a} → {b}" + (f" ({g})" if seg else "")
+             for a, b, g in zip(rows["from_step"], rows["to_step"], rows[seg] if seg else rows["from_step"])]
+    fig = go.Figure(go.Bar(x=rows[metric], y=label, orientation="h", marker_color=PALETTE[1],
+                           hovertemplate="%{y}<br>%{x:,.0f}<extra></extra>"))
+    fig.update_xaxes(title=metric.replace("_", " "))
+    return _layout(fig, "Where the funnel loses most", height=max(300, 36 * len(rows) + 120))
+
+
+def styled(table: pd.DataFrame, *, percent: Sequence[str] = (), precision: int = 2):
+    """A display-ready table: counts with thousands separators, shares as percentages, durations rounded.
+
+    Columns named ``conversion*``, ``share*``, ``ci_*``, ``difference`` or listed
+    in ``percent`` are shown as percentages.
+    """
+    fmt: dict[str, Any] = {}
+    for col in table.columns:
+        dtype = table[col].dtype
+        if col in percent or str(col).startswith(("conversion", "share", "ci_", "goal_share", "downstream")) or col == "difference":
+            fmt[col] = "{:.1%}"
+        elif str(col).startswith("p_"):
+            fmt[col] = "{:.3g}"
+        elif pd.api.types.is_integer_dtype(dtype):
+            fmt[col] = "{:,}"
+        elif pd.api.types.is_float_dtype(dtype):
+            fmt[col] = "{:,.%df}" % precision
+        elif pd.api.types.is_timedelta64_dtype(dtype):
+            fmt[col] = lambda v: "" if pd.isna(v) else str(pd.Timedelta(v).round("min"))
+    return table.style.format(fmt, na_rep="").hide(axis="index")
