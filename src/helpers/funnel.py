@@ -101,6 +101,7 @@ class FunnelResult:
     order: str
     by: str | None
     observed_until: pd.Timestamp
+    events: ibis.Table | None = field(default=None, repr=False)  # the events counted (up to observed_until)
 
     def _repr_html_(self) -> str:
         return self.table.to_html(index=False)
@@ -213,7 +214,9 @@ def compute_funnel(
         _rank=ibis.row_number().over(ibis.window(group_by="user_id", order_by=[ibis.desc("reached"), "start"])))
     best = best.filter(best._rank == 0).drop("_rank")
     per_user = best.to_pyarrow().to_pandas()  # faster than execute() for wide timestamp results
-    return _summarise(per_user, steps_, window, order, by, by_column, until)
+    result = _summarise(per_user, steps_, window, order, by, by_column, until)
+    result.events = t
+    return result
 
 
 def _attempts(t: ibis.Table, steps: list[Step], window: pd.Timedelta, order: str, by_column: str | None) -> ibis.Table:

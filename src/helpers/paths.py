@@ -181,7 +181,7 @@ def transition_matrix(events: pd.DataFrame | ibis.Table, *, top_events: int = 15
 def paths_before_drop(
     result: FunnelResult,
     step: int | str,
-    events: pd.DataFrame | ibis.Table,
+    events: pd.DataFrame | ibis.Table | None = None,
     *,
     max_steps: int = 3,
     top: int = 10,
@@ -193,6 +193,7 @@ def paths_before_drop(
     are those whose furthest step it is and who are not in progress. Their
     paths start with the first event after the step's time (same counting as
     :func:`top_paths`); users with no later event have the path ``(nothing)``.
+    ``events`` defaults to the events the funnel counted.
     """
     labels = [s.label for s in result.steps]
     k = labels.index(step) + 1 if isinstance(step, str) else int(step)
@@ -203,7 +204,9 @@ def paths_before_drop(
     dropped = dropped.rename(columns={f"step_{k}_at": "_since"})
     if dropped.empty:
         return pd.DataFrame(columns=["path", "steps", "units", "users", "share"])
-    t = as_ibis(events)
+    if events is None and result.events is None:
+        raise EventDataError("paths_before_drop needs the events: the funnel result does not hold them.")
+    t = as_ibis(events) if events is not None else result.events
     since = ibis.memtable(dropped.assign(user_id=dropped["user_id"].astype(str)))
     later = t.join(since, "user_id").filter(lambda s: s.timestamp > s._since).drop("_since")
     paths = top_paths(later, max_steps=max_steps, top=10**9, collapse_repeats=collapse_repeats)

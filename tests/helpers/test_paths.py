@@ -71,6 +71,7 @@ def test_paths_before_drop_shows_what_droppers_did_next():
     out = paths_before_drop(r, "cart", ev, max_steps=2)
     assert out[["path", "users"]].values.tolist() == [["(nothing)", 1], ["faq", 1], ["faq → leave", 1]]
     assert (out["after_step"] == "cart").all()
+    pd.testing.assert_frame_equal(paths_before_drop(r, "cart", max_steps=2), out)  # events default to the funnel's
     assert out["share"].sum() == pytest.approx(1.0)
     with pytest.raises(EventDataError, match="before the last"):
         paths_before_drop(r, 3, ev)
