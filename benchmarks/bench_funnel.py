@@ -16,16 +16,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from measure import run_step
+
 HERE = Path(__file__).resolve().parent
 STEPS = ["signup", "first_value", "add_to_cart", "purchase"]
 
 STEP = r"""
-import json, sys, time
 path, what, order = sys.argv[1], sys.argv[2], sys.argv[3]
-def hwm():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
 import duckdb, ibis
 from helpers import io
 from helpers.funnel import compute_funnel
@@ -41,8 +38,7 @@ print(json.dumps({"what": what, "order": order, "seconds": time.perf_counter() -
 
 
 def measure(path: Path, what: str, order: str = "-") -> dict:
-    out = subprocess.run([sys.executable, "-c", STEP, str(path), what, order], check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_step(STEP, str(path), what, order)
 
 
 def main() -> None:

@@ -19,17 +19,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from measure import run_step
+
 HERE = Path(__file__).resolve().parent
 
 STEP = r"""
-import json, resource, sys, time
 import pandas as pd
 from helpers import io
 path, step = sys.argv[1], sys.argv[2]
-def hwm():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
 base = hwm()
 t0 = time.perf_counter()
 if step == "load_events":
@@ -54,8 +51,7 @@ print(json.dumps({"step": step, "seconds": seconds, "rows": rows, "table_bytes":
 
 
 def measure(path: Path, step: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", STEP, str(path), step], check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_step(STEP, str(path), step)
 
 
 def main() -> None:
