@@ -977,7 +977,9 @@ def user_attribute(columns: str | Sequence[str], sources: Sequence[str | os.Path
         if isinstance(src, pd.DataFrame):
             tables.append(("DataFrame", src))
             continue
-        path = Path(src)
+        from helpers.config import resolve_path
+
+        path = resolve_path(src)  # relative paths are taken from the project root, as in notebooks
         if not path.exists():
             continue
         frame = pd.read_parquet(path) if _format_kind(path) == "parquet" else pd.read_csv(path, dtype={"user_id": str})
