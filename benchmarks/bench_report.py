@@ -60,6 +60,8 @@ def main() -> None:
         results["large"] = run_report(config, work / "large_reports", [
             f"data_loading.source={work / 'large' / 'events.parquet'}",
             f"data_loading.output={work / 'large' / 'processed.parquet'}",
+            f"funnel.events_path={work / 'large' / 'processed.parquet'}",
+            f"funnel.users_path={work / 'large' / 'users.parquet'}",
         ])
     gb = 1024**3
     for name in ("sample", "large"):

@@ -412,8 +412,13 @@ def _notebook_title(path: Path) -> str:
 
 
 def _visible_text(text: str) -> str:
-    """The HTML without plotly.js's own bundle (its license names an e-mail address)."""
-    return re.sub(r"<script[^>]*>(?:(?!</script>).)*?\* plotly\.js v.*?</script>", "", text, flags=re.S)
+    """The HTML without plotly.js's own bundle (its license names an e-mail address), JSON escapes decoded.
+
+    Decoding matters both ways: ``\\u2212`` (a minus sign) before ``56`` must not
+    read as an id ``u221256``, and an id written with escapes must not hide.
+    """
+    text = re.sub(r"<script[^>]*>(?:(?!</script>).)*?\* plotly\.js v.*?</script>", "", text, flags=re.S)
+    return re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), text)
 
 
 def _load_ids(path: Path | None) -> set[str]:

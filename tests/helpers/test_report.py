@@ -213,3 +213,11 @@ def test_shipped_report_configs_are_valid(path):
     cfg = report.load_config(path)
     params = report.resolve_parameters(cfg)
     assert set(params) == {nb.name for nb in cfg.notebooks}
+
+
+def test_privacy_check_decodes_json_escapes_before_matching_ids(tmp_path):
+    page = tmp_path / "a.html"
+    page.write_text('<script>{"text": ["905 (74.6%)\\u003cbr\\u003e\\u221256 from previous"]}</script>')
+    assert report.privacy_problems([page], {"u221256"}) == []
+    page.write_text('<script>{"x": ["\\u0075221256"]}</script>')  # the id itself, escaped
+    assert report.privacy_problems([page], {"u221256"}) == ["a.html: 1 raw user id(s); show counts or report.pseudonymize(ids)"]
