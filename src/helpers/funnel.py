@@ -367,7 +367,7 @@ def _summarise(per_user: pd.DataFrame, steps: list[Step], window: pd.Timedelta, 
                 "conversion_from_previous": len(reached) / prev if prev else np.nan,
                 "dropped": int((~exactly["in_progress"]).sum()) if k < n else 0,
                 "in_progress": int(exactly["in_progress"].sum()) if k < n else 0,
-                "median_time_from_previous": (reached[f"t_{k}"] - reached[f"t_{k - 1}"]).median() if k > 1 else pd.Timedelta(0),
+                "median_time_from_previous": (reached[f"t_{k}"] - reached[f"t_{k - 1}"]).median() if k > 1 else pd.NaT,
                 "median_time_from_start": (reached[f"t_{k}"] - reached["t_1"]).median() if k > 1 else pd.Timedelta(0),
             })
         table = pd.DataFrame(rows)

@@ -74,6 +74,8 @@ def test_a_later_attempt_counts_when_only_it_completes_and_times_come_from_it():
     assert users(r) == [1, 1]
     assert r.per_user.loc[0, "attempt_start"] == T0 + pd.Timedelta(days=20)
     assert r.table.loc[1, "median_time_from_previous"] == pd.Timedelta(days=1)
+    assert pd.isna(r.table.loc[0, "median_time_from_previous"])  # step 1 has no previous step
+    assert r.table.loc[0, "median_time_from_start"] == pd.Timedelta(0)
 
 
 @pytest.mark.parametrize("gap, reached", [(pd.Timedelta("14D"), 2), (pd.Timedelta("14D") + pd.Timedelta("1s"), 1)])
