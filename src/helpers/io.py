@@ -808,7 +808,8 @@ class DataQualityReport:
             ("rows read", "n/a" if self.rows_read is None else f"{self.rows_read:,}"),
             ("exact duplicates removed", "n/a" if self.duplicates_removed is None else f"{self.duplicates_removed:,}"),
             ("rows dropped by rules", f"{dropped:,}"
-             + (" (" + "; ".join(f"{r.reason}: {r.rows:,}" for r in self.dropped.itertuples()) + ")" if dropped else "")),
+             + (" (" + "; ".join(f"{why}: {n:,}" for why, n in zip(self.dropped["reason"], self.dropped["rows"])) + ")"
+                if dropped else "")),
             ("events", f"{self.rows:,}"),
             ("users", f"{self.users:,}"),
             ("event types", f"{len(self.events_per_type):,}"),
@@ -819,7 +820,8 @@ class DataQualityReport:
             (f"timestamps after {self.as_of:%Y-%m-%d %H:%M} UTC", f"{self.future_timestamps:,}"),
             ("timestamps before 2000", f"{self.pre_2000_timestamps:,}"),
         ]
-        rows += [(f"nulls in {r.column}", f"{r.nulls:,} ({r.share:.1%})") for r in self.nulls.itertuples() if r.nulls]
+        rows += [(f"nulls in {col}", f"{n:,} ({share:.1%})")
+                 for col, n, share in zip(self.nulls["column"], self.nulls["nulls"], self.nulls["share"]) if n]
         return pd.DataFrame(rows, columns=["check", "value"])
 
     def to_dict(self) -> dict[str, Any]:
@@ -850,7 +852,7 @@ class DataQualityReport:
         dropped = int(self.dropped["rows"].sum()) if len(self.dropped) else 0
         if dropped:
             parts.append(f"{dropped:,} rows dropped by rules (" + ", ".join(
-                f"{r.reason}: {r.rows:,}" for r in self.dropped.itertuples()) + ")")
+                f"{why}: {n:,}" for why, n in zip(self.dropped["reason"], self.dropped["rows"])) + ")")
         parts.append(f"{self.single_event_users:,} users ({self.single_event_users / max(self.users, 1):.1%}) have a single event")
         return "; ".join(parts) + "."
 

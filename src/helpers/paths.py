@@ -143,8 +143,11 @@ def top_paths(
     counts = paths.group_by(step_cols).aggregate(**aggs).to_pyarrow().to_pandas()
     if counts.empty:
         return pd.DataFrame(columns=["path", "steps", "units", "users", "share"] + (["goal_share"] if goal else []))
-    seqs = counts[step_cols].apply(lambda col: col.where(col.notna(), None))
-    counts["path"] = [ARROW.join(s for s in row if s is not None) for row in seqs.itertuples(index=False)]
+    seqs = counts[step_cols].astype("object")
+    path = seqs["step_1"].astype(str)
+    for col in step_cols[1:]:  # column by column (at most max_steps), never row by row
+        path = path.where(seqs[col].isna(), path + ARROW + seqs[col].astype(str))
+    counts["path"] = path
     counts["steps"] = seqs.notna().sum(axis=1)
     counts["share"] = counts["units"] / counts["units"].sum()
     cols = ["path", "steps", "units", "users", "share"]
