@@ -200,8 +200,7 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
         # Flatten nested objects (Mixpanel's `properties`, Amplitude's `event_properties`) to dotted names.
         flat = pd.json_normalize(df[nested].to_dict("records"))
         flat.columns = [str(c) for c in flat.columns]
-        names = {c: f"{c}" for c in flat.columns}
-        df = pd.concat([df.drop(columns=nested), flat.rename(columns=names)], axis=1)
+        df = pd.concat([df.drop(columns=nested), flat], axis=1)
     return df
 
 

@@ -29,6 +29,7 @@ both simply display or do nothing outside a run.
 from __future__ import annotations
 
 import argparse
+import datetime
 import difflib
 import hashlib
 import html
@@ -199,8 +200,8 @@ def parse_overrides(items: Iterable[str]) -> dict[str | None, dict[str, Any]]:
             parsed = yaml.safe_load(value) if value.strip() else None
         except yaml.YAMLError:
             parsed = value
-        if isinstance(parsed, (pd.Timestamp,)) or type(parsed).__name__ in ("date", "datetime"):
-            parsed = value  # keep dates as the text the notebook parses
+        if isinstance(parsed, (datetime.date, datetime.datetime)):
+            parsed = value  # YAML reads 2025-01-01 as a date; notebooks take dates as text
         out.setdefault(notebook or None, {})[name] = parsed
     return out
 
