@@ -9,6 +9,10 @@ Feature semantics (one row per user who has at least one event, index ``user_id`
   ``observed_until`` (default: the last timestamp in the data);
 - ``purchases``: count of ``purchase_events``; ``monetary_value``: the sum of their
   ``value``; ``purchases_per_active_day``;
+- ``share_<property>__<value>``: for each of ``properties`` (default ``page``), the
+  share of the user's events carrying that property that have ``<value>``
+  (e.g. the share of their page views that were ``pricing``), for the
+  ``top_values`` most frequent values; 0 for users without such events;
 - ``share_event__<name>``: the share of the user's events that are ``<name>``, for
   the ``top_events`` most frequent event types; ``share_channel__<name>``: the
   same for every channel;
@@ -51,6 +55,8 @@ def user_features(
     purchase_events: Sequence[str] = ("purchase", "repeat_purchase"),
     milestones: Sequence[str] = ("first_value", "purchase"),
     survey_event: str = "nps_response",
+    properties: Sequence[str] = ("page",),
+    top_values: int = 10,
 ) -> pd.DataFrame:
     """Per-user behaviour features, computed in one aggregation over the events (see the module docstring).
 
@@ -113,6 +119,13 @@ def user_features(
     for m in milestones:
         if m in present:
             aggs[f"_first__{_safe(m)}"] = t.timestamp.min(where=t.event == m)
+    prop_values: dict[str, list] = {}
+    for prop in [p for p in properties if p in t.columns]:
+        vals = t.filter(t[prop].notnull()).group_by(prop).aggregate(n=lambda s: s.count())
+        prop_values[prop] = vals.order_by([ibis.desc("n"), prop]).limit(top_values).execute()[prop].tolist()
+        aggs[f"_n_{_safe(prop)}"] = t[prop].notnull().cast("int64").sum()
+        for v in prop_values[prop]:
+            aggs[f"_n_{_safe(prop)}__{_safe(v)}"] = (t[prop] == v).cast("int64").sum()
     raw = t.group_by("user_id").aggregate(**aggs).to_pyarrow().to_pandas()
 
     f = pd.DataFrame(index=pd.Index(raw["user_id"].astype(str), name="user_id"))
@@ -128,6 +141,11 @@ def user_features(
     f["purchases_per_active_day"] = f["purchases"] / f["active_days"]
     for e in top:
         f[f"share_event__{_safe(e)}"] = raw[f"_n_event__{_safe(e)}"].to_numpy(float) / f["events"].to_numpy()
+    for prop, values in prop_values.items():
+        with_prop = raw[f"_n_{_safe(prop)}"].to_numpy(float)
+        for v in values:
+            hits = raw[f"_n_{_safe(prop)}__{_safe(v)}"].to_numpy(float)
+            f[f"share_{_safe(prop)}__{_safe(v)}"] = np.divide(hits, with_prop, out=np.zeros_like(hits), where=with_prop > 0)
     for c in channels:
         f[f"share_channel__{_safe(c)}"] = raw[f"_n_channel__{_safe(c)}"].to_numpy(float) / f["events"].to_numpy()
     for m in milestones:

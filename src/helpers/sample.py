@@ -87,7 +87,7 @@ class Persona:
     acquisition: dict[str, float]  # acquisition channel mix
     app_share: float  # share of sessions in the app (else web)
     campaign_share: float  # share of sessions started from an email or push
-    pages: dict[str, float]  # which pages they look at
+    pages: dict[str, float]  # which pages they look at: each persona has a signature page
     pages_before_signup: float  # mean extra page views while considering
     signup: float
     signup_days: float  # mean days from first visit to signup
@@ -107,35 +107,35 @@ class Persona:
 
 PERSONAS: tuple[Persona, ...] = (
     Persona("power_user", 0.16, 0.5, {"search": .3, "referral": .3, "email": .2, "social": .1, "ads": .1},
-            app_share=.85, campaign_share=.1, pages={"features": .4, "docs": .3, "pricing": .2, "home": .1},
+            app_share=.85, campaign_share=.1, pages={"features": .75, "docs": .15, "home": .1},
             pages_before_signup=2, signup=.75, signup_days=.7, first_value=.80, first_value_hours=4,
             cart=.7, checkout=.8, purchase=.85, cart_days=3, spend=60, pro_share=.7,
             sessions_per_week=1.2, events_per_session=4,
             session_mix={"feature_used": 6, "search": 2, "page_view": 1.5, "add_to_cart": .5, "repeat_purchase": .25,
                          "support_ticket": .04, "review": .06, "referral_sent": .1}, nps_mean=9.0),
     Persona("deal_seeker", 0.22, 1.5, {"email": .45, "ads": .25, "social": .15, "search": .1, "referral": .05},
-            app_share=.45, campaign_share=.6, pages={"deals": .55, "pricing": .2, "home": .15, "reviews": .1},
+            app_share=.45, campaign_share=.6, pages={"deals": .8, "pricing": .1, "home": .1},
             pages_before_signup=3, signup=.55, signup_days=1.5, first_value=.55, first_value_hours=10,
             cart=.8, checkout=.55, purchase=.6, cart_days=2, spend=25, pro_share=.1,
             sessions_per_week=.65, events_per_session=3,
             session_mix={"page_view": 4, "add_to_cart": 2.5, "search": 1, "repeat_purchase": .3, "feature_used": .4,
                          "support_ticket": .06, "review": .05, "referral_sent": .03}, nps_mean=6.3),
     Persona("researcher", 0.20, 1.0, {"search": .55, "ads": .15, "referral": .1, "email": .1, "social": .1},
-            app_share=.1, campaign_share=.1, pages={"docs": .3, "pricing": .3, "blog": .2, "reviews": .12, "features": .08},
+            app_share=.1, campaign_share=.1, pages={"docs": .45, "blog": .35, "pricing": .2},
             pages_before_signup=7, signup=.5, signup_days=6, first_value=.65, first_value_hours=20,
             cart=.45, checkout=.75, purchase=.8, cart_days=8, spend=120, pro_share=.55,
             sessions_per_week=.5, events_per_session=4.5,
             session_mix={"page_view": 5, "search": 2, "feature_used": 2, "add_to_cart": .3, "repeat_purchase": .08,
                          "support_ticket": .15, "review": .15, "referral_sent": .02}, nps_mean=7.6),
     Persona("social_sharer", 0.17, 1.25, {"social": .65, "ads": .2, "referral": .1, "search": .05},
-            app_share=.7, campaign_share=.25, pages={"home": .4, "reviews": .25, "deals": .15, "features": .2},
+            app_share=.7, campaign_share=.25, pages={"reviews": .7, "home": .2, "features": .1},
             pages_before_signup=1.5, signup=.6, signup_days=.3, first_value=.6, first_value_hours=6,
             cart=.75, checkout=.5, purchase=.7, cart_days=.5, spend=45, pro_share=.3,
             sessions_per_week=.8, events_per_session=3,
             session_mix={"feature_used": 2, "page_view": 2, "referral_sent": 1.2, "review": .5, "add_to_cart": .8,
                          "repeat_purchase": .15, "search": .3, "support_ticket": .03}, nps_mean=8.3),
     Persona("casual_browser", 0.25, 2.2, {"ads": .55, "social": .2, "search": .2, "email": .05},
-            app_share=.3, campaign_share=.2, pages={"home": .5, "blog": .3, "pricing": .1, "deals": .1},
+            app_share=.3, campaign_share=.2, pages={"home": .6, "blog": .3, "deals": .1},
             pages_before_signup=1, signup=.25, signup_days=3, first_value=.4, first_value_hours=30,
             cart=.35, checkout=.5, purchase=.55, cart_days=6, spend=30, pro_share=.15,
             sessions_per_week=.4, events_per_session=2.2,

@@ -64,3 +64,27 @@ def test_sessions_are_made_when_the_data_has_none(log):
 def test_no_events_left_is_a_clear_error(log):
     with pytest.raises(EventDataError, match="no events"):
         user_features(log, observed_until=T0 - pd.Timedelta(days=1))
+
+
+def test_property_shares_are_among_the_events_carrying_the_property():
+    ev = pd.DataFrame({"user_id": ["a", "a", "a", "b"], "event": ["page_view", "page_view", "buy", "buy"],
+                       "page": ["pricing", "docs", None, None],
+                       "timestamp": [T0, T0 + pd.Timedelta(hours=1), T0 + pd.Timedelta(hours=2), T0]})
+    f = user_features(ev)
+    assert f.loc["a", "share_page__pricing"] == 0.5 and f.loc["a", "share_page__docs"] == 0.5
+    assert f.loc["b", "share_page__pricing"] == 0  # no page views: zero, not NaN
+
+
+def test_planted_personas_are_recoverable_from_page_shares_on_the_sample():
+    """The signal the persona model must find is in the sample (ARI on page shares alone; #5 builds the model)."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score
+
+    from helpers.sample import generate_journeys
+
+    j = generate_journeys(20_000, seed=0)
+    f = user_features(j.events)
+    pages = f[[c for c in f.columns if c.startswith("share_page__")]]
+    truth = j.truth.set_index("user_id").loc[pages.index, "persona"].astype(str)
+    labels = KMeans(5, n_init=10, random_state=0).fit_predict(pages)
+    assert adjusted_rand_score(truth, labels) >= 0.7
