@@ -38,8 +38,6 @@ from helpers.io import EventDataError, as_ibis
 
 __all__ = ["user_features"]
 
-DAY_US = 86_400 * 10**6
-
 
 def _safe(name: str) -> str:
     return re.sub(r"[^0-9A-Za-z_]+", "_", str(name)).strip("_") or "blank"
@@ -96,7 +94,6 @@ def user_features(
     channels = (t.group_by("channel").aggregate(n=t.count()).execute()["channel"].dropna().tolist()
                 if "channel" in t.columns else [])
 
-    days = lambda a, b: (b.epoch_seconds() - a.epoch_seconds()) / 86_400.0  # noqa: E731
     is_purchase = t.event.isin(list(purchase_events))
     aggs = {
         "events": t.count(),

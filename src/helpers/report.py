@@ -548,9 +548,9 @@ def run(config_path: str | os.PathLike[str], *, overrides: Iterable[str] | Mappi
         data = record_facts.get("data", {})
         run_date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started))
         data_range = f"data {data.get('first', '?')[:10]} to {data.get('last', '?')[:10]} (UTC)" if data else "data range unknown"
+        titles = {nb.name: _notebook_title(nb.path) for nb in selected}
         htmls = []
         for nb in selected:
-            title = _notebook_title(nb.path)
             header = (f'<div class="report-header"><a href="index.html">{html.escape(cfg.title)}</a> · '
                       f"run {run_date} · {html.escape(data_range)}</div>")
             htmls.append(render_html(tmp / nb.path.name, tmp / f"{nb.path.stem}.html", header=header))
@@ -561,7 +561,7 @@ def run(config_path: str | os.PathLike[str], *, overrides: Iterable[str] | Mappi
             "run_id": run_id, "title": cfg.title, "config": str(cfg.source), "started": run_date,
             "seconds": round(time.time() - started, 1), "durations": {k: round(v, 1) for k, v in durations.items()},
             "parameters": params, "git_commit": _git_commit(), "versions": _versions(), "record": record_facts,
-            "notebooks": [{"name": nb.name, "file": f"{nb.path.stem}.html", "title": _notebook_title(nb.path),
+            "notebooks": [{"name": nb.name, "file": f"{nb.path.stem}.html", "title": titles[nb.name],
                            "index_first": nb.index_first} for nb in selected],
         }
         (tmp / "run.json").write_text(json.dumps(meta, indent=2, default=str))

@@ -409,7 +409,13 @@ def generate_journeys(
         "variant": pd.array(np.where(variant_b, "B", "A"), dtype="string[pyarrow]"),
     })
     origin = pd.Timestamp(start, tz="UTC")
-    to_ts = lambda secs, mask: pd.Series(origin + pd.to_timedelta(np.where(mask, np.floor(secs), np.nan), unit="s"))  # noqa: E731
+
+    def to_ts(secs: np.ndarray, mask: np.ndarray) -> pd.Series:
+        # Whole seconds as integer nanoseconds, NaT elsewhere: no float-to-timedelta conversion of placeholders.
+        ns = np.full(len(secs), np.iinfo(np.int64).min, dtype=np.int64)
+        ns[mask] = origin.value + np.floor(secs[mask]).astype(np.int64) * 10**9
+        return pd.Series(pd.DatetimeIndex(ns.view("datetime64[ns]")).tz_localize("UTC"))
+
     truth = pd.DataFrame({
         "user_id": users["user_id"],
         "persona": pd.array(np.array([p.name for p in personas])[persona], dtype="string[pyarrow]"),
