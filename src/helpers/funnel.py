@@ -45,7 +45,7 @@ from scipy import stats
 from helpers.io import EventDataError, as_ibis
 
 __all__ = ["FunnelResult", "Step", "compare_segments", "comparison_headline", "compute_funnel", "rank_friction",
-           "value_per_conversion"]
+           "value_per_conversion", "wilson_interval"]
 
 NONE_SEGMENT = "(none)"
 Order = Literal["ordered", "strict", "any"]
@@ -385,7 +385,15 @@ def _summarise(per_user: pd.DataFrame, steps: list[Step], window: pd.Timedelta, 
 # ----------------------------------------------------------------------------- comparing segments
 
 
-def _wilson(k: np.ndarray, n: np.ndarray, z: float = 1.959963984540054) -> tuple[np.ndarray, np.ndarray]:
+def wilson_interval(k: np.ndarray, n: np.ndarray, z: float = 1.959963984540054) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval (95% by default) for k successes out of n; NaN where n is 0.
+
+    Examples
+    --------
+    >>> lo, hi = wilson_interval(np.array([5.0]), np.array([10.0]))
+    >>> round(float(lo[0]), 4), round(float(hi[0]), 4)
+    (0.2366, 0.7634)
+    """
     with np.errstate(invalid="ignore", divide="ignore"):
         p = k / n
         centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
@@ -461,7 +469,7 @@ def compare_segments(result: FunnelResult, baseline: str | None = None, *, min_u
                          "conversion": p1, "difference": (p1 - p0) if not np.isnan(p0) else np.nan,
                          "p_value": p_value, "small": n1 < min_users})
     out = pd.DataFrame(rows)
-    lo, hi = _wilson(out["converted"].to_numpy(float), out["entered"].to_numpy(float))
+    lo, hi = wilson_interval(out["converted"].to_numpy(float), out["entered"].to_numpy(float))
     out.insert(out.columns.get_loc("conversion") + 1, "ci_low", lo)
     out.insert(out.columns.get_loc("ci_low") + 1, "ci_high", hi)
     out["p_holm"] = _holm(out["p_value"].to_numpy())

@@ -61,6 +61,7 @@ __all__ = [
     "load_events",
     "open_events",
     "read_load_info",
+    "read_users",
     "user_attribute",
     "write_events",
 ]
@@ -658,6 +659,8 @@ def default_backend() -> ibis.BaseBackend:
     global _CONNECTION
     if _CONNECTION is None:
         _CONNECTION = ibis.duckdb.connect()
+        # Dates, weeks and months are UTC calendar periods, whatever the machine's local time zone.
+        _CONNECTION.raw_sql("SET TimeZone = 'UTC'")
     return _CONNECTION
 
 
@@ -956,6 +959,32 @@ def data_quality(
     return report
 
 
+def read_users(source: str | os.PathLike[str], *, required: bool = True) -> pd.DataFrame | None:
+    """A user table (Parquet or CSV, one row per user) with ``user_id`` as a string column.
+
+    Relative paths are taken from the project root, as in notebooks. A missing
+    file is an error, or ``None`` with ``required=False`` (optional tables such
+    as the personas, which exist only once their notebook has run).
+
+    Examples
+    --------
+    >>> read_users("no/such/users.parquet", required=False) is None
+    True
+    """
+    from helpers.config import resolve_path
+
+    path = resolve_path(source)
+    if not path.exists():
+        if required:
+            raise EventDataError(f"{path}: user table not found.")
+        return None
+    frame = pd.read_parquet(path) if _format_kind(path) == "parquet" else pd.read_csv(path, dtype={"user_id": str})
+    if "user_id" not in frame.columns:
+        raise EventDataError(f"{path}: a user table needs a 'user_id' column (columns: {', '.join(map(str, frame.columns))}).")
+    frame["user_id"] = frame["user_id"].astype(str)
+    return frame
+
+
 def user_attribute(columns: str | Sequence[str], sources: Sequence[str | os.PathLike[str] | pd.DataFrame | None]) -> pd.Series:
     """A user-level attribute as a Series indexed by ``user_id`` (string), named after its column.
 
@@ -978,13 +1007,9 @@ def user_attribute(columns: str | Sequence[str], sources: Sequence[str | os.Path
         if isinstance(src, pd.DataFrame):
             tables.append(("DataFrame", src))
             continue
-        from helpers.config import resolve_path
-
-        path = resolve_path(src)  # relative paths are taken from the project root, as in notebooks
-        if not path.exists():
-            continue
-        frame = pd.read_parquet(path) if _format_kind(path) == "parquet" else pd.read_csv(path, dtype={"user_id": str})
-        tables.append((str(path), frame))
+        frame = read_users(src, required=False)
+        if frame is not None:
+            tables.append((str(src), frame))
     for col in wanted:
         for label, frame in tables:
             if col in frame.columns:

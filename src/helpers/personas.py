@@ -23,12 +23,26 @@ Feature semantics (one row per user who has at least one event, index ``user_id`
 
 With ``first_days=7`` only each user's first 7 days of events count (from
 their first event): features of new users, usable as early predictors.
+
+Personas (:func:`fit_personas`, :class:`PersonaModel`) cluster users on the
+feature groups named in :data:`FEATURE_GROUPS`. By default only the behaviour
+*mix* is used (``content``, ``actions`` and ``channels``: what people look at,
+what they do, where they come from), not volume, tenure, spend or milestones:
+those measure how far along a user is and how long they stayed, which are the
+outcomes the funnel and retention analyses break down by persona, so
+clustering on them would make those breakdowns circular and split users by
+lifecycle stage rather than behaviour. Every feature still appears in the
+profile and the names. Share features keep their natural 0-1 scale (a
+Euclidean distance between behaviour mixes, in which a rare, noisy event type
+weighs little); other features are log-transformed when skewed, standardized,
+and scaled to the spread of a typical share feature.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Sequence
+import warnings
+from typing import Mapping, Sequence
 
 import ibis
 import numpy as np
@@ -36,7 +50,9 @@ import pandas as pd
 
 from helpers.io import EventDataError, as_ibis
 
-__all__ = ["user_features"]
+__all__ = ["DEFAULT_FEATURE_GROUPS", "FEATURE_GROUPS", "PersonaModel", "feature_group", "fit_personas", "kpi_headline",
+           "persona_kpis", "persona_table", "save_personas",
+           "user_features"]
 
 
 def _safe(name: str) -> str:
@@ -171,3 +187,587 @@ def _one_hot(users: pd.DataFrame) -> pd.DataFrame:
             out = out.join(dummies)
     out.index.name = "user_id"
     return out
+
+
+# ----------------------------------------------------------------------------- personas
+
+FEATURE_GROUPS: dict[str, str] = {
+    "content": "share of each property value, e.g. share_page__pricing",
+    "actions": "share of each event type (share_event__*)",
+    "channels": "share of each channel (share_channel__*)",
+    "activity": "events, active_days, sessions, events_per_active_day, tenure_days, recency_days",
+    "spend": "purchases, monetary_value, purchases_per_active_day",
+    "speed": "days to each milestone (days_to__*)",
+    "satisfaction": "mean_survey_score",
+    "attributes": "user attributes (attr__*)",
+    "other": "any other numeric column",
+}
+DEFAULT_FEATURE_GROUPS: tuple[str, ...] = ("content", "actions", "channels")
+_MIX_GROUPS = {"content", "actions", "channels"}
+_ACTIVITY = {"events", "active_days", "sessions", "events_per_active_day", "tenure_days", "recency_days"}
+_SPEND = {"purchases", "monetary_value", "purchases_per_active_day"}
+_READABLE = {"monetary_value": "spend", "mean_survey_score": "survey score", "recency_days": "days since last seen",
+             "tenure_days": "tenure", "active_days": "active days", "events_per_active_day": "events per active day",
+             "purchases_per_active_day": "purchases per active day"}
+
+
+def feature_group(column: str) -> str:
+    """The feature group (a key of :data:`FEATURE_GROUPS`) a :func:`user_features` column belongs to.
+
+    Examples
+    --------
+    >>> [feature_group(c) for c in ["share_page__deals", "share_event__search", "share_channel__app", "tenure_days"]]
+    ['content', 'actions', 'channels', 'activity']
+    """
+    if column.startswith("share_event__"):
+        return "actions"
+    if column.startswith("share_channel__"):
+        return "channels"
+    if column.startswith("share_"):
+        return "content"
+    if column.startswith("days_to__"):
+        return "speed"
+    if column.startswith("attr__"):
+        return "attributes"
+    if column in _ACTIVITY:
+        return "activity"
+    if column in _SPEND:
+        return "spend"
+    if column == "mean_survey_score":
+        return "satisfaction"
+    return "other"
+
+
+def _readable(column: str) -> str:
+    """'share_page__deals' -> 'deals page share', 'share_event__add_to_cart' -> 'add to cart share'."""
+    if column.startswith("share_"):
+        prop, _, value = column[len("share_"):].partition("__")
+        value = value.replace("_", " ")
+        return f"{value} share" if prop == "event" else f"{value} {prop.replace('_', ' ')} share"
+    if column.startswith("days_to__"):
+        return "time to " + column[len("days_to__"):].replace("_", " ")
+    if column.startswith("attr__"):
+        parts = column[len("attr__"):].split("__")
+        return "=".join(parts)
+    return _READABLE.get(column, column.replace("_", " "))
+
+
+def _ratio_text(ratio: float) -> str:
+    return f"{ratio:.1f}x" if np.isfinite(ratio) else "n/a"
+
+
+class PersonaModel:
+    """Behavioural personas: users clustered on their :func:`user_features`, lifelines-style.
+
+    Settings go in the constructor, :meth:`fit` learns and returns the model, and
+    everything learned ends in ``_``:
+
+    - ``labels_``: persona per user (``Series`` named ``persona``, index ``user_id``);
+      personas are numbered 0, 1, ... by size, largest first, so labels are stable
+      for a fixed ``random_state``;
+    - ``profile_``: per persona and feature (tidy): ``users``, ``share``, ``mean``,
+      ``overall_mean``, ``ratio`` (mean / overall mean) and whether the feature
+      was ``used`` for clustering;
+    - ``names_``: persona -> a one-line description made from its most distinctive
+      clustering features and its spend, e.g. ``"Deals page focused: 4.3x deals
+      page share, 2.0x add to cart share, 0.6x spend"``; edit with :meth:`rename`;
+      ``short_names_`` holds the part before the colon;
+    - ``k_scores_``: silhouette per candidate number of personas (the selection
+      evidence) and ``silhouette_`` of the final model, both on random samples;
+    - ``columns_`` (features used), ``dropped_features_`` (constant, so unused).
+
+    With ``n_personas=None`` k is chosen in ``k_range`` by silhouette, fitted on
+    a random sample of ``selection_sample`` users and scored on ``silhouette_sample``
+    of them: the smallest k whose silhouette is within ``tolerance`` of the best
+    (a parsimony rule: a sampled silhouette varies by about 0.003, and fewer personas are
+    easier to act on). Above ``minibatch_above`` users the final fit uses
+    MiniBatchKMeans. ``method="nmf"`` factorises the (non-negative) feature
+    matrix into k parts, as Amplitude's Personas does with event-frequency
+    profiles, and assigns each user to their largest part.
+    See the module docstring for the feature groups and scaling.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> f = pd.DataFrame({"share_page__deals": np.r_[rng.uniform(.7, .9, 60), rng.uniform(0, .2, 40)],
+    ...                   "monetary_value": np.r_[rng.uniform(10, 20, 60), rng.uniform(50, 90, 40)]},
+    ...                  index=pd.Index([f"u{i}" for i in range(100)], name="user_id"))
+    >>> model = PersonaModel(2).fit(f)
+    >>> model.labels_.value_counts().sort_index().tolist()
+    [60, 40]
+    >>> model.names_[0]
+    'Deals page focused: 1.5x deals page share, 0.4x spend'
+    """
+
+    def __init__(self, n_personas: int | None = None, *, method: str = "kmeans", random_state: int = 0,
+                 feature_groups: Sequence[str] | str = DEFAULT_FEATURE_GROUPS, k_range: tuple[int, int] = (2, 8),
+                 selection_sample: int = 20_000, silhouette_sample: int = 5_000, tolerance: float = 0.02,
+                 minibatch_above: int = 100_000) -> None:
+        if method not in ("kmeans", "nmf"):
+            raise ValueError(f"method must be 'kmeans' or 'nmf', got {method!r}.")
+        if n_personas is not None and (not isinstance(n_personas, (int, np.integer)) or n_personas < 2):
+            raise ValueError(f"n_personas must be an integer of at least 2 (or None to choose), got {n_personas!r}.")
+        groups = tuple(FEATURE_GROUPS) if feature_groups == "all" else tuple([feature_groups] if isinstance(
+            feature_groups, str) else feature_groups)
+        unknown = [g for g in groups if g not in FEATURE_GROUPS]
+        if unknown or not groups:
+            raise ValueError(f"feature_groups: unknown group(s) {unknown or '(none given)'}; "
+                             f"choose from {', '.join(FEATURE_GROUPS)} or 'all'.")
+        self.n_personas, self.method, self.random_state = n_personas, method, random_state
+        self.feature_groups, self.k_range = groups, k_range
+        self.selection_sample, self.silhouette_sample = selection_sample, silhouette_sample
+        self.tolerance, self.minibatch_above = tolerance, minibatch_above
+
+    def __repr__(self) -> str:
+        fitted = f", fitted on {len(self.labels_):,} users" if hasattr(self, "labels_") else ""
+        return f"<PersonaModel k={getattr(self, 'n_personas_', self.n_personas)}, method={self.method!r}{fitted}>"
+
+    # --- preparing the matrix
+    def _check(self, features: pd.DataFrame) -> None:
+        if not isinstance(features, pd.DataFrame):
+            raise TypeError(f"features must be a pandas DataFrame (from user_features), got {type(features).__name__}.")
+        if len(features) == 0:
+            raise EventDataError("fit_personas: there are no users in the features table.")
+        bad = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
+        if bad:
+            example = features[bad[0]].dropna().iloc[0] if features[bad[0]].notna().any() else None
+            raise EventDataError(f"fit_personas: feature column {bad[0]!r} is not numeric (example value {example!r}); "
+                                 "drop it or one-hot it first.")
+        values = features.to_numpy(dtype=float)
+        if np.isinf(values).any():
+            col = features.columns[np.isinf(values).any(axis=0)][0]
+            user = features.index[np.isinf(features[col].to_numpy(float))][0]
+            raise EventDataError(f"fit_personas: feature column {col!r} has an infinite value (user {user!r}).")
+
+    def _matrix(self, features: pd.DataFrame) -> np.ndarray:
+        missing = [c for c in self.columns_ if c not in features.columns]
+        if missing:
+            raise EventDataError(f"The features lack column(s) the model was fitted on: {', '.join(missing[:5])}"
+                                 f"{' ...' if len(missing) > 5 else ''}. Compute them with the same user_features settings.")
+        X = features[self.columns_].to_numpy(dtype=float, copy=True)
+        X[:, self._share] = np.clip(np.nan_to_num(X[:, self._share], nan=0.0), 0.0, 1.0)
+        other = ~self._share
+        if other.any():
+            Y = X[:, other]
+            Y = np.where(np.isnan(Y), self._fill, Y)
+            Y[:, self._log] = np.log1p(np.maximum(Y[:, self._log], 0.0))
+            Y = (Y - self._center) / self._scale * self._spread
+            X[:, other] = np.maximum(Y, 0.0) if self.method == "nmf" else Y
+        return X
+
+    def _learn_scaling(self, features: pd.DataFrame) -> None:
+        wanted = [c for c in features.columns if feature_group(c) in self.feature_groups]
+        if not wanted:
+            present = sorted({feature_group(c) for c in features.columns})
+            raise EventDataError(f"fit_personas: no feature of the groups {', '.join(self.feature_groups)}; "
+                                 f"the features have: {', '.join(present)}.")
+        X = features[wanted].astype(float)
+        constant = [c for c in wanted if X[c].nunique(dropna=False) <= 1]
+        self.dropped_features_ = constant
+        self.columns_ = [c for c in wanted if c not in constant]
+        if not self.columns_:
+            raise EventDataError(f"fit_personas: every feature used is constant ({', '.join(constant[:5])}"
+                                 f"{' ...' if len(constant) > 5 else ''}): there is nothing to tell users apart.")
+        if constant:
+            warnings.warn(f"fit_personas: {len(constant)} constant feature(s) left out ({', '.join(constant[:5])}"
+                          f"{' ...' if len(constant) > 5 else ''}): they cannot tell users apart.", UserWarning, stacklevel=3)
+        self._share = np.array([feature_group(c) in _MIX_GROUPS for c in self.columns_])
+        other = [c for c, s in zip(self.columns_, self._share) if not s]
+        Y = X[other]
+        # Never reaching a milestone is slower than everyone who did: fill with the slowest observed.
+        self._fill = np.array([Y[c].max() if c.startswith("days_to__") else Y[c].median() for c in other], dtype=float)
+        self._fill = np.nan_to_num(self._fill, nan=0.0)
+        Y = Y.fillna(pd.Series(self._fill, index=other))
+        self._log = np.array([bool((Y[c] >= 0).all() and Y[c].skew() > 1) for c in other], dtype=bool)
+        Z = Y.to_numpy(float)
+        if other:
+            Z[:, self._log] = np.log1p(Z[:, self._log])
+        if self.method == "nmf":
+            self._center, self._scale = Z.min(axis=0), np.ptp(Z, axis=0)
+        else:
+            self._center, self._scale = Z.mean(axis=0), Z.std(axis=0)
+        self._scale = np.where(self._scale > 0, self._scale, 1.0)
+        share_std = X[[c for c, s in zip(self.columns_, self._share) if s]].std().to_numpy()
+        # A standardized feature weighs like a typical share feature.
+        self._spread = float(np.median(share_std)) if share_std.size else 1.0
+
+    # --- clustering
+    def _estimator(self, k: int, n: int):
+        from sklearn.cluster import KMeans, MiniBatchKMeans
+        from sklearn.decomposition import NMF
+
+        if self.method == "nmf":
+            init = "nndsvda" if k <= min(n, len(self.columns_)) else "random"  # SVD start needs k <= features
+            return NMF(n_components=k, init=init, random_state=self.random_state, max_iter=500)
+        if n > self.minibatch_above:
+            return MiniBatchKMeans(n_clusters=k, random_state=self.random_state, n_init=3, batch_size=4096)
+        return KMeans(n_clusters=k, random_state=self.random_state, n_init=10)
+
+    def _assign(self, estimator, X: np.ndarray) -> np.ndarray:
+        if self.method == "nmf":
+            return np.asarray(estimator.transform(X)).argmax(axis=1)
+        return estimator.predict(X)
+
+    def _fit_labels(self, k: int, X: np.ndarray):
+        est = self._estimator(k, len(X))
+        if self.method == "nmf":
+            labels = np.asarray(est.fit_transform(X)).argmax(axis=1)
+        else:
+            labels = est.fit(X).labels_
+        return est, labels
+
+    def _silhouette(self, X: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> float:
+        from sklearn.metrics import silhouette_score
+
+        if len(np.unique(labels)) < 2 or len(np.unique(labels)) >= len(X):
+            return float("nan")
+        idx = rng.choice(len(X), size=min(len(X), self.silhouette_sample), replace=False)
+        if len(np.unique(labels[idx])) < 2:
+            return float("nan")
+        return float(silhouette_score(X[idx], labels[idx]))
+
+    def fit(self, features: pd.DataFrame) -> "PersonaModel":
+        """Learn the scaling, choose k when asked to, cluster, and describe the personas."""
+        self._check(features)
+        n = len(features)
+        if n < 2:
+            raise EventDataError("fit_personas: personas need at least 2 users; the features have 1.")
+        self._learn_scaling(features)
+        X = self._matrix(features)
+        distinct = len(np.unique(X, axis=0)) if n <= 200_000 else n
+        if self.n_personas is not None and self.n_personas > distinct:
+            raise EventDataError(f"fit_personas: {self.n_personas} personas asked for, but the users have only "
+                                 f"{distinct} distinct behaviour profile(s) ({n} users).")
+        rng = np.random.default_rng(self.random_state)
+        if self.n_personas is None:
+            lo, hi = self.k_range
+            candidates = [k for k in range(max(2, lo), hi + 1) if k < distinct]
+            if not candidates:
+                raise EventDataError(f"fit_personas: too few distinct users ({distinct}) to choose between "
+                                     f"{lo} and {hi} personas; pass n_personas.")
+            sample = np.sort(rng.choice(n, size=min(n, self.selection_sample), replace=False))
+            Xs = X[sample]
+            scores = []
+            for k in candidates:
+                _, labels = self._fit_labels(k, Xs)
+                scores.append(self._silhouette(Xs, labels, np.random.default_rng(self.random_state)))
+            scores = np.array(scores)
+            if np.isnan(scores).all():
+                raise EventDataError("fit_personas: no candidate number of personas gave two or more groups.")
+            best = np.nanmax(scores)
+            k = next(k for k, s in zip(candidates, scores) if s >= best - self.tolerance)
+            self.k_scores_ = pd.DataFrame({"n_personas": candidates, "silhouette": scores,
+                                           "chosen": [c == k for c in candidates]})
+        else:
+            k = int(self.n_personas)
+        self.estimator_, raw = self._fit_labels(k, X)
+        sizes = np.bincount(raw, minlength=k)
+        order = np.lexsort((np.arange(k), -sizes))  # largest first; ties by cluster number (seeded)
+        self._relabel = np.empty(k, dtype=int)
+        self._relabel[order] = np.arange(k)
+        labels = self._relabel[raw]
+        self.n_personas_ = k
+        self.silhouette_ = self._silhouette(X, labels, np.random.default_rng(self.random_state))
+        if self.n_personas is not None:
+            self.k_scores_ = pd.DataFrame({"n_personas": [k], "silhouette": [self.silhouette_], "chosen": [True]})
+        self.labels_ = pd.Series(labels, index=features.index.astype(str), name="persona")
+        self.labels_.index.name = "user_id"
+        self._describe(features, X, labels)
+        return self
+
+    def predict(self, features: pd.DataFrame) -> pd.Series:
+        """Assign users (e.g. new ones) to the fitted personas; same columns as the fit.
+
+        Examples
+        --------
+        >>> f = pd.DataFrame({"share_page__a": [1.0, .9, 0.0, .1]}, index=pd.Index(list("wxyz"), name="user_id"))
+        >>> m = PersonaModel(2).fit(f)
+        >>> m.predict(pd.DataFrame({"share_page__a": [.95, .05]}, index=["new1", "new2"])).tolist() == [m.labels_["w"], m.labels_["z"]]
+        True
+        """
+        if not hasattr(self, "estimator_"):
+            raise RuntimeError("PersonaModel.predict: call fit first.")
+        self._check(features)
+        labels = self._relabel[self._assign(self.estimator_, self._matrix(features))]
+        out = pd.Series(labels, index=features.index.astype(str), name="persona")
+        out.index.name = "user_id"
+        return out
+
+    # --- describing
+    def _describe(self, features: pd.DataFrame, X: np.ndarray, labels: np.ndarray) -> None:
+        k = self.n_personas_
+        numeric = features.astype(float)
+        means = numeric.groupby(labels).mean().reindex(range(k))
+        overall = numeric.mean()
+        users = np.bincount(labels, minlength=k)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = means / overall.where(overall != 0)
+        used = set(self.columns_)
+        long = means.stack(future_stack=True).rename("mean").reset_index()
+        long.columns = ["persona", "feature", "mean"]
+        long["ratio"] = ratio.stack(future_stack=True).to_numpy()
+        long["overall_mean"] = long["feature"].map(overall)
+        long["group"] = long["feature"].map(feature_group)
+        long["used"] = long["feature"].isin(used)
+        long["users"] = users[long["persona"]]
+        long["share"] = long["users"] / len(labels)
+        # Distinctiveness: how far the persona's centre is from everyone's, in the clustering space.
+        Xc = pd.DataFrame(X, columns=self.columns_).groupby(labels).mean().reindex(range(k))
+        spread = X.std(axis=0)
+        effect = (Xc - X.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
+        self._effect = effect
+        names = {}
+        for p in range(k):
+            e = effect.loc[p].sort_values(ascending=False)
+            top = [c for c in e.index[:2] if e[c] > 0.25] or [effect.loc[p].abs().idxmax()]
+            lead = top[0]
+            title = (_readable(lead).removesuffix(" share").capitalize() + " focused") if e[lead] > 0 \
+                else "Low " + _readable(lead).removesuffix(" share")
+            shown = list(top) + (["monetary_value"] if "monetary_value" in features.columns
+                                 and "monetary_value" not in top else [])
+            parts = [f"{_ratio_text(ratio.loc[p, c])} {_readable(c)}" for c in shown]
+            names[p] = f"{title}: {', '.join(parts)}"
+        titles = [n.split(":")[0] for n in names.values()]
+        for p in range(k):  # the same title twice: number them
+            title = names[p].split(":")[0]
+            if titles.count(title) > 1:
+                names[p] = names[p].replace(title, f"{title} {titles[:p + 1].count(title)}", 1)
+        self.names_ = names
+        self._long = long
+        self._refresh_names()
+
+    def _refresh_names(self) -> None:
+        self.short_names_ = {p: n.split(":")[0].strip() for p, n in self.names_.items()}
+        prof = self._long.copy()
+        prof.insert(1, "name", prof["persona"].map(self.short_names_))
+        self.profile_ = prof[["persona", "name", "users", "share", "feature", "group", "used", "mean", "overall_mean",
+                              "ratio"]]
+
+    def rename(self, names: Mapping[int, str]) -> "PersonaModel":
+        """Replace persona names (the analyst knows the business better); returns the model.
+
+        A name without a colon keeps the generated evidence after it:
+        ``rename({0: "Bargain hunters"})`` gives ``"Bargain hunters: 4.3x deals page share, ..."``.
+        """
+        for p, name in names.items():
+            if p not in self.names_:
+                raise KeyError(f"No persona {p!r}; personas are {sorted(self.names_)}.")
+            if ":" not in name:
+                name = f"{name}:{self.names_[p].split(':', 1)[1]}" if ":" in self.names_[p] else name
+            self.names_[p] = name
+        self._refresh_names()
+        return self
+
+    def selection_summary(self) -> str:
+        """One sentence on how many personas and why (the silhouette evidence)."""
+        s = self.k_scores_
+        chosen = s[s["chosen"]].iloc[0]
+        if len(s) == 1:
+            return (f"{self.n_personas_} personas, as asked; silhouette {self.silhouette_:.2f} "
+                    "(0 = overlapping groups, 1 = perfectly separated).")
+        best = s.loc[s["silhouette"].idxmax()]
+        why = ("the best-separated grouping" if best["n_personas"] == chosen["n_personas"] else
+               f"k={int(best['n_personas'])} scores {best['silhouette']:.3f}, within {self.tolerance} of it, so the "
+               "simpler grouping is kept")
+        return (f"{self.n_personas_} personas: silhouette {chosen['silhouette']:.3f} on a sample of users, {why} "
+                f"(candidates {int(s['n_personas'].min())}-{int(s['n_personas'].max())}).")
+
+    def summary(self) -> pd.DataFrame:
+        """One row per persona: ``persona``, ``name``, ``users``, ``share``, ``description``."""
+        sizes = self.profile_.drop_duplicates("persona")[["persona", "name", "users", "share"]].reset_index(drop=True)
+        sizes["description"] = sizes["persona"].map(self.names_)
+        return sizes
+
+    def profile_matrix(self, value: str = "ratio", *, used_only: bool = True) -> pd.DataFrame:
+        """Personas (rows, by name) x features (columns): ``value`` is ``"ratio"`` or ``"mean"``."""
+        prof = self.profile_[self.profile_["used"]] if used_only else self.profile_
+        wide = prof.pivot(index="persona", columns="feature", values=value)
+        wide.index = [self.short_names_[p] for p in wide.index]
+        return wide[[c for c in self.profile_["feature"].drop_duplicates() if c in wide.columns]]
+
+    def projection(self, features: pd.DataFrame, *, sample: int = 3_000) -> pd.DataFrame:
+        """A 2-D PCA view of the clustering space on a random sample of users, for a scatter plot.
+
+        Returns ``pc1``, ``pc2``, ``persona``, ``name`` (no user ids), and the share of
+        variance the two axes keep in ``attrs["explained_variance"]``.
+        """
+        from sklearn.decomposition import PCA
+
+        rng = np.random.default_rng(self.random_state)
+        idx = np.sort(rng.choice(len(features), size=min(sample, len(features)), replace=False))
+        X = self._matrix(features.iloc[idx])
+        pca = PCA(n_components=2, random_state=self.random_state).fit(self._matrix(features))
+        xy = pca.transform(X)
+        labels = self.predict(features.iloc[idx]).to_numpy()
+        out = pd.DataFrame({"pc1": xy[:, 0], "pc2": xy[:, 1], "persona": labels,
+                            "name": [self.short_names_[p] for p in labels]})
+        out.attrs["explained_variance"] = float(pca.explained_variance_ratio_.sum())
+        return out
+
+
+def fit_personas(features: pd.DataFrame, n_personas: int | None = None, *, method: str = "kmeans",
+                 random_state: int = 0, **settings) -> PersonaModel:
+    """Fit a :class:`PersonaModel` (see there for what it learns); ``settings`` go to its constructor.
+
+    Examples
+    --------
+    >>> f = pd.DataFrame({"share_channel__app": [1.0, .9, .1, 0.0, .05]},
+    ...                  index=pd.Index(list("abcde"), name="user_id"))
+    >>> model = fit_personas(f, 2)
+    >>> model.labels_.tolist()  # persona 0 is the largest
+    [1, 1, 0, 0, 0]
+    """
+    return PersonaModel(n_personas, method=method, random_state=random_state, **settings).fit(features)
+
+
+def persona_kpis(
+    events: pd.DataFrame | ibis.Table,
+    labels: pd.Series | pd.DataFrame,
+    *,
+    purchase_events: Sequence[str] = ("purchase", "repeat_purchase"),
+    survey_event: str = "nps_response",
+    churn_event: str | None = "subscription_cancelled",
+    inactivity: str = "30D",
+    observed_until: str | pd.Timestamp | None = None,
+    names: Mapping | None = None,
+) -> pd.DataFrame:
+    """The table a stakeholder asks for first: per persona, conversion, revenue, NPS and churn.
+
+    One row per persona and a last row ``(all)``:
+
+    - ``users``, ``share_of_users``;
+    - ``purchasers`` (users with any of ``purchase_events``), ``conversion`` with its
+      95% Wilson interval ``conversion_low`` / ``conversion_high``;
+    - ``revenue_per_user``: the sum of purchase ``value`` over all the persona's users;
+    - ``nps_respondents``, ``nps``: % promoters (9-10) minus % detractors (0-6) of each
+      respondent's latest ``survey_event`` score, with a 95% normal interval
+      (``nps_low``, ``nps_high``; variance ``(p + d - (p - d)^2) / n``);
+    - ``churned``, ``churn_share``: users who did ``churn_event`` or whose last event is
+      more than ``inactivity`` before ``observed_until`` (default: the last timestamp).
+
+    ``labels`` is a Series (index ``user_id``, e.g. ``PersonaModel.labels_``) or a
+    DataFrame with ``user_id`` and ``persona``; only labelled users count, and a
+    labelled user without events counts as a user who did nothing. ``names``
+    maps persona to a display name (``PersonaModel.short_names_``).
+
+    Examples
+    --------
+    >>> ev = pd.DataFrame({"user_id": ["a", "a", "b", "c"], "event": ["purchase", "nps_response", "visit", "nps_response"],
+    ...                    "value": [30.0, 10.0, None, 3.0],
+    ...                    "timestamp": pd.to_datetime(["2025-03-01", "2025-03-02", "2025-01-01", "2025-03-02"], utc=True)})
+    >>> k = persona_kpis(ev, pd.Series({"a": "fans", "b": "others", "c": "others"}))
+    >>> k[["persona", "users", "conversion", "revenue_per_user", "nps", "churn_share"]].values.tolist()
+    [['fans', 1, 1.0, 30.0, 100.0, 0.0], ['others', 2, 0.0, 0.0, -100.0, 0.5], ['(all)', 3, 0.3333333333333333, 10.0, 0.0, 0.3333333333333333]]
+    """
+    from helpers.funnel import wilson_interval
+
+    if isinstance(labels, pd.DataFrame):
+        if not {"user_id", "persona"} <= set(labels.columns):
+            raise EventDataError(f"persona_kpis: labels need 'user_id' and 'persona' columns, got {list(labels.columns)}.")
+        labels = labels.set_index("user_id")["persona"]
+    labels = labels.copy()
+    labels.index = labels.index.astype(str)
+    labels.index.name = "user_id"
+    if labels.empty:
+        raise EventDataError("persona_kpis: no labelled users.")
+    t = as_ibis(events)
+    until = observed_until if observed_until is not None else t.timestamp.max().execute()
+    until = pd.Timestamp(until)
+    until = until.tz_localize("UTC") if until.tzinfo is None else until.tz_convert("UTC")
+    t = t.filter(t.timestamp <= until.to_pydatetime())
+    is_purchase = t.event.isin(list(purchase_events))
+    has_value = "value" in t.columns
+    aggs = {"_purchases": is_purchase.cast("int64").sum(), "_last_seen": t.timestamp.max(),
+            "_revenue": t.value.sum(where=is_purchase) if has_value else ibis.literal(0.0),
+            "_cancelled": (t.event == churn_event).cast("int64").sum() if churn_event else ibis.literal(0)}
+    if has_value:
+        aggs["_score"] = t.value.argmax(t.timestamp, where=(t.event == survey_event) & t.value.notnull())
+    per_user = t.group_by("user_id").aggregate(**aggs).to_pyarrow().to_pandas()
+    per_user["user_id"] = per_user["user_id"].astype(str)
+    per_user = per_user.set_index("user_id").reindex(labels.index)
+    last_seen = pd.to_datetime(per_user["_last_seen"], utc=True)
+    quiet = (until - last_seen) > pd.Timedelta(inactivity)
+    score = per_user["_score"].astype(float) if has_value else pd.Series(np.nan, index=per_user.index)
+    df = pd.DataFrame({
+        "persona": labels.to_numpy(),
+        "purchaser": per_user["_purchases"].fillna(0).to_numpy() > 0,
+        "revenue": per_user["_revenue"].astype(float).fillna(0.0).to_numpy(),
+        "respondent": score.notna().to_numpy(),
+        "promoter": (score >= 9).to_numpy(),
+        "detractor": (score <= 6).to_numpy(),
+        "churned": ((per_user["_cancelled"].fillna(0).to_numpy() > 0) | quiet.fillna(False).to_numpy()),
+    })
+    grouped = df.groupby("persona", sort=True, observed=True).sum(numeric_only=False)
+    grouped["users"] = df.groupby("persona", sort=True, observed=True).size()
+    total = df.drop(columns="persona").sum().to_frame().T
+    total["users"] = len(df)
+    total.index = ["(all)"]
+    table = pd.concat([grouped, total])
+    out = pd.DataFrame({"persona": table.index.astype(object), "users": table["users"].astype(int).to_numpy()})
+    if names is not None:
+        out.insert(1, "name", [names.get(p, str(p)) for p in table.index[:-1]] + ["(all)"])
+    n = out["users"].to_numpy(float)
+    out["share_of_users"] = n / len(df)
+    out["purchasers"] = table["purchaser"].astype(int).to_numpy()
+    out["conversion"] = out["purchasers"] / n
+    out["conversion_low"], out["conversion_high"] = wilson_interval(out["purchasers"].to_numpy(float), n)
+    out["revenue_per_user"] = table["revenue"].astype(float).to_numpy() / n
+    r = table["respondent"].astype(float).to_numpy()
+    out["nps_respondents"] = r.astype(int)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p, d = table["promoter"].to_numpy(float) / r, table["detractor"].to_numpy(float) / r
+        half = 1.959963984540054 * np.sqrt((p + d - (p - d) ** 2) / r)
+    out["nps"] = 100 * (p - d)
+    out["nps_low"], out["nps_high"] = 100 * (p - d - half), 100 * (p - d + half)
+    out["churned"] = table["churned"].astype(int).to_numpy()
+    out["churn_share"] = out["churned"] / n
+    return out.reset_index(drop=True)
+
+
+def persona_table(model: PersonaModel, kpis: pd.DataFrame) -> pd.DataFrame:
+    """The table the business acts on: each persona's name, what sets it apart, size and KPIs, and its revenue share.
+
+    ``kpis`` comes from :func:`persona_kpis` on ``model.labels_``; ``revenue_share`` is
+    the persona's share of all revenue, next to its ``share`` of users.
+    """
+    k = kpis[kpis["persona"].astype(str) != "(all)"].copy()
+    k["persona"] = k["persona"].astype(int)
+    out = model.summary().merge(k.drop(columns=[c for c in ("name", "users") if c in k.columns]), on="persona", how="left")
+    revenue = out["revenue_per_user"] * out["users"]
+    out["revenue_share"] = revenue / revenue.sum() if revenue.sum() > 0 else np.nan
+    return out[["name", "description", "users", "share", "conversion", "revenue_per_user", "revenue_share", "nps",
+                "nps_respondents", "churn_share"]]
+
+
+def kpi_headline(table: pd.DataFrame) -> str:
+    """One sentence from :func:`persona_table`: the persona worth most and the one most at risk.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"name": ["A", "B"], "share": [.6, .4], "revenue_share": [.2, .8], "churn_share": [.5, .1],
+    ...                   "conversion": [.1, .7]})
+    >>> kpi_headline(t)
+    'B: 40% of users bring 80% of revenue (70% convert). A churns most: 50% of its users are gone.'
+    """
+    best = table.loc[table["revenue_share"].idxmax()]
+    risk = table.loc[table["churn_share"].idxmax()]
+    return (f"{best['name']}: {best['share']:.0%} of users bring {best['revenue_share']:.0%} of revenue "
+            f"({best['conversion']:.0%} convert). {risk['name']} churns most: {risk['churn_share']:.0%} of its users are gone.")
+
+
+def save_personas(model: PersonaModel, path) -> pd.DataFrame:
+    """Write ``user_id``, ``persona`` (short name) and ``persona_id`` to Parquet, atomically; returns the table.
+
+    The funnel and retention notebooks read it for their persona breakdowns.
+    """
+    from pathlib import Path
+
+    path = Path(path)
+    table = pd.DataFrame({"user_id": model.labels_.index.astype(str),
+                          "persona": model.labels_.map(model.short_names_).astype(str).to_numpy(),
+                          "persona_id": model.labels_.to_numpy()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    table.to_parquet(tmp, index=False)
+    tmp.replace(path)
+    return table
