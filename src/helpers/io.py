@@ -57,10 +57,12 @@ __all__ = [
     "EventDataError",
     "Preset",
     "as_ibis",
+    "available",
     "data_quality",
     "load_events",
     "open_events",
     "read_load_info",
+    "read_user_tables",
     "read_users",
     "user_attribute",
     "write_events",
@@ -983,6 +985,45 @@ def read_users(source: str | os.PathLike[str], *, required: bool = True) -> pd.D
         raise EventDataError(f"{path}: a user table needs a 'user_id' column (columns: {', '.join(map(str, frame.columns))}).")
     frame["user_id"] = frame["user_id"].astype(str)
     return frame
+
+
+def read_user_tables(sources: Sequence[str | os.PathLike[str] | None]) -> pd.DataFrame | None:
+    """All user tables found among ``sources`` merged on ``user_id`` (outer); the first source wins a shared column.
+
+    Missing files are skipped (``None`` when none exists): e.g. the personas,
+    which exist once their notebook has run, beside the users export.
+
+    Examples
+    --------
+    >>> a = pd.DataFrame({"user_id": ["1", "2"], "persona": ["x", "y"]})
+    >>> b = pd.DataFrame({"user_id": ["2", "3"], "plan": ["pro", "free"], "persona": ["z", "z"]})
+    >>> read_user_tables([None, a, b]).to_dict("list")
+    {'user_id': ['1', '2', '3'], 'persona': ['x', 'y', nan], 'plan': [nan, 'pro', 'free']}
+    """
+    merged = None
+    for src in sources:
+        if src is None:
+            continue
+        frame = src.assign(user_id=src["user_id"].astype(str)) if isinstance(src, pd.DataFrame) else read_users(src, required=False)
+        if frame is None:
+            continue
+        if merged is None:
+            merged = frame
+        else:
+            new = [c for c in frame.columns if c == "user_id" or c not in merged.columns]
+            merged = merged.merge(frame[new], on="user_id", how="outer")
+    return merged
+
+
+def available(columns: Sequence[str], table: pd.DataFrame | None) -> list[str]:
+    """Those of ``columns`` that ``table`` has, in the order given (e.g. the breakdowns a run can offer).
+
+    Examples
+    --------
+    >>> available(["persona", "channel", "plan"], pd.DataFrame(columns=["plan", "persona"]))
+    ['persona', 'plan']
+    """
+    return [] if table is None else [c for c in columns if c in table.columns]
 
 
 def user_attribute(columns: str | Sequence[str], sources: Sequence[str | os.PathLike[str] | pd.DataFrame | None]) -> pd.Series:

@@ -18,8 +18,8 @@ import plotly.io as pio
 from helpers.io import DataQualityReport
 
 __all__ = ["TEMPLATE", "channel_mix", "events_per_day", "events_per_type", "friction_chart", "funnel_chart", "init_notebook",
-           "k_selection", "paths_sankey", "persona_heatmap", "persona_kpis_chart", "persona_projection", "persona_sizes",
-           "segment_comparison", "styled", "time_to_convert"]
+           "cohort_heatmap", "forest_plot", "k_selection", "paths_sankey", "persona_heatmap", "persona_kpis_chart", "persona_projection", "persona_sizes",
+           "segment_comparison", "styled", "survival_chart", "time_to_convert"]
 
 TEMPLATE = "plotly_white"
 PALETTE = px.colors.qualitative.Safe  # colour-blind safe
@@ -283,6 +283,103 @@ def persona_kpis_chart(kpis: pd.DataFrame) -> go.Figure:
     fig.update_yaxes(tickformat=".0%", row=1, col=3)
     fig.update_xaxes(tickangle=-30)
     return _layout(fig, "How the personas differ on what the business measures (95% intervals)", height=460)
+
+
+# ----------------------------------------------------------------------------- retention
+
+
+def cohort_heatmap(table, *, max_offsets: int = 26) -> go.Figure:
+    """Cohort retention rates (cohort x periods since joining) from :func:`helpers.retention.cohort_retention`.
+
+    Incomplete cells (their period had not ended) are left blank with a dot, never
+    drawn as zero; the top row is the size-weighted average over complete cohorts.
+    """
+    rates = table.rates.iloc[:, :max_offsets]
+    incomplete = table.incomplete.iloc[:, :max_offsets]
+    sizes = table.counts[0]
+    fmt = {"D": "%Y-%m-%d", "W": "%Y-%m-%d", "M": "%Y-%m"}[table.period]
+    if table.by is None:
+        labels = [f"{c:{fmt}} (n={n:,})" for c, n in zip(rates.index, sizes)]
+        avg_labels = ["average"]
+    else:
+        labels = [f"{g} {c:{fmt}} (n={n:,})" for (g, c), n in zip(rates.index, sizes)]
+        avg_labels = [f"{g}: average" for g in table.average.index]
+    avg = table.average.iloc[:, :max_offsets]
+    z = np.vstack([avg.to_numpy(float), rates.to_numpy(float)])
+    text = np.vstack([np.where(np.isnan(avg.to_numpy(float)), "·", np.char.mod("%.0f%%", 100 * np.nan_to_num(avg.to_numpy(float)))),
+                      np.where(incomplete.to_numpy(), "·", np.char.mod("%.0f%%", 100 * np.nan_to_num(rates.to_numpy(float))))])
+    unit = {"D": "day", "W": "week", "M": "month"}[table.period]
+    fig = go.Figure(go.Heatmap(
+        z=z[::-1], x=[str(k) for k in rates.columns], y=(avg_labels + labels)[::-1], text=text[::-1], texttemplate="%{text}",
+        textfont=dict(size=9), colorscale="Blues", zmin=0, zmax=float(np.nanmax(z[:, 1:])) if z.shape[1] > 1 else 1,
+        colorbar=dict(title="retained", tickformat=".0%"),
+        hovertemplate="%{y}<br>" + unit + " %{x}: %{z:.1%}<extra></extra>"))
+    fig.update_xaxes(title=f"{unit}s since joining (· = period not over yet)", side="top")
+    fig.update_layout(plot_bgcolor="#f3f3f3")
+    mode = "active in" if table.mode == "on" else "active in or after"
+    return _layout(fig, f"Share of each cohort {mode} each {unit} since joining", height=max(360, 18 * len(z) + 160))
+
+
+def survival_chart(result, *, at_risk_every: int = 30) -> go.Figure:
+    """Kaplan-Meier curves with their interval bands, and the users at risk under the axis.
+
+    Takes :func:`helpers.retention.survival_curves`.
+    """
+    from plotly.subplots import make_subplots
+
+    groups = list(dict.fromkeys(result.table["group"]))
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.8, 0.2], vertical_spacing=0.04)
+    horizon = float(result.table["timeline"].max())
+    ticks = np.arange(0, horizon + 1, at_risk_every)
+    for i, g in enumerate(groups):
+        t = result.table[result.table["group"] == g]
+        colour = PALETTE[i % len(PALETTE)]
+        fig.add_scatter(x=t["timeline"], y=t["ci_high"], mode="lines", line=dict(width=0, shape="hv"), showlegend=False,
+                        hoverinfo="skip", row=1, col=1)
+        fig.add_scatter(x=t["timeline"], y=t["ci_low"], mode="lines", line=dict(width=0, shape="hv"), fill="tonexty",
+                        fillcolor=_rgba(colour, 0.18), showlegend=False, hoverinfo="skip", row=1, col=1)
+        fig.add_scatter(x=t["timeline"], y=t["survival"], mode="lines", name=str(g), line=dict(color=colour, shape="hv", width=2),
+                        hovertemplate=str(g) + "<br>day %{x:.0f}: %{y:.1%} remain<extra></extra>", row=1, col=1)
+        # Users at risk at each tick: those whose time is at least the tick.
+        at_risk = [int(t.loc[t["timeline"] >= x, "at_risk"].iloc[0]) if (t["timeline"] >= x).any() else 0 for x in ticks]
+        fig.add_scatter(x=ticks, y=[str(g)] * len(ticks), mode="text", text=[f"{n:,}" for n in at_risk], showlegend=False,
+                        textfont=dict(size=9, color=colour), hoverinfo="skip", row=2, col=1)
+    fig.update_yaxes(title="still there", tickformat=".0%", range=[0, 1.02], row=1, col=1)
+    fig.update_yaxes(title="at risk", showgrid=False, row=2, col=1)
+    fig.update_xaxes(title="days since start", row=2, col=1)
+    p = "" if np.isnan(result.logrank_p) else f" (log-rank p={result.logrank_p:.2g})"
+    return _layout(fig, f"How long customers stay: Kaplan-Meier with {100 * (1 - result.alpha):.0f}% bands{p}", height=560)
+
+
+def _rgba(colour: str, alpha: float) -> str:
+    if colour.startswith("rgb("):
+        return colour.replace("rgb(", "rgba(").replace(")", f", {alpha})")
+    colour = colour.lstrip("#")
+    r, g, b = (int(colour[i:i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r}, {g}, {b}, {alpha})"
+
+
+def forest_plot(table: pd.DataFrame, *, label: str | None = None, title: str = "Hazard ratios (95% intervals)") -> go.Figure:
+    """Hazard ratios with intervals on a log axis; left of 1 = stays longer.
+
+    Takes ``HazardResult.table`` (covariate, level, baseline) or the
+    :func:`helpers.retention.retention_drivers` table (event).
+    """
+    rows = table.iloc[::-1]
+    if label is not None:
+        names = rows[label].astype(str)
+    elif "event" in rows.columns:
+        names = "did " + rows["event"].astype(str)
+    else:
+        names = [f"{c}: {lv} vs {b}" if lv != "" else str(c) for c, lv, b in zip(rows["covariate"], rows["level"], rows["baseline"])]
+    fig = go.Figure(go.Scatter(
+        x=rows["hazard_ratio"], y=list(names), mode="markers", marker=dict(size=10, color=PALETTE[0]),
+        error_x=dict(type="data", symmetric=False, array=rows["ci_high"] - rows["hazard_ratio"],
+                     arrayminus=rows["hazard_ratio"] - rows["ci_low"]),
+        customdata=rows[["p"]].to_numpy(), hovertemplate="%{y}<br>HR %{x:.2f} (p=%{customdata[0]:.2g})<extra></extra>"))
+    fig.add_vline(x=1, line_dash="dash", line_color="grey")
+    fig.update_xaxes(type="log", title="hazard ratio: < 1 stays longer, > 1 churns sooner")
+    return _layout(fig, title, height=max(300, 34 * len(rows) + 140))
 
 
 def styled(table: pd.DataFrame, *, percent: Sequence[str] = (), precision: int = 2):

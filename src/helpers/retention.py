@@ -1,0 +1,696 @@
+"""Retention: cohort tables that know which cells are incomplete, and survival analysis that handles censoring.
+
+Cohort tables (:func:`cohort_retention`)
+----------------------------------------
+- A user's cohort is the calendar period (``"D"``, ``"W"`` starting on
+  ``week_start``, ``"M"``; UTC) of their first ``cohort_event`` (any event when
+  None). With ``cohort_type="recurring"`` a user joins every period in which they
+  did the cohort event.
+- Offset k counts calendar periods after the cohort period. ``mode="on"``: the
+  user was active (did any ``return_event``; any event when None) in period
+  cohort + k. ``mode="on_or_after"``: active in that period or any later one.
+- ``counts`` has one row per cohort and one column per offset; column 0 is the
+  cohort size. ``rates`` = counts / cohort size. A cell whose period had not
+  ended by ``observed_until`` (default: the last timestamp) is incomplete: NaN in
+  ``rates`` and True in ``incomplete``, never a zero. ``average`` weights each
+  offset's rate by cohort size over the cohorts complete at that offset.
+
+Lifetimes and survival
+----------------------
+- :func:`user_lifetimes`: ``start`` is a user's first event (or first
+  ``start_event``). A user has churned when ``churn_event`` happened at or after
+  the start, or when their last activity is more than ``inactivity`` before
+  ``observed_until``. A churned user's duration runs from start to the first
+  churn event (or, churned by inactivity, to their last activity); everyone else
+  is censored at ``observed_until``.
+- :func:`survival_curves`: Kaplan-Meier per group (lifelines), medians and
+  survival at 7/30/90 days with intervals, and a multivariate log-rank test.
+- :func:`hazard_ratios`: a Cox proportional-hazards model (lifelines) with
+  categorical covariates one-hot against a named baseline.
+- :func:`retention_drivers`: behaviours in a user's first days that predict
+  staying, as a landmark analysis: only users still there at day ``first_days``
+  count, and their time is measured from that day, so that doing something in
+  the first week is not credited with having survived the first week.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import ibis
+import numpy as np
+import pandas as pd
+
+from helpers.io import EventDataError, as_ibis
+
+__all__ = ["HazardResult", "RetentionTable", "SurvivalResult", "cohort_retention", "hazard_ratios", "retention_drivers",
+           "survival_curves", "user_lifetimes"]
+
+DAY = pd.Timedelta(days=1)
+_PERIODS = {"D": "day", "W": "week", "M": "month"}
+_WEEK_STARTS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def _utc(ts: Any) -> pd.Timestamp:
+    ts = pd.Timestamp(ts)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _observed_until(t: ibis.Table, observed_until: Any) -> pd.Timestamp:
+    if observed_until is not None:
+        return _utc(observed_until)
+    last = t.timestamp.max().execute()
+    if last is None or pd.isna(last):
+        raise EventDataError("There are no events.")
+    return _utc(last)
+
+
+# ----------------------------------------------------------------------------- cohort tables
+
+
+@dataclass
+class RetentionTable:
+    """Cohort retention: ``counts``, ``rates`` and ``incomplete`` (cohort x offset), and ``average`` per offset.
+
+    With ``by``, the index is (segment, cohort) and ``average`` has one row per segment.
+    """
+
+    counts: pd.DataFrame
+    rates: pd.DataFrame
+    incomplete: pd.DataFrame
+    average: pd.DataFrame
+    period: str
+    mode: str
+    observed_until: pd.Timestamp
+    by: str | None = None
+
+    def headline(self, offset: int = 1) -> str:
+        """One sentence: the average retention at ``offset`` periods and the range over complete cohorts."""
+        avg = self.average
+        if offset not in avg.columns or self.by is not None:
+            offset = 1 if 1 in avg.columns else 0
+        rate = float(avg[offset].iloc[0])
+        col = self.rates[offset].dropna()
+        unit = _PERIODS[self.period]
+        kind = "active in" if self.mode == "on" else "active in or after"
+        span = f" (cohorts range {col.min():.0%}-{col.max():.0%})" if len(col) > 1 else ""
+        return (f"On average {rate:.0%} of a cohort is {kind} {unit} {offset} after joining{span}, "
+                f"over the {len(col)} cohort(s) complete at that point.")
+
+
+def _truncate(ts: ibis.Value, period: str, week_start: str) -> ibis.Value:
+    if period == "W":
+        shift = _WEEK_STARTS.index(week_start)  # DuckDB weeks start on Monday
+        if shift:
+            return (ts - ibis.interval(days=shift)).truncate("W") + ibis.interval(days=shift)
+        return ts.truncate("W")
+    return ts.truncate(period)
+
+
+def _offset(later: ibis.Value, start: ibis.Value, period: str) -> ibis.Value:
+    """Whole periods between two period starts (both truncated the same way)."""
+    if period == "M":
+        return (later.year() * 12 + later.month()) - (start.year() * 12 + start.month())
+    days = (later.epoch_seconds() - start.epoch_seconds()) / 86_400
+    return (days if period == "D" else days / 7).round().cast("int64")
+
+
+def _period_bounds(starts: pd.Series, period: str) -> pd.Series:
+    """End (exclusive) of each period that starts at ``starts``."""
+    if period == "M":
+        return starts + pd.offsets.MonthBegin(1)
+    return starts + (DAY if period == "D" else 7 * DAY)
+
+
+def cohort_retention(
+    events: pd.DataFrame | ibis.Table,
+    *,
+    period: str = "W",
+    cohort_event: str | None = None,
+    return_event: str | Sequence[str] | None = None,
+    mode: str = "on",
+    cohort_type: str = "first_time",
+    week_start: str = "monday",
+    observed_until: Any = None,
+    by: str | pd.Series | None = None,
+) -> RetentionTable:
+    """Cohort retention table with incomplete cells marked (see the module docstring for the rules).
+
+    Examples
+    --------
+    >>> ev = pd.DataFrame({"user_id": ["a", "a", "b", "b", "c"], "event": ["visit"] * 5,
+    ...                    "timestamp": pd.to_datetime(["2025-01-06", "2025-01-14", "2025-01-07", "2025-01-22",
+    ...                                                 "2025-01-13"], utc=True)})
+    >>> r = cohort_retention(ev, period="W", observed_until="2025-01-27")
+    >>> r.counts.to_dict("index")   # doctest: +NORMALIZE_WHITESPACE
+    {Timestamp('2025-01-06 00:00:00+0000', tz='UTC'): {0: 2, 1: 1, 2: 1, 3: 0},
+     Timestamp('2025-01-13 00:00:00+0000', tz='UTC'): {0: 1, 1: 0, 2: 0, 3: 0}}
+    >>> r.rates.iloc[1].tolist()  # the week of Jan 27 has not ended: unknown, not zero
+    [1.0, 0.0, nan, nan]
+    """
+    if period not in _PERIODS:
+        raise ValueError(f"period must be one of {', '.join(_PERIODS)}, got {period!r}.")
+    if mode not in ("on", "on_or_after"):
+        raise ValueError(f"mode must be 'on' or 'on_or_after', got {mode!r}.")
+    if cohort_type not in ("first_time", "recurring"):
+        raise ValueError(f"cohort_type must be 'first_time' or 'recurring', got {cohort_type!r}.")
+    if week_start not in _WEEK_STARTS:
+        raise ValueError(f"week_start must be one of {', '.join(_WEEK_STARTS)}, got {week_start!r}.")
+    t = as_ibis(events)
+    until = _observed_until(t, observed_until)
+    t = t.filter(t.timestamp <= until.to_pydatetime())
+    seg_name = None
+    if isinstance(by, str):
+        if by not in t.columns:
+            raise EventDataError(f"cohort_retention: by={by!r} is not a column of the events ({', '.join(t.columns)}).")
+        seg_name = by
+    elif by is not None:
+        seg_name = by.name or "segment"
+
+    starters = t if cohort_event is None else t.filter(t.event == cohort_event)
+    starters = starters.mutate(_p=_truncate(starters.timestamp, period, week_start))
+    if cohort_type == "first_time":
+        first = starters.group_by("user_id").aggregate(_p=starters._p.min(), _first=starters.timestamp.min())
+        cohorts = first
+        if isinstance(by, str):  # first touch: the value at the user's first cohort event
+            at_first = starters.filter(starters[by].notnull()).group_by("user_id").aggregate(
+                _seg=starters[by].argmin(starters.timestamp))
+            cohorts = cohorts.left_join(at_first, "user_id").select("user_id", "_p", "_seg")
+        else:
+            cohorts = cohorts.select("user_id", "_p")
+    else:
+        if isinstance(by, str):
+            cohorts = starters.group_by(["user_id", "_p"]).aggregate(_seg=starters[by].argmin(starters.timestamp))
+        else:
+            cohorts = starters.select("user_id", "_p").distinct()
+    returns = t if return_event is None else t.filter(
+        t.event.isin([return_event] if isinstance(return_event, str) else list(return_event)))
+    active = returns.select("user_id", _a=_truncate(returns.timestamp, period, week_start)).distinct()
+    joined = cohorts.join(active, "user_id").filter(lambda x: x._a >= x._p)
+    joined = joined.mutate(_k=_offset(joined._a, joined._p, period))
+    keys = ["_p"] + (["_seg"] if isinstance(by, str) else [])
+    if mode == "on":
+        per = joined.group_by(keys + ["_k"]).aggregate(n=joined.user_id.nunique())
+    else:
+        last = joined.group_by(keys + ["user_id"]).aggregate(_k=joined._k.max())
+        per = last.group_by(keys + ["_k"]).aggregate(n=last.count())
+    sizes = cohorts.group_by(keys).aggregate(size=cohorts.user_id.nunique()).to_pyarrow().to_pandas()
+    cells = per.to_pyarrow().to_pandas()
+    if sizes.empty:
+        raise EventDataError(f"cohort_retention: no user did the cohort event {cohort_event!r}.")
+    for frame in (sizes, cells):
+        frame["_p"] = pd.to_datetime(frame["_p"]).dt.tz_localize("UTC") if pd.to_datetime(
+            frame["_p"]).dt.tz is None else pd.to_datetime(frame["_p"]).dt.tz_convert("UTC")
+    return _assemble(sizes, cells, keys, period, mode, until, seg_name, by if not isinstance(by, str) else None,
+                     cohorts if (by is not None and not isinstance(by, str)) else None, joined)
+
+
+def _assemble(sizes, cells, keys, period, mode, until, seg_name, user_segments, cohorts, joined) -> RetentionTable:
+    if user_segments is not None:
+        seg = user_segments.copy()
+        seg.index = seg.index.astype(str)
+        per_user = cohorts.to_pyarrow().to_pandas()
+        per_user["_seg"] = per_user["user_id"].astype(str).map(seg)
+        if mode == "on":
+            act = joined.select("user_id", "_p", "_k").distinct().to_pyarrow().to_pandas()
+        else:
+            act = joined.group_by(["user_id", "_p"]).aggregate(_k=joined._k.max()).to_pyarrow().to_pandas()
+        act["_seg"] = act["user_id"].astype(str).map(seg)
+        for frame in (per_user, act):
+            frame["_seg"] = frame["_seg"].astype(object).where(frame["_seg"].notna(), "(none)")
+            p = pd.to_datetime(frame["_p"])
+            frame["_p"] = p.dt.tz_localize("UTC") if p.dt.tz is None else p.dt.tz_convert("UTC")
+        keys = ["_p", "_seg"]
+        sizes = per_user.groupby(keys).size().rename("size").reset_index()
+        cells = act.groupby(keys + ["_k"]).size().rename("n").reset_index()
+    elif "_seg" in keys:
+        for frame in (sizes, cells):
+            frame["_seg"] = frame["_seg"].astype(object).where(frame["_seg"].notna(), "(none)")
+    index_keys = (["_seg", "_p"] if "_seg" in keys else ["_p"])
+    sizes = sizes.set_index(index_keys)["size"].sort_index()
+    starts = pd.Series(sizes.index.get_level_values("_p"), index=sizes.index)
+    first_start = starts.min()
+    # Offsets up to the one that reaches the period holding observed_until, from the earliest cohort.
+    all_periods = pd.Series(pd.date_range(first_start, until, freq={"D": "D", "W": "7D", "M": "MS"}[period]))
+    max_k = len(all_periods) - 1 if period != "M" else (until.year * 12 + until.month) - (first_start.year * 12 + first_start.month)
+    offsets = list(range(0, max(max_k, 0) + 1))
+    counts = pd.DataFrame(0, index=sizes.index, columns=offsets, dtype="int64")
+    if len(cells):
+        pivot = cells.pivot_table(index=index_keys, columns="_k", values="n", aggfunc="sum", fill_value=0)
+        pivot = pivot.reindex(index=sizes.index, columns=offsets, fill_value=0)
+        counts = pivot.astype("int64")
+    if mode == "on_or_after":  # active at k or later = last active offset >= k
+        counts = counts.iloc[:, ::-1].cumsum(axis=1).iloc[:, ::-1]
+    counts[0] = sizes.to_numpy()
+    # The period cohort + k ends at start(cohort + k) + one period; before observed_until it is complete.
+    cell_start = {k: (starts + pd.offsets.MonthBegin(k) if period == "M" else
+                      starts + k * (DAY if period == "D" else 7 * DAY)) for k in offsets}
+    incomplete = pd.DataFrame({k: (_period_bounds(cell_start[k], period) > until).to_numpy() for k in offsets},
+                              index=sizes.index)
+    rates = counts.div(sizes, axis=0).astype(float).mask(incomplete)
+    group_keys = ["_seg"] if "_seg" in index_keys else None
+    complete_counts = counts.where(~incomplete, 0)
+    complete_sizes = (~incomplete).mul(sizes, axis=0)
+    if group_keys:
+        num, den = complete_counts.groupby(level="_seg").sum(), complete_sizes.groupby(level="_seg").sum()
+    else:
+        num, den = complete_counts.sum().to_frame("all").T, complete_sizes.sum().to_frame("all").T
+    average = (num / den.where(den > 0)).astype(float)
+    names = {"_p": "cohort", "_seg": seg_name or "segment"}
+    for frame in (counts, rates, incomplete):
+        frame.index = frame.index.set_names([names[n] for n in frame.index.names])
+        frame.columns.name = "offset"
+    average.index.name = seg_name if group_keys else None
+    average.columns.name = "offset"
+    return RetentionTable(counts, rates, incomplete, average, period, mode, until, seg_name)
+
+
+# ----------------------------------------------------------------------------- lifetimes
+
+
+def user_lifetimes(
+    events: pd.DataFrame | ibis.Table,
+    *,
+    start_event: str | None = None,
+    churn_event: str | None = None,
+    inactivity: str | pd.Timedelta | None = "30D",
+    observed_until: Any = None,
+    users: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """One row per user: ``start``, ``last_seen``, ``churned``, ``duration_days`` (see the module docstring).
+
+    Users who never did ``start_event`` are left out (their count is in
+    ``attrs["users_without_start"]``). ``inactivity=None`` churns by ``churn_event``
+    only. ``users`` (a user table with ``user_id``) adds its columns.
+
+    Examples
+    --------
+    >>> ev = pd.DataFrame({"user_id": ["a", "a", "b", "b", "c"], "event": ["signup", "visit", "signup", "cancel", "signup"],
+    ...                    "timestamp": pd.to_datetime(["2025-01-01", "2025-01-05", "2025-01-01", "2025-01-03",
+    ...                                                 "2025-02-20"], utc=True)})
+    >>> life = user_lifetimes(ev, churn_event="cancel", inactivity="30D", observed_until="2025-03-01")
+    >>> life[["user_id", "churned", "duration_days"]].values.tolist()
+    [['a', True, 4.0], ['b', True, 2.0], ['c', False, 9.0]]
+    """
+    t = as_ibis(events)
+    until = _observed_until(t, observed_until)
+    t = t.filter(t.timestamp <= until.to_pydatetime())
+    aggs = {"last_seen": t.timestamp.max(), "_first": t.timestamp.min()}
+    if start_event is not None:
+        aggs["start"] = t.timestamp.min(where=t.event == start_event)
+    if churn_event is not None:
+        aggs["_churn_events"] = (t.event == churn_event).cast("int64").sum()
+    per = t.group_by("user_id").aggregate(**aggs)
+    if churn_event is not None:
+        # The first churn event at or after the start (a user may cancel, return and cancel again).
+        begin = per.start if start_event is not None else per._first
+        churns = t.filter(t.event == churn_event).join(per.select("user_id", _begin=begin), "user_id")
+        churns = churns.filter(churns.timestamp >= churns._begin)
+        first_churn = churns.group_by("user_id").aggregate(churn_at=churns.timestamp.min())
+        per = per.left_join(first_churn, "user_id").drop("user_id_right")
+    df = per.to_pyarrow().to_pandas()
+    if df.empty:
+        raise EventDataError("user_lifetimes: there are no events up to observed_until.")
+    df["user_id"] = df["user_id"].astype(str)
+    for col in [c for c in ("last_seen", "_first", "start", "churn_at") if c in df.columns]:
+        df[col] = pd.to_datetime(df[col], utc=True)
+    if start_event is None:
+        df["start"] = df["_first"]
+    missing = int(df["start"].isna().sum())
+    if missing == len(df):
+        raise EventDataError(f"user_lifetimes: no user did the start event {start_event!r}.")
+    df = df[df["start"].notna()].copy()
+    by_event = df["churn_at"].notna() if "churn_at" in df.columns else pd.Series(False, index=df.index)
+    if inactivity is not None:
+        quiet = (until - df["last_seen"]) > pd.Timedelta(inactivity)
+    else:
+        quiet = pd.Series(False, index=df.index)
+    df["churned"] = by_event | quiet
+    end = pd.Series(until, index=df.index)
+    end = end.where(~quiet, df["last_seen"])
+    if "churn_at" in df.columns:
+        end = end.where(~by_event, df["churn_at"])
+    df["churn_reason"] = np.select([by_event, quiet], ["churn_event", "inactivity"], "")
+    df["duration_days"] = ((end - df["start"]).dt.total_seconds() / 86_400).clip(lower=0)
+    out = df[["user_id", "start", "last_seen", "churned", "churn_reason", "duration_days"]].sort_values("user_id")
+    out = out.reset_index(drop=True)
+    if users is not None:
+        if "user_id" not in users.columns:
+            raise EventDataError(f"user_lifetimes: the users table needs a 'user_id' column ({list(users.columns)}).")
+        extra = users.assign(user_id=users["user_id"].astype(str))
+        out = out.merge(extra.drop(columns=[c for c in extra.columns if c in out.columns and c != "user_id"]),
+                        on="user_id", how="left")
+    out.attrs["users_without_start"] = missing
+    out.attrs["observed_until"] = until
+    out.attrs["definition"] = (f"start at {'the first ' + start_event if start_event else 'the first event'}; churned "
+                               + " or ".join(filter(None, [f"at {churn_event}" if churn_event else "",
+                                                           f"after {inactivity} without activity" if inactivity else ""]))
+                               + f"; censored at {until:%Y-%m-%d %H:%M} UTC")
+    return out
+
+
+# ----------------------------------------------------------------------------- survival
+
+
+@dataclass
+class SurvivalResult:
+    """Kaplan-Meier curves per group.
+
+    ``table``: group, timeline (days), survival, ci_low, ci_high, at_risk, events
+    (churns at that time), censored. ``medians``: group, users, churned,
+    median_days and its interval (NaN when the curve never falls to 0.5), and
+    survival at 7/30/90 days with intervals. ``logrank_p``: multivariate
+    log-rank test across the groups (NaN with one group).
+    """
+
+    table: pd.DataFrame
+    medians: pd.DataFrame
+    logrank_p: float
+    by: str | None
+    alpha: float
+    fitters: dict = field(default_factory=dict, repr=False)
+
+    def headline(self) -> str:
+        m = self.medians
+        if self.by is None:
+            row = m.iloc[0]
+            med = "not reached" if np.isnan(row["median_days"]) else f"{row['median_days']:.0f} days"
+            return (f"Median lifetime {med}; {row['survival_30d']:.0%} are still there after 30 days and "
+                    f"{row['survival_90d']:.0%} after 90 (of {int(row['users']):,} users, {int(row['churned']):,} churned).")
+        best = m.loc[m["survival_90d"].idxmax()]
+        worst = m.loc[m["survival_90d"].idxmin()]
+        sig = ("the difference is significant" if self.logrank_p < self.alpha else "the difference could be chance")
+        return (f"After 90 days {best['survival_90d']:.0%} of {best['group']} remain against {worst['survival_90d']:.0%} "
+                f"of {worst['group']}; log-rank p={self.logrank_p:.2g}, so {sig}.")
+
+
+def _check_survival_table(df: pd.DataFrame, duration_col: str, event_col: str, where: str) -> pd.DataFrame:
+    for col in (duration_col, event_col):
+        if col not in df.columns:
+            raise EventDataError(f"{where}: no column {col!r} (columns: {', '.join(map(str, df.columns))}).")
+    if len(df) == 0:
+        raise EventDataError(f"{where}: the table has no rows.")
+    d = pd.to_numeric(df[duration_col], errors="coerce")
+    bad = d.isna() | (d < 0)
+    if bad.any():
+        example = df.loc[bad, duration_col].iloc[0]
+        raise EventDataError(f"{where}: {int(bad.sum())} row(s) of {duration_col!r} are missing, negative or not numbers "
+                             f"(e.g. {example!r}).")
+    e = df[event_col]
+    if e.isna().any() or not set(pd.unique(e.astype(float))) <= {0.0, 1.0}:
+        example = e[e.isna() | ~e.astype(float, errors="ignore").isin([0, 1])].iloc[0] if len(e) else None
+        raise EventDataError(f"{where}: {event_col!r} must be True/False (or 1/0), e.g. not {example!r}.")
+    if not e.astype(bool).any():
+        raise EventDataError(f"{where}: no churn is observed at all ({event_col!r} is never true): survival cannot "
+                             "be estimated; check the churn definition or observe longer.")
+    return df.assign(**{duration_col: d.astype(float), event_col: e.astype(bool)})
+
+
+def _at(fitter, days: float, alpha: float) -> tuple[float, float, float]:
+    """Survival and its interval at ``days`` (step function: the last value at or before)."""
+    sf = fitter.survival_function_
+    ci = fitter.confidence_interval_survival_function_
+    idx = sf.index.searchsorted(days, side="right") - 1
+    if idx < 0:
+        return 1.0, 1.0, 1.0
+    if days > sf.index.max():
+        return np.nan, np.nan, np.nan  # beyond the last observation: unknown
+    return float(sf.iloc[idx, 0]), float(ci.iloc[idx, 0]), float(ci.iloc[idx, 1])
+
+
+def survival_curves(
+    lifetimes: pd.DataFrame,
+    *,
+    by: str | None = None,
+    duration_col: str = "duration_days",
+    event_col: str = "churned",
+    alpha: float = 0.05,
+) -> SurvivalResult:
+    """Kaplan-Meier survival per group (lifelines), medians, survival at 7/30/90 days and a log-rank test.
+
+    Works on any table with a duration and an event column (e.g. a CRM export of
+    subscriptions), not only on :func:`user_lifetimes`. Missing ``by`` values form
+    a ``(none)`` group.
+
+    Examples
+    --------
+    >>> life = pd.DataFrame({"duration_days": [1, 2, 2, 3, 5], "churned": [True, True, False, True, False]})
+    >>> r = survival_curves(life)
+    >>> r.table["survival"].round(4).tolist()
+    [1.0, 0.8, 0.6, 0.3, 0.3]
+    >>> float(r.medians["median_days"].iloc[0])
+    3.0
+    """
+    from lifelines import KaplanMeierFitter
+    from lifelines.statistics import multivariate_logrank_test
+    from lifelines.utils import median_survival_times
+
+    df = _check_survival_table(lifetimes, duration_col, event_col, "survival_curves")
+    if by is not None:
+        if by not in df.columns:
+            raise EventDataError(f"survival_curves: no column {by!r} to group by (columns: {', '.join(map(str, df.columns))}).")
+        groups = df[by].astype(object).where(df[by].notna(), "(none)").astype(str)
+    else:
+        groups = pd.Series("all", index=df.index)
+    tables, medians, fitters = [], [], {}
+    for name in sorted(groups.unique()):
+        part = df[groups == name]
+        kmf = KaplanMeierFitter(alpha=alpha).fit(part[duration_col], part[event_col], label=str(name))
+        fitters[name] = kmf
+        ci = kmf.confidence_interval_survival_function_
+        ev = kmf.event_table
+        tab = pd.DataFrame({"group": name, "timeline": kmf.survival_function_.index.to_numpy(float),
+                            "survival": kmf.survival_function_.iloc[:, 0].to_numpy(),
+                            "ci_low": ci.iloc[:, 0].to_numpy(), "ci_high": ci.iloc[:, 1].to_numpy(),
+                            "at_risk": ev["at_risk"].reindex(kmf.survival_function_.index).to_numpy(),
+                            "events": ev["observed"].reindex(kmf.survival_function_.index).to_numpy(),
+                            "censored": ev["censored"].reindex(kmf.survival_function_.index).to_numpy()})
+        tables.append(tab)
+        med_ci = median_survival_times(kmf.confidence_interval_)
+        row = {"group": name, "users": len(part), "churned": int(part[event_col].sum()),
+               "median_days": float(kmf.median_survival_time_),
+               "median_low": float(med_ci.iloc[0, 0]), "median_high": float(med_ci.iloc[0, 1])}
+        for days in (7, 30, 90):
+            s, lo, hi = _at(kmf, days, alpha)
+            row.update({f"survival_{days}d": s, f"survival_{days}d_low": lo, f"survival_{days}d_high": hi})
+        medians.append(row)
+    med = pd.DataFrame(medians).replace([np.inf, -np.inf], np.nan)
+    p = float("nan")
+    if groups.nunique() > 1:
+        p = float(multivariate_logrank_test(df[duration_col], groups, df[event_col]).p_value)
+    return SurvivalResult(pd.concat(tables, ignore_index=True), med, p, by, alpha, fitters)
+
+
+@dataclass
+class HazardResult:
+    """A Cox proportional-hazards fit.
+
+    ``table``: covariate, level, baseline, hazard_ratio, ci_low, ci_high, p
+    (one row per numeric covariate and per non-baseline level of a categorical
+    one). ``concordance``: Harrell's C. ``ph_check``: the proportional-hazards
+    test (Schoenfeld residuals, rank time) per term; ``ph_summary`` says it in
+    words. ``note`` says when the fit used a random sample.
+    """
+
+    table: pd.DataFrame
+    concordance: float
+    ph_check: pd.DataFrame
+    ph_summary: str
+    note: str
+    users: int
+    model: Any = field(repr=False, default=None)
+
+    def headline(self) -> str:
+        sig = self.table[self.table["p"] < 0.05]
+        if sig.empty:
+            return f"No covariate changes the churn hazard significantly (concordance {self.concordance:.2f})."
+        top = sig.loc[(np.log(sig["hazard_ratio"])).abs().idxmax()]
+        what = f"{top['covariate']}={top['level']}" if top["level"] != "" else top["covariate"]
+        vs = f" (against {top['baseline']})" if top["baseline"] != "" else ""
+        return (f"Strongest effect: {what}{vs} multiplies the churn hazard by {top['hazard_ratio']:.2f} "
+                f"(95% CI {top['ci_low']:.2f}-{top['ci_high']:.2f}); concordance {self.concordance:.2f}.")
+
+
+def hazard_ratios(
+    lifetimes: pd.DataFrame,
+    covariates: Sequence[str],
+    *,
+    duration_col: str = "duration_days",
+    event_col: str = "churned",
+    strata: Sequence[str] | None = None,
+    baselines: Mapping[str, Any] | None = None,
+    max_rows: int = 200_000,
+    random_state: int = 0,
+) -> HazardResult:
+    """Cox proportional-hazards model (lifelines): the hazard ratio of each covariate with its 95% interval.
+
+    Categorical covariates (strings, categories, booleans) are one-hot encoded
+    against a baseline level: ``baselines[col]`` when given, else the most common
+    level. Above ``max_rows`` users the model is fitted on a random sample of that
+    size (a Cox fit grows faster than linearly), and ``note`` says so.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> group = np.repeat(["slow", "fast"], 300)
+    >>> life = pd.DataFrame({"group": group, "duration_days": rng.exponential(np.where(group == "fast", 10, 20)),
+    ...                      "churned": True})
+    >>> r = hazard_ratios(life, ["group"], baselines={"group": "slow"})
+    >>> r.table[["covariate", "level", "baseline"]].values.tolist()
+    [['group', 'fast', 'slow']]
+    >>> bool(1.5 < r.table["hazard_ratio"].iloc[0] < 2.6)
+    True
+    """
+    from lifelines import CoxPHFitter
+    from lifelines.statistics import proportional_hazard_test
+
+    df = _check_survival_table(lifetimes, duration_col, event_col, "hazard_ratios")
+    covariates = list(covariates)
+    strata = list(strata or [])
+    missing = [c for c in covariates + strata if c not in df.columns]
+    if missing:
+        raise EventDataError(f"hazard_ratios: no column(s) {missing} (columns: {', '.join(map(str, df.columns))}).")
+    if not covariates:
+        raise EventDataError("hazard_ratios: give at least one covariate.")
+    note = ""
+    if len(df) > max_rows:
+        note = (f"Fitted on a random sample of {max_rows:,} of {len(df):,} users (seed {random_state}); "
+                "intervals reflect the sample size.")
+        df = df.sample(max_rows, random_state=random_state)
+    baselines = dict(baselines or {})
+    design = pd.DataFrame(index=df.index)
+    rows_meta = []
+    for col in covariates:
+        values = df[col]
+        if values.nunique(dropna=True) < 2:
+            example = values.dropna().iloc[0] if values.notna().any() else None
+            raise EventDataError(f"hazard_ratios: covariate {col!r} has a single value ({example!r}): it cannot "
+                                 "explain any difference; drop it.")
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            if values.isna().any():
+                raise EventDataError(f"hazard_ratios: covariate {col!r} has {int(values.isna().sum())} missing value(s); "
+                                     "fill or drop them first.")
+            design[col] = values.astype(float)
+            rows_meta.append((col, col, "", ""))
+            continue
+        levels = values.astype(object).where(values.notna(), "(none)").astype(str)
+        base = str(baselines.get(col, levels.value_counts().idxmax()))
+        if base not in set(levels):
+            raise EventDataError(f"hazard_ratios: baseline {base!r} is not a value of {col!r} "
+                                 f"(values: {', '.join(sorted(set(levels))[:10])}).")
+        for level in sorted(set(levels) - {base}):
+            name = f"{col}[{level}]"
+            design[name] = (levels == level).astype(float)
+            rows_meta.append((name, col, level, base))
+    for col in strata:
+        design[col] = df[col].astype(str)
+    design[duration_col] = df[duration_col].clip(lower=1e-9)  # a zero duration is a churn on day 0
+    design[event_col] = df[event_col].astype(int)
+    cph = CoxPHFitter()
+    try:
+        cph.fit(design, duration_col=duration_col, event_col=event_col, strata=strata or None)
+    except Exception as err:  # lifelines' convergence errors name no column; add what we know
+        raise EventDataError(f"hazard_ratios: the Cox model did not converge ({err.__class__.__name__}: "
+                             f"{str(err).splitlines()[0]}). A covariate level with no churn, or covariates that "
+                             "duplicate each other, are the usual causes.") from err
+    s = cph.summary
+    table = pd.DataFrame({
+        "covariate": [m[1] for m in rows_meta], "level": [m[2] for m in rows_meta], "baseline": [m[3] for m in rows_meta],
+        "hazard_ratio": s.loc[[m[0] for m in rows_meta], "exp(coef)"].to_numpy(),
+        "ci_low": s.loc[[m[0] for m in rows_meta], "exp(coef) lower 95%"].to_numpy(),
+        "ci_high": s.loc[[m[0] for m in rows_meta], "exp(coef) upper 95%"].to_numpy(),
+        "p": s.loc[[m[0] for m in rows_meta], "p"].to_numpy(),
+    })
+    ph = proportional_hazard_test(cph, design, time_transform="rank").summary[["test_statistic", "p"]]
+    ph = ph.reset_index().rename(columns={"index": "term"})
+    bad = ph[ph["p"] < 0.01]
+    if bad.empty:
+        ph_summary = (f"The proportional-hazards assumption holds for every term (smallest p={ph['p'].min():.2g}): "
+                      "each ratio applies throughout a user's lifetime.")
+    else:
+        ph_summary = (f"The hazard of {', '.join(bad['term'].astype(str))} changes over time (proportional-hazards test "
+                      f"p<0.01): read {'its ratio' if len(bad) == 1 else 'their ratios'} as an average over the lifetime, "
+                      "or stratify.")
+    return HazardResult(table, float(cph.concordance_index_), ph, ph_summary, note, len(design), cph)
+
+
+def retention_drivers(
+    events: pd.DataFrame | ibis.Table,
+    lifetimes: pd.DataFrame,
+    *,
+    first_days: int = 7,
+    top_events: int = 15,
+    adjust_for: str | None = "channel",
+    active_at: int = 30,
+    min_users: int = 30,
+) -> pd.DataFrame:
+    """Which behaviours in a user's first days predict staying: the journey's "moments that matter".
+
+    A landmark analysis: only users still there ``first_days`` days after their
+    start count, and their time is measured from that day. For each of the
+    ``top_events`` most common events in users' first days: ``share`` of users who
+    did it at least once in their first ``first_days`` days; the Cox
+    ``hazard_ratio`` (with interval and p) of having done it, adjusted for the
+    acquisition channel (the ``adjust_for`` value on the user's first event);
+    and ``phi``, the correlation between doing it and still being active at day
+    ``active_at`` among users observed that long. Events done by fewer than
+    ``min_users`` users (or by all but that many) are left out.
+    """
+    from lifelines import CoxPHFitter
+
+    t = as_ibis(events)
+    life = lifetimes[lifetimes["duration_days"] >= first_days].copy()
+    if life.empty:
+        raise EventDataError(f"retention_drivers: no user stayed {first_days} days.")
+    starts = ibis.memtable(pd.DataFrame({"user_id": life["user_id"].astype(str), "_start": life["start"]}))
+    early = t.join(starts, "user_id")
+    early = early.filter((early.timestamp >= early._start)
+                         & (early.timestamp < early._start + ibis.interval(days=int(first_days))))
+    top = (early.group_by("event").aggregate(n=early.user_id.nunique()).order_by([ibis.desc("n"), "event"])
+           .limit(top_events).execute()["event"].tolist())
+    aggs = {f"_did_{i}": (early.event == e).cast("int64").max() for i, e in enumerate(top)}
+    if adjust_for is not None and adjust_for in t.columns:
+        aggs["_adjust"] = early[adjust_for].argmin(early.timestamp)
+    did = early.group_by("user_id").aggregate(**aggs).to_pyarrow().to_pandas()
+    did["user_id"] = did["user_id"].astype(str)
+    life = life.merge(did, on="user_id", how="left")
+    life["_landmark_duration"] = life["duration_days"] - first_days
+    active = life["duration_days"] >= active_at
+    # Active at day N is known for churners, and for censored users observed at least N days.
+    observed_long = life["churned"].astype(bool) | active
+    adjust = None
+    if "_adjust" in life.columns:
+        levels = life["_adjust"].astype(object).where(life["_adjust"].notna(), "(none)").astype(str)
+        common = levels.value_counts()
+        adjust = pd.get_dummies(levels, dtype=float).drop(columns=common.idxmax())
+        adjust = adjust.loc[:, adjust.sum() >= min_users]
+        adjust.columns = [f"_adj_{c}" for c in adjust.columns]
+    rows = []
+    for i, event in enumerate(top):
+        x = life[f"_did_{i}"].fillna(0).astype(float)
+        n_did = int(x.sum())
+        if n_did < min_users or len(x) - n_did < min_users:
+            continue
+        design = pd.DataFrame({"did": x, "T": life["_landmark_duration"].clip(lower=1e-9),
+                               "E": life["churned"].astype(int)})
+        if adjust is not None:
+            design = pd.concat([design, adjust], axis=1)
+        try:
+            cph = CoxPHFitter(penalizer=1e-4).fit(design, duration_col="T", event_col="E")
+            s = cph.summary.loc["did"]
+            hr, lo, hi, p = s["exp(coef)"], s["exp(coef) lower 95%"], s["exp(coef) upper 95%"], s["p"]
+        except Exception:  # a degenerate event (e.g. done only by churners): report without a ratio
+            hr = lo = hi = p = np.nan
+        a, b = x[observed_long].to_numpy(), active[observed_long].astype(float).to_numpy()
+        phi = float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else np.nan
+        rows.append({"event": event, "users": n_did, "share": n_did / len(life), "hazard_ratio": hr, "ci_low": lo,
+                     "ci_high": hi, "p": p, "phi": phi})
+    out = pd.DataFrame(rows, columns=["event", "users", "share", "hazard_ratio", "ci_low", "ci_high", "p", "phi"])
+    if len(out):
+        from helpers.funnel import _holm
+
+        out["p_holm"] = _holm(out["p"].to_numpy())
+        out = out.sort_values("hazard_ratio").reset_index(drop=True)
+    out.attrs.update(landmark_days=first_days, users=len(life), adjusted_for=adjust_for if adjust is not None else None)
+    return out
