@@ -50,6 +50,7 @@ bench: $(INSTALLED)
 	$(BIN)/python benchmarks/bench_report.py
 	$(BIN)/python benchmarks/bench_funnel.py
 	$(BIN)/python benchmarks/bench_personas.py
+	$(BIN)/python benchmarks/bench_retention.py
 
 ## strip: remove outputs from the notebooks before committing
 strip: $(INSTALLED)
