@@ -59,7 +59,7 @@ def test_every_report_renders_cleanly_in_chromium(sample_run, browser, tmp_path)
         for i in range(charts.count()):
             chart = charts.nth(i)
             assert chart.locator("svg.main-svg").count() > 0, f"{path.name}: chart {i} has no SVG"
-            marks = chart.locator("path.point, .bars path, path.js-line, .sankey-node, .sankey-link, .heatmaplayer image")
+            marks = chart.locator("path.point, .bars path, path.js-line, .sankey-node, .sankey-link, .heatmaplayer image, .indicatorlayer text.number")
             assert marks.count() > 0, f"{path.name}: chart {i} drew no data marks"
         assert page.locator(".jp-CodeCell .jp-InputArea, .jp-InputPrompt, .jp-OutputPrompt, .jp-CodeMirrorEditor").count() == 0, f"{path.name} shows code"
 

@@ -45,7 +45,7 @@ from scipy import stats
 from helpers.io import EventDataError, as_ibis
 
 __all__ = ["FunnelResult", "Step", "compare_segments", "comparison_headline", "compute_funnel", "rank_friction",
-           "value_per_conversion", "wilson_interval"]
+           "holm_adjust", "value_per_conversion", "wilson_interval"]
 
 NONE_SEGMENT = "(none)"
 Order = Literal["ordered", "strict", "any"]
@@ -401,7 +401,14 @@ def wilson_interval(k: np.ndarray, n: np.ndarray, z: float = 1.959963984540054) 
     return centre - half, centre + half
 
 
-def _holm(p: np.ndarray) -> np.ndarray:
+def holm_adjust(p: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjustment of p-values (family-wise error); NaN stays NaN.
+
+    Examples
+    --------
+    >>> holm_adjust(np.array([0.01, 0.04, np.nan, 0.03])).round(2).tolist()
+    [0.03, 0.06, nan, 0.06]
+    """
     p = np.asarray(p, dtype=float)
     out = np.full_like(p, np.nan)
     ok = ~np.isnan(p)
@@ -472,7 +479,7 @@ def compare_segments(result: FunnelResult, baseline: str | None = None, *, min_u
     lo, hi = wilson_interval(out["converted"].to_numpy(float), out["entered"].to_numpy(float))
     out.insert(out.columns.get_loc("conversion") + 1, "ci_low", lo)
     out.insert(out.columns.get_loc("ci_low") + 1, "ci_high", hi)
-    out["p_holm"] = _holm(out["p_value"].to_numpy())
+    out["p_holm"] = holm_adjust(out["p_value"].to_numpy())
     return out.reset_index(drop=True)
 
 

@@ -19,7 +19,8 @@ from helpers.io import DataQualityReport
 
 __all__ = ["TEMPLATE", "channel_mix", "events_per_day", "events_per_type", "friction_chart", "funnel_chart", "init_notebook",
            "cohort_heatmap", "forest_plot", "k_selection", "paths_sankey", "persona_heatmap", "persona_kpis_chart", "persona_projection", "persona_sizes",
-           "segment_comparison", "styled", "survival_chart", "time_to_convert"]
+           "segment_comparison", "styled", "survival_chart", "time_to_convert", "journey_map", "touchpoint_heatmap",
+           "kpi_tiles", "lifecycle_chart", "stickiness_chart", "risk_distribution", "calibration_chart"]
 
 TEMPLATE = "plotly_white"
 PALETTE = px.colors.qualitative.Safe  # colour-blind safe
@@ -380,6 +381,162 @@ def forest_plot(table: pd.DataFrame, *, label: str | None = None, title: str = "
     fig.add_vline(x=1, line_dash="dash", line_color="grey")
     fig.update_xaxes(type="log", title="hazard ratio: < 1 stays longer, > 1 churns sooner")
     return _layout(fig, title, height=max(300, 34 * len(rows) + 140))
+
+
+# ----------------------------------------------------------------------------- the journey overview
+
+
+def journey_map(progression, *, touchpoints: pd.DataFrame | None = None, satisfaction: pd.DataFrame | None = None,
+                top_channels: int = 2) -> go.Figure:
+    """The journey map: stages left to right with users, the share moving on and the median time between stages,
+    the top channels (touchpoints) of each stage and its NPS when there are survey answers.
+
+    Takes :func:`helpers.journey.stage_progression`, optionally
+    :func:`helpers.journey.touchpoint_matrix` and :func:`helpers.journey.satisfaction`.
+    """
+    stages = progression.stages
+    x = list(range(len(stages)))
+    fig = go.Figure()
+    fig.add_bar(x=x, y=stages["users"], marker_color=PALETTE[0], width=0.55, name="users who reached the stage",
+                text=[f"<b>{n:,}</b>" for n in stages["users"]], textposition="outside", cliponaxis=False,
+                customdata=stages[["current_active", "current_lapsed"]].to_numpy(),
+                hovertemplate="%{y:,} reached<br>now here: %{customdata[0]:,} active, %{customdata[1]:,} lapsed<extra></extra>")
+    top = max(float(stages["users"].max()), 1.0)
+    for i in x[1:]:
+        share, days = stages["share_of_previous"].iloc[i], stages["median_days_from_previous"].iloc[i]
+        label = f"{share:.0%} move on" + ("" if np.isnan(days) else f"<br>median {_days_text(days)}")
+        fig.add_annotation(x=i - 0.5, y=top * 1.22, text=label, showarrow=False, font=dict(size=11, color="#444"))
+        fig.add_annotation(x=i - 0.22, y=top * 1.08, ax=i - 0.78, ay=top * 1.08, xref="x", yref="y", axref="x", ayref="y",
+                           showarrow=True, arrowhead=3, arrowwidth=1.5, arrowcolor="#888", text="")
+    below = []
+    for i, name in enumerate(stages["stage"]):
+        lines = []
+        if touchpoints is not None:
+            tp = touchpoints[touchpoints["stage"] == name].nlargest(top_channels, "users")
+            lines.append("via " + ", ".join(tp["channel"].astype(str)) if len(tp) else "")
+        if satisfaction is not None:
+            row = satisfaction[(satisfaction["metric"] == "nps") & (satisfaction["breakdown"] == "stage")
+                               & (satisfaction["group"] == name)]
+            if len(row):
+                nps = float(row["value"].iloc[0])
+                colour = "#1a7f37" if nps >= 30 else ("#b42318" if nps < 0 else "#9a6700")
+                lines.append(f"<span style='color:{colour}'>NPS {nps:+.0f} (n={int(row['respondents'].iloc[0])})</span>")
+        below.append("<br>".join(filter(None, lines)))
+    fig.update_xaxes(tickvals=x, ticktext=[f"<b>{n}</b><br>{b}" for n, b in zip(stages["stage"], below)])
+    fig.update_yaxes(title="users who reached the stage", range=[0, top * 1.35])
+    fig.update_layout(showlegend=False, bargap=0.3)
+    return _layout(fig, "The customer journey: who gets how far, how fast, through which channels, and how they feel",
+                   height=520)
+
+
+def _days_text(days: float) -> str:
+    return f"{days * 24:.1f} h" if days < 1 else f"{days:.1f} days"
+
+
+def touchpoint_heatmap(touchpoints: pd.DataFrame, value: str = "users") -> go.Figure:
+    """Stages x channels from :func:`helpers.journey.touchpoint_matrix`: users, or ``conversion_to_next``."""
+    order = list(dict.fromkeys(touchpoints["stage"]))
+    wide = touchpoints.pivot(index="stage", columns="channel", values=value).reindex(order)
+    wide = wide[wide.sum().sort_values(ascending=False).index]
+    users = touchpoints.pivot(index="stage", columns="channel", values="users").reindex(order)[wide.columns]
+    share = value != "users"
+    text = wide.map(lambda v: "" if pd.isna(v) else (f"{v:.0%}" if share else f"{v:,.0f}"))
+    fig = go.Figure(go.Heatmap(z=wide.to_numpy(float), x=list(wide.columns), y=list(wide.index), text=text.to_numpy(),
+                               texttemplate="%{text}", colorscale="Blues", customdata=users.to_numpy(),
+                               hovertemplate="%{y} via %{x}<br>%{text} (%{customdata:,} users)<extra></extra>",
+                               colorbar=dict(tickformat=".0%" if share else ",")))
+    fig.update_yaxes(autorange="reversed")
+    title = "Share who reach the next stage, by stage and channel" if share else "Users at each stage, by channel"
+    return _layout(fig, title, height=max(320, 48 * len(wide) + 140))
+
+
+def kpi_tiles(kpis: pd.DataFrame, *, columns: int = 4) -> go.Figure:
+    """One tile per available KPI from :func:`helpers.journey.stage_kpis`, with its stage and interval."""
+    rows = kpis[kpis["available"]].reset_index(drop=True)
+    n_rows = max(1, int(np.ceil(len(rows) / columns)))
+    fig = go.Figure()
+    for i, r in enumerate(rows.to_dict("records")):  # one tile per KPI (a dozen)
+        row, col = divmod(i, columns)
+        unit = r["unit"]
+        number = dict(valueformat=".1%" if unit == "share" else (",.0f" if unit in ("users", "count") else ".2f"),
+                      font=dict(size=30))
+        if unit not in ("share", "users", "count"):
+            number["suffix"] = f" {unit}" if unit not in ("score",) else ""
+        ci = "" if pd.isna(r["ci_low"]) else (f"<br><span style='font-size:11px'>95% CI {r['ci_low']:.1%}–{r['ci_high']:.1%}</span>"
+                                               if unit == "share" else
+                                               f"<br><span style='font-size:11px'>95% CI {r['ci_low']:.1f}–{r['ci_high']:.1f}</span>")
+        fig.add_trace(go.Indicator(mode="number", value=float(r["value"]), number=number,
+                                   title=dict(text=f"<span style='font-size:12px;color:#666'>{r['stage']}</span><br>"
+                                                   f"{r['kpi'].replace('_', ' ')}{ci}", font=dict(size=14)),
+                                   domain=dict(row=row, column=col)))
+    fig.update_layout(grid=dict(rows=n_rows, columns=columns, pattern="independent"))
+    return _layout(fig, "Stage KPIs (definitions in the table below)", height=170 * n_rows + 80)
+
+
+# ----------------------------------------------------------------------------- engagement and early warning
+
+
+def lifecycle_chart(lifecycle: pd.DataFrame) -> go.Figure:
+    """New, retained and resurrected users up, dormant down, per period, with the quick ratio on the right axis.
+
+    Takes :func:`helpers.engagement.lifecycle`; incomplete periods are faded.
+    """
+    opacity = np.where(lifecycle["complete"], 0.9, 0.4)
+    fig = go.Figure()
+    for i, (col, sign) in enumerate([("retained", 1), ("new", 1), ("resurrected", 1), ("dormant", -1)]):
+        fig.add_bar(x=lifecycle["period"], y=sign * lifecycle[col], name=col, marker=dict(color=PALETTE[i], opacity=opacity),
+                    hovertemplate="%{x|%Y-%m-%d}: %{y:,} " + col + "<extra></extra>")
+    fig.add_scatter(x=lifecycle["period"], y=lifecycle["quick_ratio"], name="quick ratio", yaxis="y2", mode="lines+markers",
+                    line=dict(color="#333", width=2), hovertemplate="%{x|%Y-%m-%d}: quick ratio %{y:.2f}<extra></extra>")
+    fig.update_layout(barmode="relative", yaxis=dict(title="users"),
+                      yaxis2=dict(title="(new + resurrected) / dormant", overlaying="y", side="right", showgrid=False,
+                                  rangemode="tozero"))
+    return _layout(fig, "Is the active base growing? New, retained, resurrected and dormant users (faded: period not over)",
+                   height=460)
+
+
+def stickiness_chart(stickiness: pd.DataFrame) -> go.Figure:
+    """DAU/MAU per period and the distribution of active days per user, from :func:`helpers.engagement.stickiness`."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("DAU / MAU", "active days per user in the period"))
+    fig.add_scatter(x=stickiness["period"], y=stickiness["dau_mau"], mode="lines+markers", marker_color=PALETTE[0],
+                    showlegend=False, hovertemplate="%{x|%Y-%m}: %{y:.1%}<extra></extra>", row=1, col=1)
+    for i, col in enumerate(["share_1_day", "share_2_3_days", "share_4_7_days", "share_8_plus_days"]):
+        fig.add_bar(x=stickiness["period"], y=stickiness[col], name=col.removeprefix("share_").replace("_", " "),
+                    marker_color=PALETTE[i + 1], hovertemplate="%{x|%Y-%m}: %{y:.0%}<extra></extra>", row=1, col=2)
+    fig.update_layout(barmode="stack")
+    fig.update_yaxes(tickformat=".0%")
+    return _layout(fig, "How often do active users come back?", height=420)
+
+
+def risk_distribution(risk) -> go.Figure:
+    """Histogram of the churn probabilities of the active users, from :func:`helpers.retention.churn_risk`."""
+    fig = go.Figure(go.Histogram(x=risk.scores["churn_probability"], nbinsx=40, marker_color=PALETTE[1],
+                                 hovertemplate="%{x}: %{y:,} users<extra></extra>"))
+    fig.update_xaxes(title=f"probability of churning within {risk.horizon.days} days", tickformat=".0%")
+    fig.update_yaxes(title="active users")
+    return _layout(fig, f"Churn risk of the {len(risk.scores):,} users active at {risk.observed_until:%Y-%m-%d}")
+
+
+def calibration_chart(risk) -> go.Figure:
+    """Predicted against observed churn per risk decile on the time split (``churn_risk``), or observed churn per
+    health decile (``health_score``)."""
+    cal = risk.calibration
+    key = "risk_decile" if "risk_decile" in cal.columns else "health_decile"
+    fig = go.Figure()
+    fig.add_bar(x=cal[key], y=cal["observed"], name="observed churn", marker_color=PALETTE[0],
+                hovertemplate="decile %{x}: %{y:.1%} churned<extra></extra>")
+    if "predicted" in cal.columns:
+        fig.add_scatter(x=cal[key], y=cal["predicted"], name="predicted", mode="lines+markers",
+                        line=dict(color=PALETTE[1], width=2), hovertemplate="decile %{x}: %{y:.1%} predicted<extra></extra>")
+    fig.add_hline(y=risk.validation["base_churn"], line_dash="dash", line_color="grey", annotation_text="average")
+    fig.update_xaxes(title=key.replace("_", " ") + (" (10 = riskiest)" if key == "risk_decile" else " (1 = least healthy)"),
+                     dtick=1)
+    fig.update_yaxes(title=f"churned within {risk.horizon.days} days after the cut", tickformat=".0%")
+    v = risk.validation
+    return _layout(fig, f"Can the score be trusted? Time split at {v['cut']:%Y-%m-%d}: concordance {v['concordance']:.2f}",
+                   height=420)
 
 
 def styled(table: pd.DataFrame, *, percent: Sequence[str] = (), precision: int = 2):

@@ -358,9 +358,9 @@ def test_compare_segments_intervals_tests_and_holm_against_independent_formulas(
 
 
 def test_holm_adjusts_in_step_down_order():
-    from helpers.funnel import _holm
+    from helpers.funnel import holm_adjust
 
-    assert _holm(np.array([0.01, 0.04, 0.03, np.nan])).round(4).tolist()[:3] == [0.03, 0.06, 0.06]
+    assert holm_adjust(np.array([0.01, 0.04, 0.03, np.nan])).round(4).tolist()[:3] == [0.03, 0.06, 0.06]
 
 
 def test_rank_friction_orders_transitions_by_users_lost():

@@ -1,0 +1,159 @@
+"""helpers.engagement (lifecycle, stickiness), the churn early warning and health score, and audiences."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers.audiences import (at_risk, audience_summary, dropped_at_step, export_audience, promoters_without_referral,
+                               stalled_new_users)
+from helpers.engagement import lifecycle, stickiness
+from helpers.funnel import compute_funnel
+from helpers.io import EventDataError
+from helpers.retention import churn_risk, health_score
+
+
+def log(*rows):
+    """rows: (user, event, ISO time[, value])."""
+    df = pd.DataFrame([r + (None,) * (4 - len(r)) for r in rows], columns=["user_id", "event", "timestamp", "value"])
+    df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True, format="ISO8601")
+    df["value"] = df["value"].astype(float)
+    return df
+
+
+def ts(text):
+    return pd.Timestamp(text, tz="UTC")
+
+
+# ----------------------------------------------------------------------------- lifecycle
+
+
+def test_each_lifecycle_category_on_a_hand_made_log():
+    ev = log(("a", "x", "2025-01-06"), ("a", "x", "2025-01-14"),  # new in week 1, retained in week 2
+             ("a", "x", "2025-01-28"),  # gone in week 3 (dormant), back in week 4 (resurrected)
+             ("b", "x", "2025-01-15"), ("b", "x", "2025-01-16"),  # new in week 2 (twice in a week: once)
+             ("c", "x", "2025-01-27 23:59"))  # new in week 4
+    lc = lifecycle(ev, period="W", observed_until="2025-02-02 23:59:59").set_index("period")
+    assert lc.loc[ts("2025-01-06"), ["new", "retained", "resurrected", "dormant"]].tolist() == [1, 0, 0, 0]
+    assert lc.loc[ts("2025-01-13"), ["new", "retained", "resurrected", "dormant"]].tolist() == [1, 1, 0, 0]
+    assert lc.loc[ts("2025-01-20"), ["new", "retained", "resurrected", "dormant"]].tolist() == [0, 0, 0, 2]
+    assert lc.loc[ts("2025-01-27"), ["new", "retained", "resurrected", "dormant", "active"]].tolist() == [1, 0, 1, 0, 2]
+    assert np.isnan(lc.loc[ts("2025-01-06"), "quick_ratio"]) and lc.loc[ts("2025-01-20"), "quick_ratio"] == 0.0
+    assert not lc.loc[ts("2025-01-27"), "complete"] and lc.loc[ts("2025-01-20"), "complete"]
+
+
+def test_lifecycle_months_and_the_quick_ratio():
+    ev = log(("a", "x", "2025-01-10"), ("b", "x", "2025-01-11"), ("b", "x", "2025-02-11"), ("c", "x", "2025-02-12"),
+             ("d", "x", "2025-02-13"))
+    lc = lifecycle(ev, period="M", observed_until="2025-03-01").set_index("period")
+    feb = lc.loc[ts("2025-02-01")]
+    assert (feb["new"], feb["retained"], feb["dormant"], feb["quick_ratio"]) == (2, 1, 1, 2.0)
+    assert lc.loc[ts("2025-02-01"), "complete"] and not lc.loc[ts("2025-03-01"), "complete"]
+
+
+def test_stickiness_active_days_and_dau_mau():
+    ev = log(*[("a", "x", f"2025-01-{d:02d}") for d in range(1, 11)], ("b", "x", "2025-01-05"), ("b", "x", "2025-01-05 18:00"))
+    s = stickiness(ev, period="M", observed_until="2025-02-01").iloc[0]
+    assert s["users"] == 2 and s["mean_dau"] == pytest.approx(11 / 31) and s["dau_mau"] == pytest.approx(11 / 31 / 2)
+    assert (s["share_1_day"], s["share_8_plus_days"]) == (0.5, 0.5) and s["median_active_days"] == 5.5
+
+
+# ----------------------------------------------------------------------------- churn risk and health
+
+
+@pytest.fixture(scope="module")
+def sample_events():
+    from helpers.io import load_events
+    from helpers.sample import generate_journeys
+
+    return load_events(generate_journeys(20_000, seed=0).events)
+
+
+def test_churn_risk_meets_the_quality_bar_on_the_sample(sample_events):
+    """#9: time-split concordance >= 0.70 and the top decile churns at least twice as often as average."""
+    r = churn_risk(sample_events)
+    v = r.validation
+    assert v["concordance"] >= 0.70 and v["top_decile_lift"] >= 2.0
+    assert v["cut"] == r.observed_until - pd.Timedelta("30D") and v["trained_at"] == v["cut"] - pd.Timedelta("60D")
+    assert r.calibration["risk_decile"].tolist() == list(range(1, 11))
+    assert r.calibration["observed"].iloc[-1] > r.calibration["observed"].iloc[0]
+    assert r.scores["churn_probability"].between(0, 1).all() and r.scores["user_id"].is_unique
+    assert (r.scores["top_factors"].str.len() > 0).mean() > 0.9
+
+
+def test_churn_risk_uses_nothing_after_the_cut(sample_events):
+    """Appending events after the validation cut must not change the scores given at the cut."""
+    until = sample_events["timestamp"].max()
+    before = churn_risk(sample_events, observed_until=until).validation_scores
+    cut = until - pd.Timedelta("30D")
+    late = sample_events[(sample_events["timestamp"] > cut - pd.Timedelta("10D")) & (sample_events["timestamp"] <= cut)]
+    extra = late.head(3000).assign(timestamp=cut + pd.Timedelta(days=5))  # the same users come back after the cut
+    after = churn_risk(pd.concat([sample_events, extra], ignore_index=True), observed_until=until).validation_scores
+    merged = before.merge(after, on="user_id", suffixes=("", "_after"))
+    assert len(merged) == len(before) == len(after)
+    np.testing.assert_allclose(merged["churn_probability"], merged["churn_probability_after"])
+    assert merged["churned_after"].sum() < merged["churned"].sum()  # the outcomes did change
+
+
+def test_churn_risk_bad_input():
+    ev = log(("a", "x", "2025-01-01"), ("a", "x", "2025-01-20"))
+    with pytest.raises(EventDataError, match="too short"):
+        churn_risk(ev, horizon="30D", lookback="30D")
+    with pytest.raises(EventDataError, match="lookback .* must be at least the horizon"):
+        churn_risk(ev, horizon="30D", lookback="10D")
+    quiet = log(*[(f"u{i}", "x", "2025-01-01") for i in range(5)], ("z", "x", "2025-06-30"))
+    with pytest.raises(EventDataError, match="no user is active"):
+        churn_risk(quiet, horizon="20D", lookback="20D")
+
+
+def test_health_score_formula_and_validation(sample_events):
+    h = health_score(sample_events)
+    s = h.scores
+    recomputed = (30 * s["recency"] + 25 * s["frequency"] + 20 * s["breadth"] + 15 * s["satisfaction"]
+                  + 10 * s["support"]).round(1)
+    assert (recomputed == s["health"]).all() and s["health"].between(0, 100).all()
+    assert h.validation["concordance"] >= 0.7
+    assert h.calibration["observed"].iloc[0] > 2 * h.validation["base_churn"]  # the least healthy tenth churns most
+
+
+# ----------------------------------------------------------------------------- audiences
+
+
+def test_export_writes_unique_ids_with_reason_and_date(tmp_path):
+    info = export_audience(pd.Series(["b", "a", "b", None]), "win-back", reason="quiet for 20 days",
+                           as_of="2025-06-30", directory=tmp_path)
+    csv = pd.read_csv(tmp_path / "win-back.csv")
+    assert csv["user_id"].tolist() == ["a", "b"] and set(csv["reason"]) == {"quiet for 20 days"}
+    assert set(csv["as_of"]) == {"2025-06-30T00:00:00+00:00"} and set(csv["audience"]) == {"win-back"}
+    assert pd.read_parquet(tmp_path / "win-back.parquet").equals(csv)
+    summary = audience_summary([info])
+    assert summary.columns.tolist() == ["audience", "users", "definition", "as of"] and summary["users"].iloc[0] == 2
+    with pytest.raises(ValueError, match="file name"):
+        export_audience(["a"], "../etc", reason="x", as_of="2025-01-01", directory=tmp_path)
+    with pytest.raises(ValueError, match="reason"):
+        export_audience(["a"], "ok", reason=" ", as_of="2025-01-01", directory=tmp_path)
+
+
+def test_audience_builders_on_a_hand_made_log():
+    ev = log(("a", "nps_response", "2025-01-02", 10), ("a", "referral_sent", "2025-01-03"),
+             ("b", "nps_response", "2025-01-02", 3), ("b", "nps_response", "2025-01-05", 9),  # latest answer counts
+             ("c", "nps_response", "2025-01-02", 9), ("c", "nps_response", "2025-01-06", 5),
+             ("d", "signup", "2025-01-20"), ("e", "signup", "2025-01-20"), ("e", "first_value", "2025-01-21"),
+             ("f", "signup", "2025-01-28"), ("g", "signup", "2024-12-01"), ("z", "x", "2025-01-31"))
+    ids, reason = promoters_without_referral(ev)
+    assert ids.tolist() == ["b"] and "9-10" in reason
+    stalled, why = stalled_new_users(ev, after_days=7)
+    assert stalled.tolist() == ["d"] and "first_value" in why  # f is too recent, g too old, e reached value
+    funnel_ev = log(("a", "visit", "2025-01-01"), ("a", "cart", "2025-01-02"), ("b", "visit", "2025-01-20"),
+                    ("c", "visit", "2025-01-30"), ("z", "x", "2025-01-31"))
+    dropped, text = dropped_at_step(compute_funnel(funnel_ev, ["visit", "cart"], conversion_window="7D"), "visit")
+    assert dropped.tolist() == ["b"] and "not cart" in text  # c is still in progress
+
+
+def test_at_risk_takes_users_above_the_threshold(sample_events):
+    r = churn_risk(sample_events)
+    ids, reason = at_risk(r, 0.5)
+    assert len(ids) == (r.scores["churn_probability"] >= 0.5).sum() and "concordance" in reason
+    with pytest.raises(ValueError):
+        at_risk(r, 50)
