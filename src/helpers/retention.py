@@ -597,6 +597,7 @@ def hazard_ratios(
         raise EventDataError(f"hazard_ratios: the Cox model did not converge ({err.__class__.__name__}: "
                              f"{str(err).splitlines()[0]}). A covariate level with no churn, or covariates that "
                              "duplicate each other, are the usual causes.") from err
+    n_fitted = len(design)
     s = cph.summary
     table = pd.DataFrame({
         "covariate": [m[1] for m in rows_meta], "level": [m[2] for m in rows_meta], "baseline": [m[3] for m in rows_meta],
@@ -606,9 +607,12 @@ def hazard_ratios(
         "p": s.loc[[m[0] for m in rows_meta], "p"].to_numpy(),
     })
     # The Schoenfeld-residual test grows quadratically (82 s at 100k rows against 8 s for the fit): a diagnostic,
-    # so it runs on a random 20,000 rows at most.
-    check = design if len(design) <= ph_rows else design.sample(ph_rows, random_state=random_state)
-    ph = proportional_hazard_test(cph, check, time_transform="rank").summary[["test_statistic", "p"]]
+    # so above ph_rows it runs on a model refitted to a random ph_rows of them (lifelines tests a model on its own data).
+    checked = cph
+    if len(design) > ph_rows:
+        design = design.sample(ph_rows, random_state=random_state)
+        checked = CoxPHFitter().fit(design, duration_col=duration_col, event_col=event_col, strata=strata or None)
+    ph = proportional_hazard_test(checked, design, time_transform="rank").summary[["test_statistic", "p"]]
     ph = ph.reset_index().rename(columns={"index": "term"})
     bad = ph[ph["p"] < 0.01]
     if bad.empty:
@@ -618,7 +622,7 @@ def hazard_ratios(
         ph_summary = (f"The hazard of {', '.join(bad['term'].astype(str))} changes over time (proportional-hazards test "
                       f"p<0.01): read {'its ratio' if len(bad) == 1 else 'their ratios'} as an average over the lifetime, "
                       "or stratify.")
-    return HazardResult(table, float(cph.concordance_index_), ph, ph_summary, note, len(design), cph)
+    return HazardResult(table, float(cph.concordance_index_), ph, ph_summary, note, n_fitted, cph)
 
 
 def retention_drivers(

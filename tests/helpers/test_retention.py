@@ -265,3 +265,11 @@ def test_retention_drivers_find_a_planted_protective_behaviour():
     assert d.loc["invite", "ci_high"] < 0.8 and d.loc["invite", "phi"] > 0.1
     assert d.loc["noise", "ci_low"] < 1 < d.loc["noise", "ci_high"]
     assert d.attrs["landmark_days"] == 7
+
+
+def test_the_proportional_hazards_check_runs_on_a_refitted_sample_above_ph_rows():
+    rng = np.random.default_rng(4)
+    life = pd.DataFrame({"plan": rng.choice(["free", "pro"], 3000), "duration_days": rng.exponential(20, 3000),
+                         "churned": rng.random(3000) < 0.7})
+    r = hazard_ratios(life, ["plan"], ph_rows=500)
+    assert r.users == 3000 and len(r.ph_check) == 1 and 0 <= r.ph_check["p"].iloc[0] <= 1
