@@ -663,6 +663,7 @@ def default_backend() -> ibis.BaseBackend:
         _CONNECTION = ibis.duckdb.connect()
         # Dates, weeks and months are UTC calendar periods, whatever the machine's local time zone.
         _CONNECTION.raw_sql("SET TimeZone = 'UTC'")
+        _CONNECTION.raw_sql("SET enable_progress_bar = false")  # scheduled runs' logs and notebooks stay clean
     return _CONNECTION
 
 

@@ -192,12 +192,17 @@ def cohort_retention(
     joined = joined.mutate(_k=_offset(joined._a, joined._p, period))
     keys = ["_p"] + (["_seg"] if isinstance(by, str) else [])
     if mode == "on":
-        per = joined.group_by(keys + ["_k"]).aggregate(n=joined.user_id.nunique())
+        # (user, cohort period) and (user, active period) are both unique, so a row is one user at one offset.
+        per = joined.group_by(keys + ["_k"]).aggregate(n=joined.count())
     else:
         last = joined.group_by(keys + ["user_id"]).aggregate(_k=joined._k.max())
         per = last.group_by(keys + ["_k"]).aggregate(n=last.count())
-    sizes = cohorts.group_by(keys).aggregate(size=cohorts.user_id.nunique()).to_pyarrow().to_pandas()
-    cells = per.to_pyarrow().to_pandas()
+    # One query for the cells and the cohort sizes (offset -1), so the events are scanned once.
+    size_rows = cohorts.group_by(keys).aggregate(_k=ibis.literal(-1, "int64"), n=cohorts.count())
+    both = per.select(*keys, _k=per._k.cast("int64"), n=per.n.cast("int64")).union(
+        size_rows.select(*keys, "_k", n=size_rows.n.cast("int64"))).to_pyarrow().to_pandas()
+    sizes = both[both["_k"] == -1].drop(columns="_k").rename(columns={"n": "size"}).reset_index(drop=True)
+    cells = both[both["_k"] >= 0].reset_index(drop=True)
     if sizes.empty:
         raise EventDataError(f"cohort_retention: no user did the cohort event {cohort_event!r}.")
     for frame in (sizes, cells):
