@@ -252,7 +252,11 @@ def _attempts(t: ibis.Table, steps: list[Step], window: pd.Timedelta, order: str
     w_ms = ibis.interval(microseconds=int(window / pd.Timedelta(microseconds=1)))
 
     if order == "any":
-        rw = ibis.window(group_by="user_id", order_by="timestamp", range=(0, w_ms))
+        # The window frame runs over integer epoch microseconds: interval frames on timestamps do not
+        # compile on every backend (Spark rejects ibis's INTERVAL ... MICROSECOND), integers do.
+        epoch = ibis.timestamp("1970-01-01 00:00:00").cast(rows.timestamp.type())
+        rows = rows.mutate(_us=rows.timestamp.delta(epoch, unit="microsecond").cast("int64"))
+        rw = ibis.window(group_by="user_id", order_by="_us", range=(0, int(window / pd.Timedelta(microseconds=1))))
         n_specs = len(spec_of)
         events_named = [s.event for s in specs.values()]
         overlapping = "*" in events_named or len(set(events_named)) < len(events_named)

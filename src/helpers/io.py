@@ -56,8 +56,11 @@ __all__ = [
     "DataQualityReport",
     "EventDataError",
     "Preset",
+    "BACKENDS",
+    "BACKEND_ENV",
     "as_ibis",
     "available",
+    "default_backend",
     "data_quality",
     "load_events",
     "open_events",
@@ -652,18 +655,43 @@ def read_load_info(path: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 
 _CONNECTION: ibis.BaseBackend | None = None
+_CONNECTION_NAME: str | None = None
 # DataFrames already converted, keyed by id, so each is converted once while it lives.
 _REGISTERED: dict[int, tuple[weakref.ref, ibis.Table]] = {}
 
 
+BACKEND_ENV = "JOURNEY_BACKEND"  # "duckdb" (default) or "pyspark"; a report run sets it from its config
+SPARK_MASTER_ENV = "JOURNEY_SPARK_MASTER"  # e.g. "local[*]" (default) or "spark://host:7077"
+BACKENDS = ("duckdb", "pyspark")
+
+
 def default_backend() -> ibis.BaseBackend:
-    """The in-process DuckDB connection shared by the helpers (created on first use)."""
-    global _CONNECTION
-    if _CONNECTION is None:
-        _CONNECTION = ibis.duckdb.connect()
-        # Dates, weeks and months are UTC calendar periods, whatever the machine's local time zone.
-        _CONNECTION.raw_sql("SET TimeZone = 'UTC'")
-        _CONNECTION.raw_sql("SET enable_progress_bar = false")  # scheduled runs' logs and notebooks stay clean
+    """The connection that files are opened on: DuckDB in-process, or Spark when ``JOURNEY_BACKEND=pyspark``.
+
+    Created on first use and shared. Both run with UTC as the session time zone,
+    so that dates, weeks and months are UTC calendar periods (on Spark a local
+    time zone would shift week buckets).
+    """
+    global _CONNECTION, _CONNECTION_NAME
+    name = os.environ.get(BACKEND_ENV, "duckdb") or "duckdb"
+    if name not in BACKENDS:
+        raise EventDataError(f"{BACKEND_ENV}={name!r}: the backend must be one of {', '.join(BACKENDS)}.")
+    if _CONNECTION is None or _CONNECTION_NAME != name:
+        if name == "duckdb":
+            _CONNECTION = ibis.duckdb.connect()
+            _CONNECTION.raw_sql("SET TimeZone = 'UTC'")
+            try:  # scheduled runs' logs stay clean (in Jupyter DuckDB refuses the setting without ipywidgets)
+                _CONNECTION.raw_sql("SET enable_progress_bar = false")
+            except Exception:  # noqa: BLE001 - cosmetic setting only
+                pass
+        else:
+            from pyspark.sql import SparkSession
+
+            session = (SparkSession.builder.master(os.environ.get(SPARK_MASTER_ENV, "local[*]"))
+                       .appName("customer-journey").config("spark.sql.session.timeZone", "UTC")
+                       .config("spark.ui.enabled", "false").getOrCreate())
+            _CONNECTION = ibis.pyspark.connect(session)
+        _CONNECTION_NAME = name
     return _CONNECTION
 
 
@@ -734,7 +762,7 @@ def as_ibis(events: pd.DataFrame | ibis.Table) -> ibis.Table:
 
 
 def open_events(source: str | os.PathLike[str] | pd.DataFrame | ibis.Table, **load_kwargs: Any) -> ibis.Table:
-    """Open events as a lazy ibis table on DuckDB in-process.
+    """Open events as a lazy ibis table, on DuckDB in-process (or on Spark: see :func:`default_backend`).
 
     A canonical Parquet file, folder or glob (as :func:`write_events` writes
     them) is read in place: nothing is loaded into pandas. A DataFrame is

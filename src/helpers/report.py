@@ -120,6 +120,8 @@ class ReportConfig:
     title: str = "Customer journey report"
     privacy_ids_from: Path | None = None
     text: str = ""
+    backend: str = "duckdb"
+    spark_master: str | None = None
 
 
 @dataclass
@@ -139,7 +141,8 @@ def load_config(path: str | os.PathLike[str]) -> ReportConfig:
 
     Keys: ``title``, ``parameters`` (for every notebook that declares them),
     ``notebooks`` (a list of ``{name, path, parameters, index_first}`` in
-    execution order), ``privacy: {ids_from: <canonical events Parquet>}``.
+    execution order), ``privacy: {ids_from: <canonical events Parquet>}``, ``backend``
+    (``duckdb``, the default, or ``pyspark``) and ``spark: {master: ...}``.
 
     Examples
     --------
@@ -155,9 +158,16 @@ def load_config(path: str | os.PathLike[str]) -> ReportConfig:
         raise ConfigError(f"{path}: cannot read the report config: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with 'notebooks', got {type(raw).__name__}.")
-    unknown = set(raw) - {"title", "parameters", "notebooks", "privacy"}
+    unknown = set(raw) - {"title", "parameters", "notebooks", "privacy", "backend", "spark"}
     if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}; known: title, parameters, notebooks, privacy.")
+        raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}; known: title, parameters, notebooks, privacy, "
+                          "backend, spark.")
+    backend = str(raw.get("backend") or "duckdb")
+    if backend not in ("duckdb", "pyspark"):
+        raise ConfigError(f"{path}: backend must be 'duckdb' or 'pyspark', got {backend!r}.")
+    spark = raw.get("spark") or {}
+    if not isinstance(spark, dict) or set(spark) - {"master"}:
+        raise ConfigError(f"{path}: 'spark' takes {{master: ...}} (e.g. local[*] or spark://host:7077).")
     notebooks: list[NotebookSpec] = []
     for i, item in enumerate(raw.get("notebooks") or []):
         if not isinstance(item, dict) or "path" not in item:
@@ -179,7 +189,7 @@ def load_config(path: str | os.PathLike[str]) -> ReportConfig:
         raise ConfigError(f"{path}: 'parameters' must be a mapping.")
     ids_from = (raw.get("privacy") or {}).get("ids_from", "data/processed/events.parquet")
     return ReportConfig(dict(params), notebooks, path, str(raw.get("title") or ReportConfig.title),
-                        config.resolve_path(ids_from) if ids_from else None, text)
+                        config.resolve_path(ids_from) if ids_from else None, text, backend, spark.get("master"))
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str | None, dict[str, Any]]:
@@ -528,8 +538,14 @@ def run(config_path: str | os.PathLike[str], *, overrides: Iterable[str] | Mappi
     selected = [nb for nb in cfg.notebooks if not only or nb.name in only]
     durations: dict[str, float] = {}
     started = time.time()
-    saved_env = {k: os.environ.get(k) for k in (RUN_DIR_ENV, RUN_SALT_ENV, "HELPERS_NOTEBOOK")}
+    from helpers.io import BACKEND_ENV, SPARK_MASTER_ENV
+
+    saved_env = {k: os.environ.get(k) for k in (RUN_DIR_ENV, RUN_SALT_ENV, "HELPERS_NOTEBOOK", BACKEND_ENV,
+                                                SPARK_MASTER_ENV)}
     os.environ[RUN_DIR_ENV], os.environ[RUN_SALT_ENV] = str(tmp), secrets.token_hex(16)
+    os.environ[BACKEND_ENV] = cfg.backend  # the notebooks' kernels open their events on it
+    if cfg.spark_master:
+        os.environ[SPARK_MASTER_ENV] = cfg.spark_master
     try:
         bar = tqdm(selected, desc="notebooks", unit="nb", disable=quiet, leave=False)
         for nb in bar:

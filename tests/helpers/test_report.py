@@ -221,3 +221,16 @@ def test_privacy_check_decodes_json_escapes_before_matching_ids(tmp_path):
     assert report.privacy_problems([page], {"u221256"}) == []
     page.write_text('<script>{"x": ["\\u0075221256"]}</script>')  # the id itself, escaped
     assert report.privacy_problems([page], {"u221256"}) == ["a.html: 1 raw user id(s); show counts or report.pseudonymize(ids)"]
+
+
+def test_the_backend_comes_from_the_config(tmp_path):
+    from helpers.report import ConfigError, load_config
+
+    base = "notebooks:\n  - name: a\n    path: notebooks/01_data_loading.ipynb\n"
+    (tmp_path / "spark.yaml").write_text(base + "backend: pyspark\nspark: {master: 'local[2]'}\n")
+    cfg = load_config(tmp_path / "spark.yaml")
+    assert (cfg.backend, cfg.spark_master) == ("pyspark", "local[2]")
+    assert load_config("config/report.yaml").backend == "duckdb"
+    (tmp_path / "bad.yaml").write_text(base + "backend: snowflake\n")
+    with pytest.raises(ConfigError, match="backend must be 'duckdb' or 'pyspark'"):
+        load_config(tmp_path / "bad.yaml")

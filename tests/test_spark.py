@@ -1,0 +1,91 @@
+"""The same analyses on a local Spark session and on DuckDB give the same tables (#8).
+
+Marked ``spark``: it needs pyspark and a Java runtime (``.ci/run`` checks both)
+and takes a few minutes; without them it is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.spark
+pyspark = pytest.importorskip("pyspark", reason="pyspark is not installed")
+if shutil.which("java") is None:
+    pytest.skip("no Java runtime: Spark cannot start", allow_module_level=True)
+
+import ibis  # noqa: E402
+
+from helpers import config, io  # noqa: E402
+from helpers.funnel import compute_funnel  # noqa: E402
+from helpers.personas import user_features  # noqa: E402
+from helpers.retention import cohort_retention, user_lifetimes  # noqa: E402
+
+STEPS = ["signup", "first_value", "add_to_cart", "purchase"]
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory):
+    from pyspark.sql import SparkSession
+
+    path = tmp_path_factory.mktemp("spark") / "events.parquet"
+    io.write_events(io.load_events(config.SAMPLE_EVENTS), path)
+    session = (SparkSession.builder.master("local[2]").appName("journey-tests")
+               .config("spark.sql.session.timeZone", "UTC")  # or week buckets shift
+               .config("spark.driver.memory", "3g").config("spark.ui.enabled", "false")
+               .config("spark.sql.shuffle.partitions", "8").getOrCreate())
+    spark = ibis.pyspark.connect(session)
+    yield io.open_events(path), spark.read_parquet(str(path))
+    session.stop()
+
+
+def same(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True), check_dtype=False,
+                                  check_exact=False, rtol=1e-9)
+
+
+@pytest.mark.parametrize("order", ["ordered", "strict", "any"])
+def test_funnel_is_the_same_on_spark(tables, order):
+    duck, spark = tables
+    a = compute_funnel(duck, STEPS, conversion_window="14D", order=order)
+    b = compute_funnel(spark, STEPS, conversion_window="14D", order=order)
+    same(a.table, b.table)
+    same(a.per_user.sort_values("user_id"), b.per_user.sort_values("user_id"))
+
+
+def test_cohort_retention_is_the_same_on_spark(tables):
+    duck, spark = tables
+    a, b = cohort_retention(duck, period="W"), cohort_retention(spark, period="W")
+    same(a.counts, b.counts)
+    assert a.incomplete.equals(b.incomplete)
+
+
+def test_lifetimes_are_the_same_on_spark(tables):
+    duck, spark = tables
+    kw = dict(start_event="signup", churn_event="subscription_cancelled", inactivity="30D")
+    same(user_lifetimes(duck, **kw), user_lifetimes(spark, **kw))
+
+
+def test_user_features_are_the_same_on_spark(tables):
+    duck, spark = tables
+    a, b = user_features(duck), user_features(spark)
+    pd.testing.assert_frame_equal(a, b[a.columns], check_dtype=False, rtol=1e-9)
+
+
+def test_the_backend_setting_opens_files_on_spark(tables, monkeypatch, tmp_path):
+    from helpers.io import BACKEND_ENV
+
+    duck, _ = tables
+    path = tmp_path / "events.parquet"
+    io.write_events(duck.to_pandas(), path)
+    monkeypatch.setattr(io, "_CONNECTION", None)
+    monkeypatch.setattr(io, "_CONNECTION_NAME", None)
+    monkeypatch.setenv(BACKEND_ENV, "pyspark")
+    on_spark = io.open_events(path)
+    assert on_spark.get_backend().name == "pyspark"
+    same(compute_funnel(on_spark, STEPS).table, compute_funnel(duck, STEPS).table)
+    monkeypatch.setenv(BACKEND_ENV, "warehouse")
+    with pytest.raises(io.EventDataError, match="must be one of duckdb, pyspark"):
+        io.open_events(path)
