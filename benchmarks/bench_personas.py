@@ -9,15 +9,10 @@ The adjusted Rand index against the generator's planted personas is reported too
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
 
-from measure import run_step
+from measure import run_step, sample_with_truth, save_results
 
 HERE = Path(__file__).resolve().parent
 
@@ -49,12 +44,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=500_000)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="bench_personas_"))
-    subprocess.run([sys.executable, "-c", (
-        "import sys; from helpers.sample import write_sample; "
-        "j = write_sample(sys.argv[1], int(sys.argv[2])); "
-        "j.truth[['user_id', 'persona']].to_parquet(sys.argv[1] + '/truth.parquet')"), str(work), str(args.users)],
-        check=True)
+    work = sample_with_truth(args.users, "bench_personas_")
     path = work / "events.parquet"
     rows = [run_step(STEP, str(path), str(work / "truth.parquet"), k) for k in ("none", "5", "auto")]
     print(f"{os.cpu_count()} cores; {args.users:,} users")
@@ -62,10 +52,7 @@ def main() -> None:
         extra = f"  k={r['n_personas']}  ARI {r['ari']:.3f}" if "ari" in r else ""
         print(f"k={r['k']:5} {r['seconds']:7.2f} s (features {r['features_seconds']:.2f} s)  "
               f"peak {r['peak_bytes'] / 1024**3:.2f} GB (baseline {r['baseline_bytes'] / 1024**3:.2f}){extra}")
-    (HERE / "results").mkdir(exist_ok=True)
-    with open(HERE / "results" / "personas.jsonl", "a") as fh:
-        fh.write(json.dumps({"rows": rows, "users": args.users, "cores": os.cpu_count(),
-                             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
+    save_results("personas", rows, args.users)
 
 
 if __name__ == "__main__":
