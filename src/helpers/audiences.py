@@ -15,16 +15,13 @@ from typing import Any, Sequence
 import ibis
 import pandas as pd
 
-from helpers.io import EventDataError, as_ibis
+from helpers.io import EventDataError, as_ibis, to_utc
 
 __all__ = ["STANDARD", "at_risk", "audience_summary", "dropped_at_step", "export_audience", "export_standard",
            "audience_sizes", "promoters_without_referral",
            "stalled_new_users"]
 
 
-def _utc(ts: Any) -> pd.Timestamp:
-    ts = pd.Timestamp(ts)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 def export_audience(users: pd.Series | pd.Index | Sequence[str] | pd.DataFrame, name: str, *, reason: str,
@@ -54,7 +51,7 @@ def export_audience(users: pd.Series | pd.Index | Sequence[str] | pd.DataFrame, 
     else:
         ids = pd.Series(list(users) if not isinstance(users, pd.Series) else users.to_numpy())
     ids = ids.dropna().astype(str).drop_duplicates().sort_values()
-    stamp = _utc(as_of)
+    stamp = to_utc(as_of)
     table = pd.DataFrame({"user_id": ids.to_numpy(), "audience": name, "reason": reason,
                           "as_of": stamp.isoformat()})
     folder = resolve_path(directory) if directory is not None else AUDIENCES_DIR
@@ -121,7 +118,7 @@ def stalled_new_users(events: pd.DataFrame | ibis.Table, *, after_days: int = 7,
     """Users who did ``start_event`` more than ``after_days`` days before ``observed_until`` (and within twice that)
     and have not reached ``value_event``."""
     t = as_ibis(events)
-    until = _utc(observed_until if observed_until is not None else t.timestamp.max().execute())
+    until = to_utc(observed_until if observed_until is not None else t.timestamp.max().execute())
     t = t.filter(t.timestamp <= until.to_pydatetime())
     per = t.filter(t.event.isin([start_event, value_event])).group_by("user_id").aggregate(
         started=t.timestamp.min(where=t.event == start_event), valued=(t.event == value_event).cast("int64").max())
@@ -148,7 +145,7 @@ def export_standard(names: Sequence[str], *, events: pd.DataFrame | ibis.Table, 
     if unknown:
         raise ValueError(f"unknown audience(s) {unknown}; the standard ones are {', '.join(STANDARD)}.")
     t = as_ibis(events)
-    as_of = _utc(t.timestamp.max().execute())
+    as_of = to_utc(t.timestamp.max().execute())
     out = []
     for name in names:
         if name == "at_risk":

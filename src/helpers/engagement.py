@@ -26,16 +26,13 @@ import ibis
 import numpy as np
 import pandas as pd
 
-from helpers.io import EventDataError, as_ibis
+from helpers.io import EventDataError, as_ibis, to_utc
 
 __all__ = ["lifecycle", "stickiness"]
 
 _FREQ = {"D": "D", "W": "W-MON", "M": "MS"}
 
 
-def _utc(ts: Any) -> pd.Timestamp:
-    ts = pd.Timestamp(ts)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 def _period_number(ts: ibis.Value, period: str) -> ibis.Value:
@@ -76,7 +73,7 @@ def lifecycle(events: pd.DataFrame | ibis.Table, *, period: str = "W", observed_
     if period not in _FREQ:
         raise ValueError(f"period must be one of {', '.join(_FREQ)}, got {period!r}.")
     t = as_ibis(events)
-    until = _utc(observed_until if observed_until is not None else t.timestamp.max().execute())
+    until = to_utc(observed_until if observed_until is not None else t.timestamp.max().execute())
     t = t.filter(t.timestamp <= until.to_pydatetime())
     active = t.select("user_id", p=_period_number(t.timestamp, period)).distinct()
     w = ibis.window(group_by="user_id", order_by="p")
@@ -121,7 +118,7 @@ def stickiness(events: pd.DataFrame | ibis.Table, *, period: str = "M", observed
     if period not in ("W", "M"):
         raise ValueError(f"period must be 'W' or 'M', got {period!r}.")
     t = as_ibis(events)
-    until = _utc(observed_until if observed_until is not None else t.timestamp.max().execute())
+    until = to_utc(observed_until if observed_until is not None else t.timestamp.max().execute())
     t = t.filter(t.timestamp <= until.to_pydatetime())
     days = t.select("user_id", d=t.timestamp.truncate("D")).distinct()
     days = days.mutate(p=_period_number(days.d, period))

@@ -67,6 +67,7 @@ __all__ = [
     "read_load_info",
     "read_user_tables",
     "read_users",
+    "to_utc",
     "user_attribute",
     "write_events",
 ]
@@ -988,6 +989,18 @@ def data_quality(
     if dropped_map:
         report.warnings.append("Rows dropped: " + "; ".join(f"{k}: {v:,}" for k, v in dropped_map.items()) + ".")
     return report
+
+
+def to_utc(value: Any) -> pd.Timestamp:
+    """A timestamp in UTC: naive values are taken as UTC, aware ones converted (``observed_until``, ``split_at``...).
+
+    Examples
+    --------
+    >>> to_utc("2025-01-01 12:00+02:00")
+    Timestamp('2025-01-01 10:00:00+0000', tz='UTC')
+    """
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 def read_users(source: str | os.PathLike[str], *, required: bool = True) -> pd.DataFrame | None:

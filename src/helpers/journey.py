@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 import ibis
 import numpy as np
@@ -32,7 +32,7 @@ import pandas as pd
 import yaml
 
 from helpers.funnel import holm_adjust, wilson_interval
-from helpers.io import EventDataError, as_ibis
+from helpers.io import EventDataError, as_ibis, to_utc
 
 __all__ = ["KPIS", "JourneyProgression", "Stage", "StageMap", "StageRule", "changes_display", "changes_headline",
            "journey_changes", "kpi_display", "load_stage_map", "midpoint", "satisfaction", "stage_kpis",
@@ -41,9 +41,6 @@ __all__ = ["KPIS", "JourneyProgression", "Stage", "StageMap", "StageRule", "chan
 Z95 = 1.959963984540054
 
 
-def _utc(ts: Any) -> pd.Timestamp:
-    ts = pd.Timestamp(ts)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 # ----------------------------------------------------------------------------- the stage map
@@ -658,8 +655,8 @@ def journey_changes(
     t = as_ibis(events)
     split = pd.Timestamp(split_at)
     split = split.tz_localize("UTC") if split.tzinfo is None else split.tz_convert("UTC")
-    until = _utc(observed_until if observed_until is not None else t.timestamp.max().execute())
-    first = _utc(t.timestamp.min().execute())
+    until = to_utc(observed_until if observed_until is not None else t.timestamp.max().execute())
+    first = to_utc(t.timestamp.min().execute())
     if not first < split <= until:
         raise EventDataError(f"journey_changes: split_at {split} must fall inside the data ({first} to {until}).")
     length = pd.Timedelta(window) if window is not None else until - split
@@ -753,5 +750,5 @@ def midpoint(events: pd.DataFrame | ibis.Table) -> pd.Timestamp:
     """The midpoint of the data's time range, a default date to compare before and after."""
     t = as_ibis(events)
     span = t.aggregate(a=t.timestamp.min(), b=t.timestamp.max()).execute().iloc[0]
-    a, b = _utc(span["a"]), _utc(span["b"])
+    a, b = to_utc(span["a"]), to_utc(span["b"])
     return (a + (b - a) / 2).floor("D")

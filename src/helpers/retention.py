@@ -42,7 +42,7 @@ import ibis
 import numpy as np
 import pandas as pd
 
-from helpers.io import EventDataError, as_ibis
+from helpers.io import EventDataError, as_ibis, to_utc
 
 __all__ = ["HEALTH_WEIGHTS", "RISK_FEATURES", "HazardResult", "RetentionTable", "RiskResult", "SurvivalResult",
            "churn_risk", "cohort_retention", "hazard_ratios", "health_score", "retention_drivers", "risk_by_segment",
@@ -53,18 +53,15 @@ _PERIODS = {"D": "day", "W": "week", "M": "month"}
 _WEEK_STARTS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
-def _utc(ts: Any) -> pd.Timestamp:
-    ts = pd.Timestamp(ts)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 def _observed_until(t: ibis.Table, observed_until: Any) -> pd.Timestamp:
     if observed_until is not None:
-        return _utc(observed_until)
+        return to_utc(observed_until)
     last = t.timestamp.max().execute()
     if last is None or pd.isna(last):
         raise EventDataError("There are no events.")
-    return _utc(last)
+    return to_utc(last)
 
 
 # ----------------------------------------------------------------------------- cohort tables
@@ -858,7 +855,7 @@ def churn_risk(
     if lookback_td < horizon_td:
         raise EventDataError(f"churn_risk: lookback ({lookback}) must be at least the horizon ({horizon}), or the "
                              "training outcomes would run past the validation cut.")
-    first = _utc(t.timestamp.min().execute())
+    first = to_utc(t.timestamp.min().execute())
     cut = until - horizon_td
     train_at = cut - lookback_td
     if train_at - pd.Timedelta(days=7) < first:
