@@ -7,7 +7,8 @@ Semantics (each sentence is pinned by a test):
 - ``order="ordered"``: a user reaches step k when some occurrence of step 1 is
   followed by an occurrence of step 2 at or after it, step 3 at or after that,
   and so on; other events may come in between. Steps are matched greedily,
-  each to the earliest qualifying occurrence.
+  each to the earliest qualifying moment; several consecutive steps may share
+  a moment when it holds a separate event for each of them.
 - ``order="strict"``: as ordered, and no event of any name happens strictly
   between (in time) two consecutive matched steps.
 - ``order="any"``: the steps may happen in any order; an attempt starts at any
@@ -35,14 +36,15 @@ Semantics (each sentence is pinned by a test):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Sequence
+from itertools import combinations
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 import ibis
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from helpers.io import EventDataError, as_ibis
+from helpers.io import EventDataError, as_ibis, to_utc
 
 __all__ = ["FunnelResult", "Step", "compare_segments", "comparison_headline", "compute_funnel", "rank_friction",
            "holm_adjust", "value_per_conversion", "wilson_interval"]
@@ -142,11 +144,6 @@ def _as_steps(steps: Sequence[str | Step]) -> list[Step]:
     return out
 
 
-def _utc(value: Any) -> pd.Timestamp:
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
 def _segments_for_users(by: pd.Series | pd.DataFrame) -> tuple[pd.Series, str]:
     if isinstance(by, pd.DataFrame):
         frame = by.set_index("user_id") if "user_id" in by.columns else by
@@ -204,7 +201,7 @@ def compute_funnel(
     if by_column is not None and by_column not in t.columns:
         raise EventDataError(f"by={by_column!r} is not a column of the events ({', '.join(t.columns)}).")
 
-    until = _utc(observed_until) if observed_until is not None else _utc(t.timestamp.max().execute())
+    until = to_utc(observed_until) if observed_until is not None else to_utc(t.timestamp.max().execute())
     t = t.filter(t.timestamp <= until.to_pydatetime())
 
     attempts = _attempts(t, steps_, window, order, by_column)
@@ -222,109 +219,120 @@ def compute_funnel(
 def _attempts(t: ibis.Table, steps: list[Step], window: pd.Timedelta, order: str, by_column: str | None) -> ibis.Table:
     """One row per attempt: user_id, start, reached (1..n), t_1..t_n, seg."""
     n = len(steps)
-    spec_of = {}
+    spec_of: dict[tuple, int] = {}
     for s in steps:
         spec_of.setdefault(s.key(), len(spec_of))
     specs = {k: s for s in steps for k in [s.key()]}
     step_spec = [spec_of[s.key()] for s in steps]
+    n_specs = len(spec_of)
     # Only the columns the funnel reads travel through the window sorts.
     needed = ["user_id", "event", "timestamp"] + sorted({c for st in steps for c in st.where}) + (
         [by_column] if by_column else [])
     t = t.select(*dict.fromkeys(needed))
-    m = {f"m{spec_of[k]}": s.matches(t) for k, s in specs.items()}
-    base = t.mutate(**m)
-    any_match = ibis.or_(*[base[c] for c in m])
-    if order == "strict":
-        w_user_time = ibis.window(group_by="user_id", order_by="timestamp")
-        # Events strictly before this one, and at or before it, over all of the user's events.
-        base = base.mutate(_lt=ibis.rank().over(w_user_time),
-                           _le=base.count().over(ibis.window(group_by="user_id", order_by="timestamp", range=(None, 0))))
-    rows = base.filter(any_match)
-    # Ties in funnel order: the smallest, then largest step a row can serve, then the rest for determinism.
-    step_of = [ibis.cases((rows[f"m{step_spec[k]}"], k), else_=None) for k in range(n)]
-    rows = rows.mutate(_min=ibis.least(*step_of) if n > 1 else step_of[0],
-                       _max=ibis.greatest(*step_of) if n > 1 else step_of[0])
-    order_keys = ["timestamp", "_min", "_max", "event"] + ([by_column] if by_column else [])
-    # Positions per user (a window without a partition would sort on one thread).
-    rows = rows.mutate(_pos=ibis.row_number().over(ibis.window(group_by="user_id", order_by=order_keys)))
-    seg = rows[by_column].cast("string") if by_column else ibis.literal(None, type="string")
-    rows = rows.mutate(_seg=seg)
-    w_ms = ibis.interval(microseconds=int(window / pd.Timedelta(microseconds=1)))
+    base = t.mutate(**{f"m{spec_of[k]}": s.matches(t) for k, s in specs.items()})
+    any_match = ibis.or_(*[base[f"m{j}"] for j in range(n_specs)])
+    events_named = [s.event for s in specs.values()]
+    # Separate occurrences for every step (Hall's condition): every set of steps needs at least as many
+    # matching events as it has steps. When no event can match two different steps, per-step counts suffice.
+    if "*" in events_named or len(set(events_named)) < len(events_named):
+        subsets = [c for r in range(1, n_specs + 1) for c in combinations(range(n_specs), r)]
+    else:
+        subsets = [(j,) for j in range(n_specs)]
+
+    def hall(counts: Callable[[str], ibis.Value], run: list[int], new: int) -> ibis.BooleanValue:
+        """Can the steps of ``run`` (spec indices) take separate events, given that ``run`` without
+        its last step could? Only the sets that contain the new step can newly fail."""
+        return ibis.and_(*[counts(_cname(sub)) >= sum(j in sub for j in run) for sub in subsets if new in sub])
 
     if order == "any":
-        # The window frame runs over integer epoch microseconds: interval frames on timestamps do not
-        # compile on every backend (Spark rejects ibis's INTERVAL ... MICROSECOND), integers do.
-        epoch = ibis.timestamp("1970-01-01 00:00:00").cast(rows.timestamp.type())
-        rows = rows.mutate(_us=rows.timestamp.delta(epoch, unit="microsecond").cast("int64"))
-        rw = ibis.window(group_by="user_id", order_by="_us", range=(0, int(window / pd.Timedelta(microseconds=1))))
-        n_specs = len(spec_of)
-        events_named = [s.event for s in specs.values()]
-        overlapping = "*" in events_named or len(set(events_named)) < len(events_named)
-        # Separate occurrences for every step: Hall's condition. Every set of steps needs at least as many
-        # matching events in the window as it has steps; with disjoint steps, per-step counts suffice.
-        if overlapping:
-            from itertools import combinations
+        return _any_order_attempts(base.filter(any_match), step_spec, n_specs, subsets, hall, window, by_column)
 
-            subsets = [c for r in range(1, n_specs + 1) for c in combinations(range(n_specs), r)]
-        else:
-            subsets = [(j,) for j in range(n_specs)]
-        counts = {f"c{'_'.join(map(str, sub))}": ibis.or_(*[rows[f"m{j}"] for j in sub]).cast("int64").sum().over(rw)
-                  for sub in subsets}
-        firsts = {f"f{k}": ibis.cases((rows[f"m{step_spec[k]}"], rows.timestamp), else_=None).min().over(rw)
-                  for k in range(n)}
-        a = rows.mutate(**counts, **firsts)
-        reached = 0
-        ok = ibis.literal(True)
-        times = {}
-        completion = None
-        for k in range(n):
-            need = [step_spec[:k + 1].count(j) for j in range(n_specs)]
-            for sub in subsets:
-                if step_spec[k] in sub:  # only sets containing the new step can newly fail
-                    ok = ok & (a[f"c{'_'.join(map(str, sub))}"] >= sum(need[j] for j in sub))
-            reached = reached + ok.cast("int64")
-            completion = a[f"f{k}"] if completion is None else ibis.greatest(completion, a[f"f{k}"])
-            times[f"t_{k + 1}"] = ibis.cases((ok, completion), else_=None)
-        return a.select("user_id", start=a.timestamp, reached=reached, seg=a._seg, **times)
+    # ordered / strict work on the user's distinct timestamps ("moments"): how many events of each set of
+    # steps happened at that moment, and when each step next happens after it. Steps logged at the same
+    # moment count in funnel order, so a run of consecutive steps may share a moment when Hall's condition
+    # holds for the run; otherwise the next step is taken at its next moment (the earliest is always best).
+    if order == "strict":
+        # The user's next moment of any event: a step taken at a later moment must be at exactly that moment.
+        # Sorting funnel events last among equal timestamps makes the following row's timestamp, read on the
+        # last funnel event of a moment, the next moment (one cheap row frame instead of a range frame).
+        base = base.mutate(_fe=any_match.cast("int8"))
+        nxt = base.timestamp.lead().over(ibis.window(group_by="user_id", order_by=["timestamp", "_fe"]))
+        base = base.mutate(_next_any=ibis.cases((nxt > base.timestamp, nxt), else_=None))
+    counted = base.filter(any_match)
+    aggs = {_cname(sub): ibis.or_(*[counted[f"m{j}"] for j in sub]).cast("int64").sum() for sub in subsets}
+    if by_column:
+        aggs["_seg"] = ibis.cases((counted[f"m{step_spec[0]}"], counted[by_column].cast("string")), else_=None).min()
+    if order == "strict":
+        aggs["_next_any"] = counted._next_any.max()
+    g = counted.group_by(["user_id", "timestamp"]).aggregate(**aggs)
+    if not by_column:
+        g = g.mutate(_seg=ibis.literal(None, type="string"))
+    following = ibis.window(group_by="user_id", order_by="timestamp", rows=(1, None))
+    look = {f"nt{j}": ibis.cases((g[_cname((j,))] > 0, g.timestamp), else_=None).min().over(following)
+            for j in sorted(set(step_spec[1:]))}
+    g = g.mutate(**look)
+    carried = [_cname(sub) for sub in subsets] + list(look) + (["_next_any"] if order == "strict" else [])
 
-    # ordered / strict: next occurrence of each step strictly after each row, in position order.
-    after = ibis.window(group_by="user_id", order_by="_pos", rows=(1, None))
-    nxt = {}
+    first = g.filter(g[_cname((step_spec[0],))] > 0)
+    a = first.select("user_id", start=first.timestamp, seg=first._seg, t_1=first.timestamp,
+                     _run=ibis.literal(0, type="int64"), _ok=ibis.literal(True), _reached=ibis.literal(1, type="int64"),
+                     **{c: first[c] for c in carried})
+    deadline_of = ibis.interval(microseconds=int(window / pd.Timedelta(microseconds=1)))
     for k in range(1, n):
-        mk = rows[f"m{step_spec[k]}"]
-        nxt[f"np{k}"] = ibis.cases((mk, rows._pos), else_=None).min().over(after)
-        nxt[f"nt{k}"] = ibis.cases((mk, rows.timestamp), else_=None).min().over(after)
+        j = step_spec[k]
+        # _run: the first step of the run that shares the current moment
+        same = ibis.cases(*[(a._run == r, hall(lambda c: a[c], step_spec[r:k + 1], j)) for r in range(k)],
+                          else_=False)
+        later = a[f"nt{j}"]
+        cand = ibis.cases((same, a[f"t_{k}"]), else_=later)
+        step_ok = a._ok & cand.notnull() & (cand <= a.start + deadline_of)
         if order == "strict":
-            nxt[f"nl{k}"] = ibis.cases((mk, rows._lt), else_=None).min().over(after)
-    rows = rows.mutate(**nxt)
-    cols = ["_pos", "timestamp"] + [c for c in nxt] + (["_le"] if order == "strict" else [])
-    lookup = rows.select("user_id", *cols)
-    a = rows.filter(rows[f"m{step_spec[0]}"]).select(
-        "user_id", start=rows.timestamp, seg=rows._seg, t_1=rows.timestamp, p_1=rows._pos,
-        **{c: rows[c] for c in cols if c not in ("_pos", "timestamp")})
-    deadline = a.start + w_ms
-    ok = ibis.literal(True)
-    reached = ibis.literal(1, type="int64")
-    for k in range(1, n):
-        cand_p, cand_t = a[f"np{k}"], a[f"nt{k}"]
-        step_ok = cand_p.notnull() & (cand_t <= deadline)
-        if order == "strict":
-            # events strictly between = (#before the candidate) - (#at or before the current step); < 0 on a tie
-            step_ok = step_ok & ((a[f"nl{k}"] - a["_le"]) <= 0)
-        ok_k = ok & step_ok
-        a = a.mutate(**{f"p_{k + 1}": ibis.cases((ok_k, cand_p), else_=None),
-                        f"t_{k + 1}": ibis.cases((ok_k, cand_t), else_=None),
-                        "_ok": ok_k, "_reached": reached + ok_k.cast("int64")})
-        ok, reached = a._ok, a._reached
+            step_ok = step_ok & (same | (later == a._next_any))
+        step_ok = ibis.coalesce(step_ok, False)
+        a = a.mutate(**{f"t_{k + 1}": ibis.cases((step_ok, cand), else_=None),
+                        "_run": ibis.cases((same, a._run), else_=k),
+                        "_ok": step_ok, "_reached": a._reached + step_ok.cast("int64")})
         if k < n - 1:
-            # Hop: the next step is looked up from the row the current step matched.
-            nxt_cols = [f"np{k + 1}", f"nt{k + 1}"] + ([f"nl{k + 1}", "_le"] if order == "strict" else [])
-            keep = [c for c in a.columns if c not in nxt_cols]
-            look = lookup.select(_ku=lookup.user_id, _key=lookup._pos, **{f"_L{c}": lookup[c] for c in nxt_cols})
-            a = a.select(*keep).left_join(look, [a.user_id == look._ku, a[f"p_{k + 1}"] == look._key])
-            a = a.mutate(**{c: a[f"_L{c}"] for c in nxt_cols}).drop(*[f"_L{c}" for c in nxt_cols], "_key", "_ku")
-            ok, reached = a._ok, a._reached
-    return a.select("user_id", "start", "seg", reached=reached, **{f"t_{k + 1}": a[f"t_{k + 1}"] for k in range(n)})
+            # Hop to the moment of the step just taken (the same moment when the run goes on).
+            lk = g.select(_ku=g.user_id, _kt=g.timestamp, **{f"_L{c}": g[c] for c in carried})
+            a = a.drop(*carried).left_join(lk, [a.user_id == lk._ku, a[f"t_{k + 1}"] == lk._kt])
+            a = a.mutate(**{c: a[f"_L{c}"] for c in carried}).drop(*[f"_L{c}" for c in carried], "_ku", "_kt")
+    return a.select("user_id", "start", "seg", reached=a._reached, **{f"t_{k + 1}": a[f"t_{k + 1}"] for k in range(n)})
+
+
+def _cname(sub: tuple[int, ...]) -> str:
+    return "c" + "_".join(map(str, sub))
+
+
+def _epoch_us(ts: ibis.TimestampValue) -> ibis.IntegerValue:
+    """Microseconds since the epoch: window frames over integers compile on every backend (Spark rejects
+    ibis's INTERVAL ... MICROSECOND frames on timestamps)."""
+    epoch = ibis.timestamp("1970-01-01 00:00:00").cast(ts.type())
+    return ts.delta(epoch, unit="microsecond").cast("int64")
+
+
+def _any_order_attempts(rows: ibis.Table, step_spec: list[int], n_specs: int, subsets: list[tuple[int, ...]],
+                        hall: Callable, window: pd.Timedelta, by_column: str | None) -> ibis.Table:
+    """Any order: an attempt starts at any funnel event and reaches step k when steps 1..k can take separate
+    events within the window from it."""
+    n = len(step_spec)
+    seg = rows[by_column].cast("string") if by_column else ibis.literal(None, type="string")
+    rows = rows.mutate(_seg=seg, _us=_epoch_us(rows.timestamp))
+    rw = ibis.window(group_by="user_id", order_by="_us", range=(0, int(window / pd.Timedelta(microseconds=1))))
+    counts = {_cname(sub): ibis.or_(*[rows[f"m{j}"] for j in sub]).cast("int64").sum().over(rw) for sub in subsets}
+    firsts = {f"f{k}": ibis.cases((rows[f"m{step_spec[k]}"], rows.timestamp), else_=None).min().over(rw)
+              for k in range(n)}
+    a = rows.mutate(**counts, **firsts)
+    reached = 0
+    ok = ibis.literal(True)
+    times = {}
+    completion = None
+    for k in range(n):
+        ok = ok & hall(lambda c: a[c], step_spec[:k + 1], step_spec[k])
+        reached = reached + ok.cast("int64")
+        completion = a[f"f{k}"] if completion is None else ibis.greatest(completion, a[f"f{k}"])
+        times[f"t_{k + 1}"] = ibis.cases((ok, completion), else_=None)
+    return a.select("user_id", start=a.timestamp, reached=reached, seg=a._seg, **times)
 
 
 def _apply_exclusion(attempts: ibis.Table, t: ibis.Table, event: str, i: int, j: int) -> ibis.Table:

@@ -596,7 +596,7 @@ def _exact_duplicates(events: pd.DataFrame) -> np.ndarray:
 
     frame = events.copy(deep=False)
     frame.columns = [f"c{i}" for i in range(frame.shape[1])]
-    frame = frame.apply(hashable) if (frame.dtypes == object).any() else frame
+    frame = frame.apply(hashable) if frame.dtypes.eq(object).any() else frame
     table = pa.Table.from_pandas(frame, preserve_index=False).append_column("__row", pa.array(np.arange(len(frame))))
     con = duckdb.connect()
     try:

@@ -383,3 +383,11 @@ def test_the_planted_variant_effect_shows_on_the_sample():
     r = compute_funnel(ev, ["signup", "first_value"], conversion_window="7D", by=users_)
     cmp = compare_segments(r, baseline="A").set_index("variant")
     assert 0.02 < cmp.loc["B", "difference"] < 0.08 and cmp.loc["B", "p_holm"] < 0.05
+
+
+def test_a_repeated_step_tied_with_another_step_counts_in_funnel_order():
+    """Found by the random reference test: b, a, b logged in the same second complete b -> a -> b."""
+    ev = log([("u", "a", 0), ("u", "b", 0), ("u", "b", 0)])
+    r = compute_funnel(ev, ["b", "a", "b"], conversion_window="0s")
+    assert r.table["users"].tolist() == [1, 1, 1]
+    assert compute_funnel(ev, ["b", "a", "b", "b"], conversion_window="0s").table["users"].tolist() == [1, 1, 1, 0]
