@@ -210,7 +210,8 @@ def compute_funnel(
     best = attempts.mutate(
         _rank=ibis.row_number().over(ibis.window(group_by="user_id", order_by=[ibis.desc("reached"), "start"])))
     best = best.filter(best._rank == 0).drop("_rank")
-    per_user = best.to_pyarrow().to_pandas()  # faster than execute() for wide timestamp results
+    # Arrow is faster than execute() for wide timestamp results, and sorts strings faster than pandas.
+    per_user = best.to_pyarrow().sort_by("user_id").to_pandas()
     result = _summarise(per_user, steps_, window, order, by, by_column, until)
     result.events = t
     return result
@@ -281,8 +282,12 @@ def _attempts(t: ibis.Table, steps: list[Step], window: pd.Timedelta, order: str
     for k in range(1, n):
         j = step_spec[k]
         # _run: the first step of the run that shares the current moment
-        same = ibis.cases(*[(a._run == r, hall(lambda c: a[c], step_spec[r:k + 1], j)) for r in range(k)],
-                          else_=False)
+        needs = {tuple(sum(x in sub for x in step_spec[r:k + 1]) for sub in subsets if j in sub) for r in range(k)}
+        if len(needs) == 1:  # the run's start does not matter (e.g. k distinct steps)
+            same = ibis.coalesce(hall(lambda c: a[c], step_spec[k - 1:k + 1], j), False)
+        else:
+            same = ibis.cases(*[(a._run == r, hall(lambda c: a[c], step_spec[r:k + 1], j)) for r in range(k)],
+                              else_=False)
         later = a[f"nt{j}"]
         cand = ibis.cases((same, a[f"t_{k}"]), else_=later)
         step_ok = a._ok & cand.notnull() & (cand <= a.start + deadline_of)
@@ -348,10 +353,11 @@ def _apply_exclusion(attempts: ibis.Table, t: ibis.Table, event: str, i: int, j:
 def _summarise(per_user: pd.DataFrame, steps: list[Step], window: pd.Timedelta, order: str,
                by: Any, by_column: str | None, until: pd.Timestamp) -> FunnelResult:
     n = len(steps)
-    per_user = per_user.sort_values("user_id", ignore_index=True)
-    for k in range(1, n + 1):
-        per_user[f"t_{k}"] = pd.to_datetime(per_user[f"t_{k}"], utc=True)
-    per_user["start"] = pd.to_datetime(per_user["start"], utc=True)
+    for c in ["start"] + [f"t_{k}" for k in range(1, n + 1)]:
+        if not isinstance(per_user[c].dtype, pd.DatetimeTZDtype):  # all-null columns come back as objects
+            per_user[c] = pd.to_datetime(per_user[c], utc=True)
+        elif str(per_user[c].dt.tz) != "UTC":
+            per_user[c] = per_user[c].dt.tz_convert("UTC")
     per_user["user_id"] = per_user["user_id"].astype(str)
     seg_name = None
     if by_column is not None:
