@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 __all__ = [
     "ACTIVATION_HAZARD_RATIO",
@@ -60,6 +61,7 @@ BASELINE_SCALE_DAYS = 140.0  # baseline persona, not activated: median lifetime 
 ACTIVATION_HAZARD_RATIO = 0.6  # reaching first_value in the first week
 VARIANT_LIFT = 0.05  # variant B: +5 points on signup -> first_value
 DUPLICATE_RATE = 0.003
+PART_USERS = 500_000  # write_sample generates larger samples in parts of this many users (memory)
 CHURN_SLOWDOWN_DAYS = 21.0  # activity thins out over the last three weeks before churn
 CHURN_SLOWDOWN_KEEP = 0.35
 PLAN_PRICE = {"basic": 19.0, "pro": 49.0}
@@ -214,12 +216,16 @@ def generate_journeys(
     seed: int = 0,
     start: str = "2025-01-01",
     days: int = 180,
+    first_user: int = 1,
+    id_width: int | None = None,
 ) -> Journeys:
     """Simulate customer journeys with planted personas, churn hazards and an A/B effect.
 
     Deterministic for a given ``seed`` and arguments. Users arrive over the
     ``days`` after ``start`` (more later, fewer at weekends); everything after
-    ``start + days`` is cut off, so late users are right-censored.
+    ``start + days`` is cut off, so late users are right-censored. User ids are
+    ``u`` and a zero-padded number from ``first_user`` (``id_width`` digits, at
+    least 6): generating in parts (see ``write_sample``) keeps them unique.
 
     Examples
     --------
@@ -397,9 +403,9 @@ def generate_journeys(
     inside = cols["t"] < horizon
     cols = {k: v[inside] for k, v in cols.items()}
     cols["t"] = np.floor(cols["t"])  # whole seconds, as most exports: more ties
-    events = _to_frame(cols, n, pd.Timestamp(start, tz="UTC"), rng)
+    user_ids = _user_ids(n, first_user, id_width)
+    events = _to_frame(cols, user_ids, pd.Timestamp(start, tz="UTC"), rng)
 
-    user_ids = _user_ids(n)
     users = pd.DataFrame({
         "user_id": pd.array(user_ids, dtype="string[pyarrow]"),
         "acquisition_channel": pd.array(np.array(ACQUISITION)[acquisition], dtype="string[pyarrow]"),
@@ -438,12 +444,13 @@ def generate_journeys(
     return Journeys(events, users, truth, pd.DataFrame(hr), funnel, origin + pd.Timedelta(days=days))
 
 
-def _user_ids(n: int) -> np.ndarray:
-    width = max(6, len(str(n)))
-    return np.char.add("u", np.char.zfill(np.arange(1, n + 1).astype(str), width))
+def _user_ids(n: int, first: int = 1, width: int | None = None) -> np.ndarray:
+    width = max(6, len(str(first + n - 1)), width or 0)
+    return np.char.add("u", np.char.zfill(np.arange(first, first + n).astype(str), width))
 
 
-def _to_frame(cols: dict[str, np.ndarray], n_users: int, origin: pd.Timestamp, rng: np.random.Generator) -> pd.DataFrame:
+def _to_frame(cols: dict[str, np.ndarray], user_ids: np.ndarray, origin: pd.Timestamp,
+              rng: np.random.Generator) -> pd.DataFrame:
     """Columns to the canonical layout, with 30-minute sessions and a few exact duplicates."""
     order = np.lexsort((cols["event"], cols["t"], cols["user"]))
     cols = {k: v[order] for k, v in cols.items()}
@@ -451,7 +458,7 @@ def _to_frame(cols: dict[str, np.ndarray], n_users: int, origin: pd.Timestamp, r
     new_user = np.r_[True, user[1:] != user[:-1]]
     new_session = new_user | np.r_[True, np.diff(t) > 1800.0]
     session_no = np.cumsum(new_session) - np.repeat(np.cumsum(new_session)[new_user], np.diff(np.r_[np.flatnonzero(new_user), user.size]))
-    ids = pa.array(_user_ids(n_users)).take(pa.array(user))
+    ids = pa.array(user_ids).take(pa.array(user))
     session = pc.binary_join_element_wise(ids, pc.cast(pa.array(session_no), pa.string()), "-s")
 
     def text(arr: pa.Array) -> pd.arrays.ArrowStringArray:
@@ -485,15 +492,45 @@ def write_sample(out_dir: str | Path, n_users: int = 20_000, *, seed: int = 0, s
     """Generate journeys and write ``events.parquet`` and ``users.parquet`` to ``out_dir``.
 
     The ground truth is not written: tests regenerate it from the same seed.
+    Above ``PART_USERS`` users, the journeys are generated and written in parts
+    of that many users (each part with its own seed drawn from ``seed``), so
+    memory stays that of one part; the returned ``events`` is then empty (the
+    events are in the file) while ``users`` and ``truth`` cover everyone.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    j = generate_journeys(n_users, seed=seed, start=start, days=days)
-    for name, frame in (("events", j.events), ("users", j.users)):
-        tmp = out / f".{name}.parquet.tmp"
-        frame.to_parquet(tmp, index=False, compression="zstd", coerce_timestamps="us", row_group_size=1_000_000)
-        tmp.replace(out / f"{name}.parquet")
-    return j
+    if n_users <= PART_USERS:
+        j = generate_journeys(n_users, seed=seed, start=start, days=days)
+        for name, frame in (("events", j.events), ("users", j.users)):
+            tmp = out / f".{name}.parquet.tmp"
+            frame.to_parquet(tmp, index=False, compression="zstd", coerce_timestamps="us", row_group_size=1_000_000)
+            tmp.replace(out / f"{name}.parquet")
+        return j
+    tmp = out / ".events.parquet.tmp"
+    writer, parts, rows = None, [], 0
+    try:
+        for i, first in enumerate(range(0, n_users, PART_USERS)):
+            part_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
+            j = generate_journeys(min(PART_USERS, n_users - first), seed=part_seed, start=start, days=days,
+                                  first_user=first + 1, id_width=len(str(n_users)))
+            table = pa.Table.from_pandas(j.events, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema, compression="zstd", coerce_timestamps="us")
+            writer.write_table(table, row_group_size=1_000_000)
+            rows += len(j.events)
+            parts.append(j)
+            j.events = j.events.iloc[:0]  # keep the per-user tables only
+    finally:
+        if writer is not None:
+            writer.close()
+    tmp.replace(out / "events.parquet")
+    users = pd.concat([p.users for p in parts], ignore_index=True)
+    users.to_parquet(out / ".users.parquet.tmp", index=False, compression="zstd")
+    (out / ".users.parquet.tmp").replace(out / "users.parquet")
+    events = parts[0].events
+    events.attrs["rows"] = rows
+    return Journeys(events, users, pd.concat([p.truth for p in parts], ignore_index=True), parts[0].hazard_ratios,
+                    parts[0].funnel, parts[0].observed_until)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -509,7 +546,7 @@ def main(argv: list[str] | None = None) -> None:
 
     out = config.resolve_path(args.out) if args.out else config.SAMPLE_DIR
     j = write_sample(out, args.users, seed=args.seed, start=args.start, days=args.days)
-    print(f"wrote {len(j.events):,} events of {len(j.users):,} users to {out}")
+    print(f"wrote {j.events.attrs.get('rows', len(j.events)):,} events of {len(j.users):,} users to {out}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from lifelines import CoxPHFitter
 
-from helpers import config
+from helpers import config, sample
 from helpers.io import load_events
 from helpers.sample import (
     ACTIVATION_HAZARD_RATIO,
@@ -144,6 +144,21 @@ def test_write_sample_writes_events_and_users(tmp_path):
     j = write_sample(tmp_path, 300, seed=2, days=30)
     assert len(pd.read_parquet(tmp_path / "events.parquet")) == len(j.events)
     assert len(pd.read_parquet(tmp_path / "users.parquet")) == 300
+
+
+def test_large_samples_are_written_in_parts_with_unique_ids(tmp_path, monkeypatch):
+    monkeypatch.setattr(sample, "PART_USERS", 120)
+    j = write_sample(tmp_path, 300, seed=2, days=30)
+    events = pd.read_parquet(tmp_path / "events.parquet")
+    users = pd.read_parquet(tmp_path / "users.parquet")
+    assert len(events) == j.events.attrs["rows"] > 0 and len(j.events) == 0
+    assert len(users) == 300 and users["user_id"].is_unique and users["user_id"].str.len().eq(7).all()
+    assert users["user_id"].tolist() == j.truth["user_id"].tolist()
+    assert set(events["user_id"]) <= set(users["user_id"]) and events["user_id"].nunique() > 250
+    # the three parts are different draws, not one part repeated under other ids
+    per_part = events.groupby(events["user_id"].str[1:].astype(int).sub(1) // 120).size()
+    assert per_part.nunique() == 3
+    assert (events["session_id"].str.rsplit("-s", n=1).str[0] == events["user_id"]).all()
 
 
 @pytest.mark.parametrize("kwargs", [{"n_users": 0}, {"n_users": 10, "days": 0}])
