@@ -139,12 +139,21 @@ def time_to_convert(result, step: int | None = None) -> go.Figure:
     pu = result.per_user
     reached = pu[pu["furthest_step"] >= k]
     hours = (reached[f"step_{k}_at"] - reached[f"step_{k - 1}_at"]).dt.total_seconds() / 3600
-    fig = go.Figure(go.Histogram(x=hours, nbinsx=60, marker_color=PALETTE[0], hovertemplate="%{x} h: %{y:,} users<extra></extra>"))
+    fig = go.Figure(_binned(hours, 60, PALETTE[0], "%{customdata[0]:.1f}-%{customdata[1]:.1f} h: %{y:,} users"))
     if len(hours):
         fig.add_vline(x=float(hours.median()), line_dash="dash", annotation_text=f"median {hours.median():.1f} h")
     fig.update_xaxes(title=f"hours from {result.steps[k - 2].label} to {result.steps[k - 1].label}")
     fig.update_yaxes(title="users")
     return _layout(fig, f"Time to convert: {result.steps[k - 2].label} → {result.steps[k - 1].label}")
+
+
+def _binned(values: pd.Series, bins: int, colour: str, hovertemplate: str) -> go.Bar:
+    """A histogram counted here, not in the browser: the page carries ``bins`` bars, not one value per user
+    (a plotly Histogram of 1M users embeds all 1M values)."""
+    values = pd.Series(values, dtype="float64").dropna()
+    counts, edges = np.histogram(values, bins=bins) if len(values) else (np.array([], int), np.array([0.0]))
+    return go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=np.diff(edges), marker_color=colour,
+                  customdata=np.c_[edges[:-1], edges[1:]], hovertemplate=hovertemplate + "<extra></extra>")
 
 
 def segment_comparison(comparison: pd.DataFrame, segment: str | None = None) -> go.Figure:
@@ -321,10 +330,13 @@ def cohort_heatmap(table, *, max_offsets: int = 26) -> go.Figure:
     return _layout(fig, f"Share of each cohort {mode} each {unit} since joining", height=max(360, 18 * len(z) + 160))
 
 
-def survival_chart(result, *, at_risk_every: int = 30) -> go.Figure:
+def survival_chart(result, *, at_risk_every: int = 30, max_points: int = 1000) -> go.Figure:
     """Kaplan-Meier curves with their interval bands, and the users at risk under the axis.
 
-    Takes :func:`helpers.retention.survival_curves`.
+    Takes :func:`helpers.retention.survival_curves`. With many distinct times
+    (a million lifetimes in fractional days), each curve is drawn from the last
+    value in each of ``max_points`` equal slices of the time axis, so a step
+    moves by at most one slice (0.18 days over 180) and the page stays small.
     """
     from plotly.subplots import make_subplots
 
@@ -333,7 +345,8 @@ def survival_chart(result, *, at_risk_every: int = 30) -> go.Figure:
     horizon = float(result.table["timeline"].max())
     ticks = np.arange(0, horizon + 1, at_risk_every)
     for i, g in enumerate(groups):
-        t = result.table[result.table["group"] == g]
+        full = result.table[result.table["group"] == g]
+        t = _thin_steps(full, horizon / max_points)
         colour = PALETTE[i % len(PALETTE)]
         fig.add_scatter(x=t["timeline"], y=t["ci_high"], mode="lines", line=dict(width=0, shape="hv"), showlegend=False,
                         hoverinfo="skip", row=1, col=1)
@@ -342,7 +355,8 @@ def survival_chart(result, *, at_risk_every: int = 30) -> go.Figure:
         fig.add_scatter(x=t["timeline"], y=t["survival"], mode="lines", name=str(g), line=dict(color=colour, shape="hv", width=2),
                         hovertemplate=str(g) + "<br>day %{x:.0f}: %{y:.1%} remain<extra></extra>", row=1, col=1)
         # Users at risk at each tick: those whose time is at least the tick.
-        at_risk = [int(t.loc[t["timeline"] >= x, "at_risk"].iloc[0]) if (t["timeline"] >= x).any() else 0 for x in ticks]
+        at_risk = [int(full.loc[full["timeline"] >= x, "at_risk"].iloc[0]) if (full["timeline"] >= x).any() else 0
+                   for x in ticks]
         fig.add_scatter(x=ticks, y=[str(g)] * len(ticks), mode="text", text=[f"{n:,}" for n in at_risk], showlegend=False,
                         textfont=dict(size=9, color=colour), hoverinfo="skip", row=2, col=1)
     fig.update_yaxes(title="still there", tickformat=".0%", range=[0, 1.02], row=1, col=1)
@@ -350,6 +364,18 @@ def survival_chart(result, *, at_risk_every: int = 30) -> go.Figure:
     fig.update_xaxes(title="days since start", row=2, col=1)
     p = "" if np.isnan(result.logrank_p) else f" (log-rank p={result.logrank_p:.2g})"
     return _layout(fig, f"How long customers stay: Kaplan-Meier with {100 * (1 - result.alpha):.0f}% bands{p}", height=560)
+
+
+def _thin_steps(curve: pd.DataFrame, resolution: float) -> pd.DataFrame:
+    """The first row and the last row in each ``resolution``-wide slice of ``timeline`` (sorted): a step curve
+    that looks the same at screen resolution."""
+    if len(curve) <= 2 or resolution <= 0:
+        return curve
+    curve = curve.sort_values("timeline", kind="stable")
+    slice_no = np.floor(curve["timeline"].to_numpy() / resolution)
+    keep = np.r_[slice_no[1:] != slice_no[:-1], True]
+    keep[0] = True
+    return curve[keep]
 
 
 def _rgba(colour: str, alpha: float) -> str:
@@ -512,8 +538,8 @@ def stickiness_chart(stickiness: pd.DataFrame) -> go.Figure:
 
 def risk_distribution(risk) -> go.Figure:
     """Histogram of the churn probabilities of the active users, from :func:`helpers.retention.churn_risk`."""
-    fig = go.Figure(go.Histogram(x=risk.scores["churn_probability"], nbinsx=40, marker_color=PALETTE[1],
-                                 hovertemplate="%{x}: %{y:,} users<extra></extra>"))
+    fig = go.Figure(_binned(risk.scores["churn_probability"], 40, PALETTE[1],
+                            "%{customdata[0]:.1%}-%{customdata[1]:.1%}: %{y:,} users"))
     fig.update_xaxes(title=f"probability of churning within {risk.horizon.days} days", tickformat=".0%")
     fig.update_yaxes(title="active users")
     return _layout(fig, f"Churn risk of the {len(risk.scores):,} users active at {risk.observed_until:%Y-%m-%d}")
