@@ -690,7 +690,9 @@ def default_backend() -> ibis.BaseBackend:
 
             session = (SparkSession.builder.master(os.environ.get(SPARK_MASTER_ENV, "local[*]"))
                        .appName("customer-journey").config("spark.sql.session.timeZone", "UTC")
-                       .config("spark.ui.enabled", "false").getOrCreate())
+                       .config("spark.ui.enabled", "false")
+                       .config("spark.ui.showConsoleProgress", "false")  # scheduled runs' logs stay readable
+                       .getOrCreate())
             _CONNECTION = ibis.pyspark.connect(session)
         _CONNECTION_NAME = name
     return _CONNECTION

@@ -351,7 +351,7 @@ class _Context:
                 seconds=(t.timestamp.max().epoch_seconds() - t.timestamp.min().epoch_seconds()))
             self._cache["sessions"] = s.aggregate(
                 sessions=s.count(), pages=s.pages.sum(), bounces=(s.n == 1).cast("int64").sum(),
-                engaged=(s.n > 1).cast("int64").sum(), median_seconds=s.seconds.median(where=s.n > 1)).execute().iloc[0]
+                engaged=(s.n > 1).cast("int64").sum(), median_seconds=ibis.cases((s.n > 1, s.seconds), else_=None).median()).execute().iloc[0]
         return self._cache["sessions"]
 
 

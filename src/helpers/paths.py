@@ -71,8 +71,9 @@ def _paths(t: ibis.Table, unit: str, *, start: str | None, end: str | None, max_
     """One row per unit: unit, user_id, anchor time, step_1..step_k."""
     w = _ordered(t, unit)
     if collapse_repeats:
-        previous = t.event.lag().over(w)
-        t = t.filter(previous.isnull() | (t.event != previous))
+        # The window goes into a column before the filter: a window inside a filter does not compile on Spark.
+        t = t.mutate(_previous=t.event.lag().over(w))
+        t = t.filter(t._previous.isnull() | (t.event != t._previous)).drop("_previous")
     if start is not None:
         anchor = t.filter(t.event == start).group_by(unit).aggregate(_anchor=lambda s: s.timestamp.min())
         t = t.join(anchor, unit).filter(lambda s: s.timestamp >= s._anchor)
