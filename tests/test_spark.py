@@ -80,15 +80,20 @@ def test_the_backend_setting_opens_files_on_spark(tables, monkeypatch, tmp_path)
     duck, _ = tables
     path = tmp_path / "events.parquet"
     io.write_events(duck.to_pandas(), path)
-    monkeypatch.setattr(io, "_CONNECTION", None)
-    monkeypatch.setattr(io, "_CONNECTION_NAME", None)
+    monkeypatch.setattr(io, "_CONNECTIONS", {})
     monkeypatch.setenv(BACKEND_ENV, "pyspark")
     on_spark = io.open_events(path)
     assert on_spark.get_backend().name == "pyspark"
     same(compute_funnel(on_spark, STEPS).table, compute_funnel(duck, STEPS).table)
+    # a notebook's backend parameter wins over the setting
+    assert io.open_events(path, backend="duckdb").get_backend().name == "duckdb"
+    monkeypatch.setenv(BACKEND_ENV, "duckdb")
+    assert io.open_events(path, backend="pyspark").get_backend().name == "pyspark"
     monkeypatch.setenv(BACKEND_ENV, "warehouse")
-    with pytest.raises(io.EventDataError, match="must be one of duckdb, pyspark"):
+    with pytest.raises(io.EventDataError, match="JOURNEY_BACKEND='warehouse': the backend must be one of duckdb, pyspark"):
         io.open_events(path)
+    with pytest.raises(io.EventDataError, match="backend='spark': the backend must be one of"):
+        io.open_events(path, backend="spark")
 
 
 def test_paths_are_the_same_on_spark(tables):

@@ -655,8 +655,7 @@ def read_load_info(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     return json.loads(raw) if raw else None
 
 
-_CONNECTION: ibis.BaseBackend | None = None
-_CONNECTION_NAME: str | None = None
+_CONNECTIONS: dict[str, ibis.BaseBackend] = {}  # one shared connection per backend name
 # DataFrames already converted, keyed by id, so each is converted once while it lives.
 _REGISTERED: dict[int, tuple[weakref.ref, ibis.Table]] = {}
 
@@ -666,23 +665,30 @@ SPARK_MASTER_ENV = "JOURNEY_SPARK_MASTER"  # e.g. "local[*]" (default) or "spark
 BACKENDS = ("duckdb", "pyspark")
 
 
-def default_backend() -> ibis.BaseBackend:
-    """The connection that files are opened on: DuckDB in-process, or Spark when ``JOURNEY_BACKEND=pyspark``.
+def default_backend(name: str | None = None) -> ibis.BaseBackend:
+    """The connection that files are opened on: DuckDB in-process, or Spark.
 
+    ``name`` (``"duckdb"`` or ``"pyspark"``) picks one; ``None`` follows
+    ``JOURNEY_BACKEND`` (a report run sets it from its config), else DuckDB.
     Created on first use and shared. Both run with UTC as the session time zone,
     so that dates, weeks and months are UTC calendar periods (on Spark a local
     time zone would shift week buckets).
+
+    Examples
+    --------
+    >>> default_backend("duckdb").name
+    'duckdb'
     """
-    global _CONNECTION, _CONNECTION_NAME
-    name = os.environ.get(BACKEND_ENV, "duckdb") or "duckdb"
+    source = "backend" if name is not None else BACKEND_ENV
+    name = name if name is not None else (os.environ.get(BACKEND_ENV, "duckdb") or "duckdb")
     if name not in BACKENDS:
-        raise EventDataError(f"{BACKEND_ENV}={name!r}: the backend must be one of {', '.join(BACKENDS)}.")
-    if _CONNECTION is None or _CONNECTION_NAME != name:
+        raise EventDataError(f"{source}={name!r}: the backend must be one of {', '.join(BACKENDS)}.")
+    if name not in _CONNECTIONS:
         if name == "duckdb":
-            _CONNECTION = ibis.duckdb.connect()
-            _CONNECTION.raw_sql("SET TimeZone = 'UTC'")
+            con = ibis.duckdb.connect()
+            con.raw_sql("SET TimeZone = 'UTC'")
             try:  # scheduled runs' logs stay clean (in Jupyter DuckDB refuses the setting without ipywidgets)
-                _CONNECTION.raw_sql("SET enable_progress_bar = false")
+                con.raw_sql("SET enable_progress_bar = false")
             except Exception:  # noqa: BLE001 - cosmetic setting only
                 pass
         else:
@@ -693,9 +699,9 @@ def default_backend() -> ibis.BaseBackend:
                        .config("spark.ui.enabled", "false")
                        .config("spark.ui.showConsoleProgress", "false")  # scheduled runs' logs stay readable
                        .getOrCreate())
-            _CONNECTION = ibis.pyspark.connect(session)
-        _CONNECTION_NAME = name
-    return _CONNECTION
+            con = ibis.pyspark.connect(session)
+        _CONNECTIONS[name] = con
+    return _CONNECTIONS[name]
 
 
 def _canonical_ibis(t: ibis.Table, label: str) -> ibis.Table:
@@ -764,11 +770,13 @@ def as_ibis(events: pd.DataFrame | ibis.Table) -> ibis.Table:
     raise EventDataError(f"events must be a pandas DataFrame or an ibis table, not {type(events).__name__}.")
 
 
-def open_events(source: str | os.PathLike[str] | pd.DataFrame | ibis.Table, **load_kwargs: Any) -> ibis.Table:
+def open_events(source: str | os.PathLike[str] | pd.DataFrame | ibis.Table, *, backend: str | None = None,
+                **load_kwargs: Any) -> ibis.Table:
     """Open events as a lazy ibis table, on DuckDB in-process (or on Spark: see :func:`default_backend`).
 
     A canonical Parquet file, folder or glob (as :func:`write_events` writes
-    them) is read in place: nothing is loaded into pandas. A DataFrame is
+    them) is read in place on ``backend`` (``"duckdb"``, ``"pyspark"``, or
+    ``None`` for the report's setting): nothing is loaded into pandas. A DataFrame is
     registered once. Any other input (CSV, JSON lines, a raw export) goes
     through :func:`load_events` with ``load_kwargs`` first.
 
@@ -796,7 +804,7 @@ def open_events(source: str | os.PathLike[str] | pd.DataFrame | ibis.Table, **lo
             raise EventDataError(f"{files}: no such file or folder.")
         target = str(Path(files) / "**" / "*.parquet") if isinstance(files, str) and Path(files).is_dir() else files
         try:
-            t = default_backend().read_parquet(target)
+            t = default_backend(backend).read_parquet(target)
         except Exception as exc:  # DuckDB raises its own IOException / InvalidInputException types
             raise EventDataError(f"{text}: cannot read as Parquet: {exc}") from None
         try:

@@ -429,3 +429,11 @@ def test_user_attribute_takes_the_first_column_found_and_skips_missing_files(tmp
     assert user_attribute("variant", ["data/sample/users.parquet"]).isin(["A", "B"]).all()  # relative to the root
     with pytest.raises(EventDataError, match=r"none of the columns \['persona'\]"):
         user_attribute("persona", [users])
+
+
+def test_open_events_takes_a_backend_by_name(tmp_path):
+    path = write_events(load_events(pd.DataFrame({"user_id": ["u1"], "event": ["a"], "timestamp": ["2025-01-01"]})),
+                        tmp_path / "events.parquet")
+    assert open_events(path, backend="duckdb").get_backend().name == "duckdb"
+    with pytest.raises(EventDataError, match=r"backend='bigquery': the backend must be one of duckdb, pyspark"):
+        open_events(path, backend="bigquery")
