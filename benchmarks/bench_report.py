@@ -1,7 +1,8 @@
 """Benchmark report runs: time per notebook and peak memory, on the sample and on ~10M events.
 
-Usage: ``python benchmarks/bench_report.py [--users 500000] [--skip-large] [--skip-sample]``
-(``--users 2000000`` gives about 50M events). Each run is ``python -m helpers.report run``
+Usage: ``python benchmarks/bench_report.py [--users 500000] [--days 180] [--skip-large] [--skip-sample]``
+(``--users 2000000`` gives about 50M events over 180 days; ``--users 2500000 --days 140``
+about 50M events from 2.5M users). Each run is ``python -m helpers.report run``
 in a child process writing to a temporary reports folder; peak memory is the largest
 resident set among the runner and its notebook kernels (``RUSAGE_CHILDREN``). The
 large run is a scratch copy of the project whose bundled sample is the generated
@@ -48,6 +49,7 @@ def run_report(config: Path, reports: Path, params: list[str], env: dict | None 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=500_000)
+    parser.add_argument("--days", type=int, default=180, help="days the generated export spans")
     parser.add_argument("--skip-large", action="store_true")
     parser.add_argument("--skip-sample", action="store_true")
     args = parser.parse_args()
@@ -66,8 +68,10 @@ def main() -> None:
         t0 = time.perf_counter()
         # Generated in a child process: a large parent would inflate every later child's peak memory.
         subprocess.run([sys.executable, "-m", "helpers.sample", "--out", str(root / "data" / "sample"),
-                        "--users", str(args.users)], check=True, cwd=ROOT)
+                        "--users", str(args.users), "--days", str(args.days)], check=True, cwd=ROOT)
         results["large_generate_seconds"] = time.perf_counter() - t0
+        results["large_users"] = args.users
+        results["large_days"] = args.days
         results["large_events"] = pq.read_metadata(root / "data" / "sample" / "events.parquet").num_rows
         results["large"] = run_report(root / "config" / "report.yaml", root / "reports", [],
                                       env={**os.environ, "JOURNEY_PROJECT_ROOT": str(root)}, cwd=root)
