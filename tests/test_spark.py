@@ -107,11 +107,15 @@ def test_paths_are_the_same_on_spark(tables):
 
 def test_journey_stages_and_kpis_are_the_same_on_spark(tables):
     """Found by running the whole report on Spark: median(where=...) compiles to an invalid percentile there."""
-    from helpers.journey import load_stage_map, stage_kpis, stage_progression
+    from helpers.journey import journey_changes, load_stage_map, midpoint, stage_kpis, stage_progression, touchpoint_matrix
 
     duck, spark = tables
     stage_map = load_stage_map(config.CONFIG_DIR / "journey.yaml")
     a, b = stage_progression(duck, stage_map), stage_progression(spark, stage_map)
     same(a.stages, b.stages)
     same(a.flows, b.flows)
+    pd.testing.assert_frame_equal(a.reached, b.reached)  # reach times go through cached tables on both
+    same(touchpoint_matrix(duck, stage_map, progression=a), touchpoint_matrix(spark, stage_map, progression=b))
     same(stage_kpis(duck, stage_map), stage_kpis(spark, stage_map))
+    split = midpoint(duck)
+    same(journey_changes(duck, stage_map, split_at=split), journey_changes(spark, stage_map, split_at=split))

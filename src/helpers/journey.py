@@ -207,6 +207,37 @@ def _prepare(events, stage_map, observed_until):
 # ----------------------------------------------------------------------------- progression
 
 
+def _reach_times(tagged: ibis.Table, names: list[str]) -> pd.DataFrame:
+    """Per user, when each stage was reached: the first stage-i event at or after reaching stage i-1.
+
+    Each stage's reach times are cached (a temporary table on DuckDB, a persisted
+    frame on Spark) before the next stage joins them: written as one nested
+    expression, every stage would recompute all the stages before it twice
+    (26 s instead of 3 s for 7 stages on 12.8M events).
+    """
+    first = tagged.filter(tagged._stage == 0)
+    parts = [first.group_by("user_id").aggregate(_reached=first.timestamp.min()).cache()]
+    try:
+        for i in range(1, len(names)):
+            stage = tagged.filter(tagged._stage == i).select("user_id", "timestamp")
+            joined = stage.join(parts[-1], "user_id")
+            later = joined.filter(joined.timestamp >= joined._reached)
+            parts.append(later.group_by("user_id").aggregate(_reached=later.timestamp.min()).cache())
+        # The cached parts are tables now, so joining them all back costs one pass over per-user rows.
+        reach = parts[0].select("user_id", **{names[0]: parts[0]._reached})
+        for name, part in zip(names[1:], parts[1:]):
+            reach = reach.left_join(part.select("user_id", **{name: part._reached}), "user_id").drop("user_id_right")
+        reached = reach.to_pyarrow().to_pandas()
+    finally:
+        for part in parts:
+            part.release()
+    reached["user_id"] = reached["user_id"].astype(str)
+    reached = reached.set_index("user_id").sort_index()
+    for n in names:
+        reached[n] = pd.to_datetime(reached[n], utc=True)
+    return reached
+
+
 @dataclass
 class JourneyProgression:
     """``stages``: one row per stage; ``flows``: moves between stages; ``reached``: per user, when each stage was reached."""
@@ -251,21 +282,17 @@ def stage_progression(
     [['browse', 'buy', 'forward', 1], ['buy', 'browse', 'back', 1]]
     """
     t, stage_map, until, _ = _prepare(events, stage_map, observed_until)
-    tagged = _tagged(t, stage_map)
+    # Stage events are read several times below (each stage's reach, where users are, the flows): cached
+    # narrow, they are read from the source once (4 s instead of 7 s for the reach times on 12.8M events).
+    with _tagged(t, stage_map).select("user_id", "timestamp", "_stage").cache() as tagged:
+        return _progression(t, tagged, stage_map, until, inactivity)
+
+
+def _progression(t: ibis.Table, tagged: ibis.Table, stage_map: StageMap, until: pd.Timestamp,
+                 inactivity: str) -> JourneyProgression:
     k = len(stage_map.stages)
     names = stage_map.names
-    # Reach times, stage by stage: the first stage-k event at or after reaching stage k-1.
-    reach = tagged.filter(tagged._stage == 0).group_by("user_id").aggregate(r0=tagged.timestamp.min())
-    for i in range(1, k):
-        prev = reach.select("user_id", _prev=reach[f"r{i - 1}"]).filter(lambda x: x._prev.notnull())
-        nxt = tagged.filter(tagged._stage == i).join(prev, "user_id")
-        nxt = nxt.filter(nxt.timestamp >= nxt._prev).group_by("user_id").aggregate(**{f"r{i}": nxt.timestamp.min()})
-        reach = reach.left_join(nxt, "user_id").drop("user_id_right")
-    reached = reach.to_pyarrow().to_pandas()
-    reached["user_id"] = reached["user_id"].astype(str)
-    reached = reached.rename(columns={f"r{i}": names[i] for i in range(k)}).set_index("user_id").sort_index()
-    for n in names:
-        reached[n] = pd.to_datetime(reached[n], utc=True)
+    reached = _reach_times(tagged, names)
 
     # Where users are now: the stage of the latest stage event (a later stage wins a tie).
     last_t = tagged.group_by("user_id").aggregate(_last=tagged.timestamp.max())
@@ -509,13 +536,12 @@ def touchpoint_matrix(
     pairs = pairs.to_pyarrow().to_pandas()
     pairs["user_id"] = pairs["user_id"].astype(str)
     names = stage_map.names
-    reached = progression.reached
-    nxt = pd.DataFrame({"_stage": range(len(names)), "_next": names[1:] + [None]})
-    pairs = pairs.merge(nxt, on="_stage")
-    # Did the user reach the stage after this one? (NaN for the last stage)
-    reach_next = reached.reindex(columns=names[1:]).notna()
-    lookup = reach_next.stack().rename("_went_on").reset_index().rename(columns={"level_1": "_next"})
-    pairs = pairs.merge(lookup, on=["user_id", "_next"], how="left")
+    # Did the user reach the stage after this one? A lookup by position (two merges cost 2 s at 500k users).
+    reached = progression.reached.reindex(columns=names).notna().to_numpy()
+    reached = np.column_stack([reached, np.zeros(len(reached), dtype=bool)])  # "reached" past the last stage: never
+    row = progression.reached.index.get_indexer(pairs["user_id"])
+    stage = pairs["_stage"].to_numpy().astype(int)
+    pairs["_went_on"] = np.where(row >= 0, reached[row, stage + 1], False)
     out = pairs.groupby(["_stage", "channel"], observed=True).agg(users=("user_id", "size"),
                                                                   reached_next=("_went_on", "sum")).reset_index()
     last = out["_stage"] == len(names) - 1
@@ -661,8 +687,14 @@ def journey_changes(
         raise EventDataError(f"journey_changes: split_at {split} must fall inside the data ({first} to {until}).")
     length = pd.Timedelta(window) if window is not None else until - split
     start, end = max(first, split - length), min(until, split + length)
-    first_seen = t.group_by("user_id").aggregate(_first=t.timestamp.min())
-    t = t.join(first_seen, "user_id")
+    # Each KPI query below joins the users' first timestamps: cached, they are computed once, not per query.
+    with t.group_by("user_id").aggregate(_first=t.timestamp.min()).cache() as first_seen:
+        return _changes(t.join(first_seen, "user_id"), stage_map, split, start, end)
+
+
+def _changes(t: ibis.Table, stage_map: StageMap | str | Path | Mapping[str, Any], split: pd.Timestamp,
+             start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    from scipy.stats import norm
 
     def window_of(a: pd.Timestamp, b: pd.Timestamp, closed: bool) -> ibis.Table:
         upper = (t.timestamp <= b.to_pydatetime()) if closed else (t.timestamp < b.to_pydatetime())
