@@ -232,10 +232,13 @@ def test_input_dataframe_and_source_file_are_never_modified(tmp_path):
     before = digest(path)
     load_events(path)
     assert digest(path) == before
-    frame = pd.DataFrame({"user_id": [1, 1], "event": ["a", "a"], "timestamp": ["2025-01-01", "2025-01-01"]})
+    # Rows dropped (a duplicate, one before start) and a property column passed through as it is.
+    frame = pd.DataFrame({"user_id": [1, 1, 2], "event": ["a", "a", "b"],
+                          "timestamp": ["2025-01-01", "2025-01-01", "2024-12-31"], "page": ["x", "x", "y"]})
     copy = frame.copy()
-    load_events(frame)
+    loaded = load_events(frame, start="2025-01-01")
     pd.testing.assert_frame_equal(frame, copy)
+    assert loaded[["user_id", "page"]].values.tolist() == [["1", "x"]]
 
 
 # ---------------------------------------------------------------- bad input
