@@ -811,6 +811,37 @@ class RiskResult:
                 f"tenth churned {v['top_decile_churn']:.0%} within {self.horizon.days} days against {v['base_churn']:.0%} "
                 f"on average ({v['top_decile_lift']:.1f}x). {len(self.scores):,} active users scored.")
 
+    def calibration_note(self, tolerance: float = 0.10) -> str:
+        """In words: do the validated probabilities match what happened, decile by decile?
+
+        A gap larger than ``tolerance`` (10 points) in some decile means the
+        probabilities rank users well but are not exact chances there: thresholds
+        such as "at risk from 0.5" should then be set from the calibration table.
+
+        Examples
+        --------
+        >>> cal = pd.DataFrame({"risk_decile": [1, 2], "users": [10, 10], "predicted": [0.1, 0.4], "observed": [0.1, 0.7]})
+        >>> r = RiskResult(pd.DataFrame(), {}, cal, pd.DataFrame(), pd.Timedelta("30D"), pd.Timestamp("2025-01-01", tz="UTC"))
+        >>> print(r.calibration_note())  # doctest: +NORMALIZE_WHITESPACE
+        Calibration: predicted and observed churn differ by 15 points on average over the deciles; the largest gap is
+        in decile 2 (predicted 40%, observed 70%). The model understates the risk there: read the probabilities as a
+        ranking, and set an at-risk threshold from the observed rates in the calibration table rather than from the
+        probability alone.
+        """
+        c = self.calibration
+        gap = (c["observed"] - c["predicted"]).to_numpy(float)
+        worst = int(np.nanargmax(np.abs(gap)))
+        row = c.iloc[worst]
+        text = (f"Calibration: predicted and observed churn differ by {np.nanmean(np.abs(gap)) * 100:.0f} points on "
+                f"average over the deciles; the largest gap is in decile {int(row['risk_decile'])} (predicted "
+                f"{row['predicted']:.0%}, observed {row['observed']:.0%}).")
+        if abs(gap[worst]) <= tolerance:
+            return text + " The probabilities can be read as chances."
+        direction = "under" if gap[worst] > 0 else "over"
+        return (text + f" The model {direction}states the risk there: read the probabilities as a ranking, and set "
+                "an at-risk threshold from the observed rates in the calibration table rather than from the "
+                "probability alone.")
+
 
 def churn_risk(
     events: pd.DataFrame | ibis.Table,

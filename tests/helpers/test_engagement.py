@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -80,6 +82,20 @@ def test_churn_risk_meets_the_quality_bar_on_the_sample(sample_events):
     assert r.calibration["observed"].iloc[-1] > r.calibration["observed"].iloc[0]
     assert r.scores["churn_probability"].between(0, 1).all() and r.scores["user_id"].is_unique
     assert (r.scores["top_factors"].str.len() > 0).mean() > 0.9
+
+
+def test_calibration_note_names_the_largest_gap_and_what_to_do(sample_events):
+    r = churn_risk(sample_events)
+    c = r.calibration
+    gap = (c["observed"] - c["predicted"]).abs()
+    worst = c.loc[gap.idxmax()]
+    note = r.calibration_note()
+    assert f"decile {int(worst['risk_decile'])} (predicted {worst['predicted']:.0%}, observed {worst['observed']:.0%})" in note
+    assert f"differ by {gap.mean() * 100:.0f} points" in note
+    # On the sample the riskiest deciles churn more than predicted (decile 9: about 66% predicted, 97% observed).
+    assert gap.max() > 0.1 and "understates" in note and "ranking" in note
+    exact = replace(r, calibration=c.assign(predicted=c["observed"] + 0.02))
+    assert exact.calibration_note().endswith("can be read as chances.")
 
 
 def test_churn_risk_uses_nothing_after_the_cut(sample_events):
