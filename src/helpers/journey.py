@@ -537,11 +537,11 @@ def touchpoint_matrix(
     pairs["user_id"] = pairs["user_id"].astype(str)
     names = stage_map.names
     # Did the user reach the stage after this one? A lookup by position (two merges cost 2 s at 500k users).
-    reached = progression.reached.reindex(columns=names).notna().to_numpy()
-    reached = np.column_stack([reached, np.zeros(len(reached), dtype=bool)])  # "reached" past the last stage: never
+    has_reached = progression.reached.reindex(columns=names).notna().to_numpy()
+    has_reached = np.column_stack([has_reached, np.zeros(len(has_reached), dtype=bool)])  # past the last stage: never
     row = progression.reached.index.get_indexer(pairs["user_id"])
     stage = pairs["_stage"].to_numpy().astype(int)
-    pairs["_went_on"] = np.where(row >= 0, reached[row, stage + 1], False)
+    pairs["_went_on"] = np.where(row >= 0, has_reached[row, stage + 1], False)
     out = pairs.groupby(["_stage", "channel"], observed=True).agg(users=("user_id", "size"),
                                                                   reached_next=("_went_on", "sum")).reset_index()
     last = out["_stage"] == len(names) - 1
@@ -676,8 +676,6 @@ def journey_changes(
     the difference; other KPIs get no p-value. ``significant`` uses Holm-adjusted
     p-values (``p_holm``) over the KPIs tested. The windows are in ``attrs``.
     """
-    from scipy.stats import norm
-
     t = as_ibis(events)
     split = pd.Timestamp(split_at)
     split = split.tz_localize("UTC") if split.tzinfo is None else split.tz_convert("UTC")

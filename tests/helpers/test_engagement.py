@@ -72,9 +72,15 @@ def sample_events():
     return load_events(generate_journeys(20_000, seed=0).events)
 
 
-def test_churn_risk_meets_the_quality_bar_on_the_sample(sample_events):
+@pytest.fixture(scope="module")
+def sample_risk(sample_events):
+    """One fit shared by the tests that only read it (each fit takes seconds)."""
+    return churn_risk(sample_events)
+
+
+def test_churn_risk_meets_the_quality_bar_on_the_sample(sample_risk):
     """#9: time-split concordance >= 0.70 and the top decile churns at least twice as often as average."""
-    r = churn_risk(sample_events)
+    r = sample_risk
     v = r.validation
     assert v["concordance"] >= 0.70 and v["top_decile_lift"] >= 2.0
     assert v["cut"] == r.observed_until - pd.Timedelta("30D") and v["trained_at"] == v["cut"] - pd.Timedelta("60D")
@@ -84,8 +90,8 @@ def test_churn_risk_meets_the_quality_bar_on_the_sample(sample_events):
     assert (r.scores["top_factors"].str.len() > 0).mean() > 0.9
 
 
-def test_calibration_note_names_the_largest_gap_and_what_to_do(sample_events):
-    r = churn_risk(sample_events)
+def test_calibration_note_names_the_largest_gap_and_what_to_do(sample_risk):
+    r = sample_risk
     c = r.calibration
     gap = (c["observed"] - c["predicted"]).abs()
     worst = c.loc[gap.idxmax()]
@@ -167,8 +173,8 @@ def test_audience_builders_on_a_hand_made_log():
     assert dropped.tolist() == ["b"] and "not cart" in text  # c is still in progress
 
 
-def test_at_risk_takes_users_above_the_threshold(sample_events):
-    r = churn_risk(sample_events)
+def test_at_risk_takes_users_above_the_threshold(sample_risk):
+    r = sample_risk
     ids, reason = at_risk(r, 0.5)
     assert len(ids) == (r.scores["churn_probability"] >= 0.5).sum() and "concordance" in reason
     with pytest.raises(ValueError):
