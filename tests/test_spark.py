@@ -19,6 +19,7 @@ if shutil.which("java") is None:
 import ibis  # noqa: E402
 
 from helpers import config, io  # noqa: E402
+from helpers.engagement import lifecycle, stickiness  # noqa: E402
 from helpers.funnel import compute_funnel  # noqa: E402
 from helpers.personas import user_features  # noqa: E402
 from helpers.retention import cohort_retention, user_lifetimes  # noqa: E402
@@ -60,6 +61,22 @@ def test_cohort_retention_is_the_same_on_spark(tables):
     a, b = cohort_retention(duck, period="W"), cohort_retention(spark, period="W")
     same(a.counts, b.counts)
     assert a.incomplete.equals(b.incomplete)
+
+
+@pytest.mark.parametrize("period", ["D", "W", "M"])
+def test_cohorts_by_period_and_week_start_are_the_same_on_spark(tables, period):
+    duck, spark = tables
+    kw = dict(period=period, week_start="sunday", cohort_event="signup", mode="on_or_after")
+    a, b = cohort_retention(duck, **kw), cohort_retention(spark, **kw)
+    same(a.counts, b.counts)
+    assert a.incomplete.equals(b.incomplete)
+
+
+def test_lifecycle_and_stickiness_are_the_same_on_spark(tables):
+    duck, spark = tables
+    same(lifecycle(duck, period="W"), lifecycle(spark, period="W"))
+    for period in ("W", "M"):
+        same(stickiness(duck, period=period), stickiness(spark, period=period))
 
 
 def test_lifetimes_are_the_same_on_spark(tables):

@@ -26,7 +26,7 @@ import ibis
 import numpy as np
 import pandas as pd
 
-from helpers.io import EventDataError, as_ibis, to_utc
+from helpers.io import EventDataError, as_ibis, epoch_us, to_utc, utc_naive
 
 __all__ = ["lifecycle", "stickiness"]
 
@@ -36,12 +36,13 @@ _FREQ = {"D": "D", "W": "W-MON", "M": "MS"}
 
 
 def _period_number(ts: ibis.Value, period: str) -> ibis.Value:
-    """Consecutive integers per calendar period (days or Monday weeks since the epoch, or months)."""
+    """Consecutive integers per UTC calendar period (days or Monday weeks since the epoch, or months)."""
     if period == "M":
+        ts = utc_naive(ts)
         return ts.year() * 12 + ts.month() - 1
-    days = (ts.truncate("D").epoch_seconds() / 86_400).round().cast("int64")
+    days = epoch_us(ts) // 86_400_000_000
     # 1970-01-01 was a Thursday: shift by 3 days so that weeks start on Monday.
-    return days if period == "D" else ((days + 3) / 7).floor().cast("int64")
+    return days if period == "D" else (days + 3) // 7
 
 
 def _period_start(number: pd.Series, period: str) -> pd.Series:
@@ -120,8 +121,8 @@ def stickiness(events: pd.DataFrame | ibis.Table, *, period: str = "M", observed
     t = as_ibis(events)
     until = to_utc(observed_until if observed_until is not None else t.timestamp.max().execute())
     t = t.filter(t.timestamp <= until.to_pydatetime())
-    days = t.select("user_id", d=t.timestamp.truncate("D")).distinct()
-    days = days.mutate(p=_period_number(days.d, period))
+    # p is a function of d, so the distinct rows are the user's active days.
+    days = t.select("user_id", d=_period_number(t.timestamp, "D"), p=_period_number(t.timestamp, period)).distinct()
     per_user = days.group_by(["p", "user_id"]).aggregate(n=days.count())
     bins = ibis.cases((per_user.n == 1, "share_1_day"), (per_user.n <= 3, "share_2_3_days"),
                       (per_user.n <= 7, "share_4_7_days"), else_="share_8_plus_days")

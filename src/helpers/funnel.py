@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from helpers.io import EventDataError, as_ibis, to_utc
+from helpers.io import EventDataError, as_ibis, epoch_us, to_utc
 
 __all__ = ["FunnelResult", "Step", "compare_segments", "comparison_headline", "compute_funnel", "rank_friction",
            "holm_adjust", "value_per_conversion", "wilson_interval"]
@@ -309,20 +309,13 @@ def _cname(sub: tuple[int, ...]) -> str:
     return "c" + "_".join(map(str, sub))
 
 
-def _epoch_us(ts: ibis.TimestampValue) -> ibis.IntegerValue:
-    """Microseconds since the epoch: window frames over integers compile on every backend (Spark rejects
-    ibis's INTERVAL ... MICROSECOND frames on timestamps)."""
-    epoch = ibis.timestamp("1970-01-01 00:00:00").cast(ts.type())
-    return ts.delta(epoch, unit="microsecond").cast("int64")
-
-
 def _any_order_attempts(rows: ibis.Table, step_spec: list[int], n_specs: int, subsets: list[tuple[int, ...]],
                         hall: Callable, window: pd.Timedelta, by_column: str | None) -> ibis.Table:
     """Any order: an attempt starts at any funnel event and reaches step k when steps 1..k can take separate
     events within the window from it."""
     n = len(step_spec)
     seg = rows[by_column].cast("string") if by_column else ibis.literal(None, type="string")
-    rows = rows.mutate(_seg=seg, _us=_epoch_us(rows.timestamp))
+    rows = rows.mutate(_seg=seg, _us=epoch_us(rows.timestamp))  # integer frames: Spark rejects INTERVAL frames
     rw = ibis.window(group_by="user_id", order_by="_us", range=(0, int(window / pd.Timedelta(microseconds=1))))
     counts = {_cname(sub): ibis.or_(*[rows[f"m{j}"] for j in sub]).cast("int64").sum().over(rw) for sub in subsets}
     firsts = {f"f{k}": ibis.cases((rows[f"m{step_spec[k]}"], rows.timestamp), else_=None).min().over(rw)

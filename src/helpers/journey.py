@@ -32,7 +32,7 @@ import pandas as pd
 import yaml
 
 from helpers.funnel import holm_adjust, wilson_interval
-from helpers.io import EventDataError, as_ibis, to_utc
+from helpers.io import EventDataError, as_ibis, epoch_us, to_utc
 
 __all__ = ["KPIS", "JourneyProgression", "Stage", "StageMap", "StageRule", "changes_display", "changes_headline",
            "journey_changes", "kpi_display", "load_stage_map", "midpoint", "satisfaction", "stage_kpis",
@@ -375,7 +375,7 @@ class _Context:
             page = self.ev("page_view")
             s = t.group_by(["user_id", "session_id"]).aggregate(
                 n=t.count(), pages=(t.event == page).cast("int64").sum(),
-                seconds=(t.timestamp.max().epoch_seconds() - t.timestamp.min().epoch_seconds()))
+                seconds=(epoch_us(t.timestamp.max()) - epoch_us(t.timestamp.min())) / 1e6)
             self._cache["sessions"] = s.aggregate(
                 sessions=s.count(), pages=s.pages.sum(), bounces=(s.n == 1).cast("int64").sum(),
                 engaged=(s.n > 1).cast("int64").sum(), median_seconds=ibis.cases((s.n > 1, s.seconds), else_=None).median()).execute().iloc[0]
@@ -400,7 +400,7 @@ def _median_days_between(c: _Context, a: str, b: str) -> dict:
     per = t.filter(t.event.isin([c.ev(a), c.ev(b)])).group_by("user_id").aggregate(
         _a=t.timestamp.min(where=t.event == c.ev(a)), _b=t.timestamp.min(where=t.event == c.ev(b)))
     per = per.filter(per._a.notnull() & per._b.notnull() & (per._b >= per._a))
-    days = ((per._b.epoch_seconds() - per._a.epoch_seconds()) / 86_400)
+    days = (epoch_us(per._b) - epoch_us(per._a)) / 86_400e6
     out = per.aggregate(n=per.count(), median=days.median()).execute().iloc[0]
     return {"value": float(out["median"]) if out["n"] else np.nan, "numerator": int(out["n"]), "denominator": int(out["n"])}
 
