@@ -136,3 +136,15 @@ def test_journey_stages_and_kpis_are_the_same_on_spark(tables):
     same(stage_kpis(duck, stage_map), stage_kpis(spark, stage_map))
     split = midpoint(duck)
     same(journey_changes(duck, stage_map, split_at=split), journey_changes(spark, stage_map, split_at=split))
+
+
+def test_churn_before_the_start_is_read_again_on_spark(tables, tmp_path):
+    rows = [("a", "cancel", "2025-01-01"), ("a", "signup", "2025-01-03"), ("a", "cancel", "2025-01-08"),
+            ("b", "cancel", "2025-01-01"), ("b", "signup", "2025-01-03"), ("b", "visit", "2025-02-25")]
+    ev = io.load_events(pd.DataFrame(rows, columns=["user_id", "event", "timestamp"]))
+    path = io.write_events(ev, tmp_path / "log.parquet")
+    spark = tables[1]._find_backend().read_parquet(str(path))
+    kw = dict(start_event="signup", churn_event="cancel", inactivity=None, observed_until="2025-03-01")
+    a, b = user_lifetimes(io.open_events(path), **kw), user_lifetimes(spark, **kw)
+    same(a, b)
+    assert a["churned"].tolist() == [True, False]

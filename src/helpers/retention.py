@@ -55,6 +55,13 @@ _WEEK_STARTS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturda
 
 
 
+def _utc(values: pd.Series) -> pd.Series:
+    """Timestamps fetched from the backend as tz-aware UTC (to_datetime is slow on values that already are)."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_convert("UTC")
+    return pd.to_datetime(values, utc=True)
+
+
 def _observed_until(t: ibis.Table, observed_until: Any) -> pd.Timestamp:
     if observed_until is not None:
         return to_utc(observed_until)
@@ -311,23 +318,28 @@ def user_lifetimes(
     if start_event is not None:
         aggs["start"] = t.timestamp.min(where=t.event == start_event)
     if churn_event is not None:
-        aggs["_churn_events"] = (t.event == churn_event).cast("int64").sum()
+        aggs["churn_at"] = t.timestamp.min(where=t.event == churn_event)
     per = t.group_by("user_id").aggregate(**aggs)
-    if churn_event is not None:
-        # The first churn event at or after the start (a user may cancel, return and cancel again).
-        begin = per.start if start_event is not None else per._first
-        churns = t.filter(t.event == churn_event).join(per.select("user_id", _begin=begin), "user_id")
-        churns = churns.filter(churns.timestamp >= churns._begin)
-        first_churn = churns.group_by("user_id").aggregate(churn_at=churns.timestamp.min())
-        per = per.left_join(first_churn, "user_id").drop("user_id_right")
-    df = per.to_pyarrow().to_pandas()
+    df = per.order_by("user_id").to_pyarrow().to_pandas()
     if df.empty:
         raise EventDataError("user_lifetimes: there are no events up to observed_until.")
     df["user_id"] = df["user_id"].astype(str)
     for col in [c for c in ("last_seen", "_first", "start", "churn_at") if c in df.columns]:
-        df[col] = pd.to_datetime(df[col], utc=True)
+        df[col] = _utc(df[col])
     if start_event is None:
         df["start"] = df["_first"]
+    if churn_event is not None and start_event is not None:
+        # The churn that counts is the first at or after the start (a user may cancel, sign up again and
+        # cancel again). The first churn overall is that one unless it came before the start; only then
+        # are the churn events read again, for those users.
+        early = df["churn_at"].notna() & df["start"].notna() & (df["churn_at"] < df["start"])
+        if early.any():
+            begin = ibis.memtable(df.loc[early, ["user_id", "start"]].rename(columns={"start": "_begin"}))
+            churns = t.filter(t.event == churn_event).join(begin, "user_id")
+            churns = churns.filter(churns.timestamp >= churns._begin)
+            later = churns.group_by("user_id").aggregate(_at=churns.timestamp.min()).to_pyarrow().to_pandas()
+            df.loc[early, "churn_at"] = df.loc[early, "user_id"].map(
+                later.assign(user_id=later["user_id"].astype(str)).set_index("user_id")["_at"].pipe(_utc))
     missing = int(df["start"].isna().sum())
     if missing == len(df):
         raise EventDataError(f"user_lifetimes: no user did the start event {start_event!r}.")
@@ -344,8 +356,7 @@ def user_lifetimes(
         end = end.where(~by_event, df["churn_at"])
     df["churn_reason"] = np.select([by_event, quiet], ["churn_event", "inactivity"], "")
     df["duration_days"] = ((end - df["start"]).dt.total_seconds() / 86_400).clip(lower=0)
-    out = df[["user_id", "start", "last_seen", "churned", "churn_reason", "duration_days"]].sort_values("user_id")
-    out = out.reset_index(drop=True)
+    out = df[["user_id", "start", "last_seen", "churned", "churn_reason", "duration_days"]].reset_index(drop=True)
     if users is not None:
         if "user_id" not in users.columns:
             raise EventDataError(f"user_lifetimes: the users table needs a 'user_id' column ({list(users.columns)}).")

@@ -128,6 +128,18 @@ def test_lifetimes_churn_by_event_by_inactivity_and_censoring():
     assert one_second_more.loc["d", "churned"] and one_second_more.loc["d", "duration_days"] == 0.0
 
 
+def test_a_churn_event_before_the_start_does_not_count():
+    ev = log(("a", "cancel", "2025-01-01"), ("a", "signup", "2025-01-03"), ("a", "cancel", "2025-01-08"),
+             ("b", "cancel", "2025-01-01"), ("b", "signup", "2025-01-03"), ("b", "visit", "2025-02-25"),
+             ("c", "signup", "2025-01-02"), ("c", "cancel", "2025-01-04"), ("c", "cancel", "2025-01-09"))
+    life = user_lifetimes(ev, start_event="signup", churn_event="cancel", inactivity=None,
+                          observed_until="2025-03-01").set_index("user_id")
+    assert (life.loc["a", "churned"], life.loc["a", "duration_days"]) == (True, 5.0)  # the cancel after signing up
+    assert (life.loc["b", "churned"], life.loc["b", "duration_days"]) == (False, 57.0)  # cancelled only before
+    assert (life.loc["c", "churned"], life.loc["c", "duration_days"]) == (True, 2.0)  # the first one after the start
+    assert life.index.tolist() == ["a", "b", "c"]
+
+
 def test_lifetimes_default_to_the_data_end_and_ignore_later_events():
     ev = log(("a", "visit", "2025-01-01"), ("a", "visit", "2025-03-01"), ("b", "visit", "2025-01-15"))
     life = user_lifetimes(ev).set_index("user_id")
