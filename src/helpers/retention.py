@@ -312,8 +312,10 @@ def user_lifetimes(
     [['a', True, 4.0], ['b', True, 2.0], ['c', False, 9.0]]
     """
     t = as_ibis(events)
-    until = _observed_until(t, observed_until)
-    t = t.filter(t.timestamp <= until.to_pydatetime())
+    if observed_until is not None:
+        until = to_utc(observed_until)
+        t = t.filter(t.timestamp <= until.to_pydatetime())
+    # else: the data's last timestamp, read below from the users' last_seen (no separate scan)
     aggs = {"last_seen": t.timestamp.max(), "_first": t.timestamp.min()}
     if start_event is not None:
         aggs["start"] = t.timestamp.min(where=t.event == start_event)
@@ -326,6 +328,8 @@ def user_lifetimes(
     df["user_id"] = df["user_id"].astype(str)
     for col in [c for c in ("last_seen", "_first", "start", "churn_at") if c in df.columns]:
         df[col] = _utc(df[col])
+    if observed_until is None:
+        until = df["last_seen"].max()
     if start_event is None:
         df["start"] = df["_first"]
     if churn_event is not None and start_event is not None:
