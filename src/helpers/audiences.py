@@ -92,13 +92,19 @@ def dropped_at_step(result, step: int | str, *, within_days: int | None = None) 
 
 
 def at_risk(risk, threshold: float) -> tuple[pd.Series, str]:
-    """Active users whose churn probability (``churn_risk``) is at least ``threshold``."""
+    """Active users whose calibrated churn probability (``churn_risk``) is at least ``threshold``.
+
+    The calibrated probability is the model's mapped onto the churn rates seen on
+    the time split, so that "at least 50%" means about half of them churn.
+    """
     if not 0 < threshold < 1:
         raise ValueError(f"threshold is a probability between 0 and 1, got {threshold}.")
     s = risk.scores
-    reason = (f"active at {risk.observed_until:%Y-%m-%d}, churn probability within {risk.horizon.days} days "
+    column = "calibrated_probability" if "calibrated_probability" in s.columns else "churn_probability"
+    kind = "calibrated churn probability" if column == "calibrated_probability" else "churn probability"
+    reason = (f"active at {risk.observed_until:%Y-%m-%d}, {kind} within {risk.horizon.days} days "
               f">= {threshold:.0%} (model validated: concordance {risk.validation['concordance']:.2f})")
-    return s.loc[s["churn_probability"] >= threshold, "user_id"].astype(str).reset_index(drop=True), reason
+    return s.loc[s[column] >= threshold, "user_id"].astype(str).reset_index(drop=True), reason
 
 
 def promoters_without_referral(events: pd.DataFrame | ibis.Table, *, survey_event: str = "nps_response",

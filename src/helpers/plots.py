@@ -537,10 +537,13 @@ def stickiness_chart(stickiness: pd.DataFrame) -> go.Figure:
 
 
 def risk_distribution(risk) -> go.Figure:
-    """Histogram of the churn probabilities of the active users, from :func:`helpers.retention.churn_risk`."""
-    fig = go.Figure(_binned(risk.scores["churn_probability"], 40, PALETTE[1],
-                            "%{customdata[0]:.1%}-%{customdata[1]:.1%}: %{y:,} users"))
-    fig.update_xaxes(title=f"probability of churning within {risk.horizon.days} days", tickformat=".0%")
+    """Histogram of the (calibrated, when present) churn probabilities of the active users, from
+    :func:`helpers.retention.churn_risk`."""
+    calibrated = "calibrated_probability" in risk.scores.columns
+    fig = go.Figure(_binned(risk.scores["calibrated_probability" if calibrated else "churn_probability"], 40,
+                            PALETTE[1], "%{customdata[0]:.1%}-%{customdata[1]:.1%}: %{y:,} users"))
+    fig.update_xaxes(title=f"{'calibrated ' if calibrated else ''}probability of churning within {risk.horizon.days} days",
+                     tickformat=".0%")
     fig.update_yaxes(title="active users")
     return _layout(fig, f"Churn risk of the {len(risk.scores):,} users active at {risk.observed_until:%Y-%m-%d}")
 
@@ -554,8 +557,12 @@ def calibration_chart(risk) -> go.Figure:
     fig.add_bar(x=cal[key], y=cal["observed"], name="observed churn", marker_color=PALETTE[0],
                 hovertemplate="decile %{x}: %{y:.1%} churned<extra></extra>")
     if "predicted" in cal.columns:
-        fig.add_scatter(x=cal[key], y=cal["predicted"], name="predicted", mode="lines+markers",
+        fig.add_scatter(x=cal[key], y=cal["predicted"], name="predicted (model)", mode="lines+markers",
                         line=dict(color=PALETTE[1], width=2), hovertemplate="decile %{x}: %{y:.1%} predicted<extra></extra>")
+    if "calibrated" in cal.columns and not np.allclose(cal["calibrated"], cal["predicted"]):
+        fig.add_scatter(x=cal[key], y=cal["calibrated"], name="calibrated (cross-fitted)", mode="lines+markers",
+                        line=dict(color=PALETTE[2], width=2, dash="dot"),
+                        hovertemplate="decile %{x}: %{y:.1%} calibrated<extra></extra>")
     fig.add_hline(y=risk.validation["base_churn"], line_dash="dash", line_color="grey", annotation_text="average")
     fig.update_xaxes(title=key.replace("_", " ") + (" (10 = riskiest)" if key == "risk_decile" else " (1 = least healthy)"),
                      dtick=1)

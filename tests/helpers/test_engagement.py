@@ -99,9 +99,40 @@ def test_calibration_note_names_the_largest_gap_and_what_to_do(sample_risk):
     assert f"decile {int(worst['risk_decile'])} (predicted {worst['predicted']:.0%}, observed {worst['observed']:.0%})" in note
     assert f"differ by {gap.mean() * 100:.0f} points" in note
     # On the sample the riskiest deciles churn more than predicted (decile 9: about 66% predicted, 97% observed).
-    assert gap.max() > 0.1 and "understates" in note and "ranking" in note
+    assert gap.max() > 0.1 and "understates" in note and "calibrated_probability" in note
     exact = replace(r, calibration=c.assign(predicted=c["observed"] + 0.02))
     assert exact.calibration_note().endswith("can be read as chances.")
+    uncalibrated = replace(r, calibration=c.drop(columns="calibrated"))
+    assert "ranking" in uncalibrated.calibration_note()
+
+
+def test_recalibration_is_judged_on_users_it_was_not_fitted_on(sample_risk):
+    r = sample_risk
+    c, v = r.calibration, r.validation
+    # Cross-fitted isotonic recalibration closes most of the gap on the sample (about 10 points -> under 1).
+    assert v["calibration_gap"] > 0.05 and v["calibrated_gap"] < v["calibration_gap"] / 3
+    assert np.isclose(v["calibrated_gap"], (c["observed"] - c["calibrated"]).abs().mean())
+    s = r.scores
+    assert s["calibrated_probability"].between(0, 1).all()
+    # The mapping is monotone: the order of the users by risk does not change.
+    by_model = s.sort_values(["churn_probability", "user_id"])["calibrated_probability"].to_numpy()
+    assert (np.diff(by_model) >= -1e-12).all()
+    # Cross-fitting: the calibrated value of a validation user does not come from a fit that saw their outcome,
+    # so flipping one half's outcomes leaves that half's calibrated values unchanged.
+    from helpers.retention import _recalibrate
+
+    rng = np.random.default_rng(1)
+    pred = rng.uniform(size=400)
+    churned = (rng.uniform(size=400) < pred).astype(float)
+    crossed, mapping = _recalibrate(pred, churned, True)
+    half = np.random.default_rng(0).permutation(400) % 2 == 0
+    flipped = churned.copy()
+    flipped[half] = 1 - flipped[half]
+    crossed_flipped, _ = _recalibrate(pred, flipped, True)
+    np.testing.assert_allclose(crossed[half], crossed_flipped[half])
+    assert not np.allclose(crossed[~half], crossed_flipped[~half])
+    same, identity = _recalibrate(pred, churned, False)
+    np.testing.assert_allclose(same, pred) and np.testing.assert_allclose(identity(pred), pred)
 
 
 def test_churn_risk_uses_nothing_after_the_cut(sample_events):
@@ -176,6 +207,7 @@ def test_audience_builders_on_a_hand_made_log():
 def test_at_risk_takes_users_above_the_threshold(sample_risk):
     r = sample_risk
     ids, reason = at_risk(r, 0.5)
-    assert len(ids) == (r.scores["churn_probability"] >= 0.5).sum() and "concordance" in reason
+    assert len(ids) == (r.scores["calibrated_probability"] >= 0.5).sum() and "concordance" in reason
+    assert "calibrated" in reason
     with pytest.raises(ValueError):
         at_risk(r, 50)
