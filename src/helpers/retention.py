@@ -961,12 +961,24 @@ def churn_risk(
     kw = dict(inactivity=inactivity, churn_event=churn_event, survey_event=survey_event, support_event=support_event,
               purchase_events=purchase_events)
     extra = _covariates(users, covariates)
+    seen: dict = {}  # the cut is scored for the validation and then fitted on: each snapshot is read once
+
+    def features(at: pd.Timestamp) -> pd.DataFrame:
+        if at not in seen:
+            seen[at] = _snapshot_features(t, at, **kw)
+        return seen[at]
+
+    def outcome(users: pd.Index, at: pd.Timestamp) -> pd.DataFrame:
+        key = ("outcome", at)
+        if key not in seen or not seen[key].index.equals(users):
+            seen[key] = _outcome(t, users, at, horizon_td, churn_event)
+        return seen[key]
 
     def fit(at: pd.Timestamp):
-        f = _snapshot_features(t, at, **kw)
+        f = features(at)
         if f.empty:
             raise EventDataError(f"churn_risk: no user is active at {at:%Y-%m-%d} (an event in the {inactivity} before).")
-        y = _outcome(t, f.index, at, horizon_td, churn_event)
+        y = outcome(f.index, at)
         if not y["churned"].any() or y["churned"].all():
             raise EventDataError(f"churn_risk: at {at:%Y-%m-%d} {'no' if not y['churned'].any() else 'every'} active "
                                  f"user churned within {horizon}: there is nothing to learn from.")
@@ -977,7 +989,7 @@ def churn_risk(
         return cph, list(X.columns), fill
 
     def score(cph, columns, fill, at):
-        f = _snapshot_features(t, at, **kw)
+        f = features(at)
         X, _ = _design(f.join(extra, how="left") if extra is not None else f, fill)
         X = X.reindex(columns=columns, fill_value=0.0)
         surv = cph.predict_survival_function(X, times=[horizon_td / pd.Timedelta(days=1)])
@@ -986,7 +998,7 @@ def churn_risk(
     # Validation on the time split.
     cph_v, cols_v, fill_v = fit(train_at)
     Xv, pv = score(cph_v, cols_v, fill_v, cut)
-    yv = _outcome(t, Xv.index, cut, horizon_td, churn_event)
+    yv = outcome(Xv.index, cut)
     c_index = float(concordance_index(yv["days"], -pv, yv["churned"]))
     deciles = pd.qcut(pd.Series(pv).rank(method="first"), 10, labels=range(1, 11)).astype(int)
     calib = pd.DataFrame({"risk_decile": deciles.to_numpy(), "predicted": pv, "observed": yv["churned"].to_numpy()})
