@@ -560,7 +560,8 @@ def calibration_chart(risk) -> go.Figure:
         fig.add_scatter(x=cal[key], y=cal["predicted"], name="predicted (model)", mode="lines+markers",
                         line=dict(color=PALETTE[1], width=2), hovertemplate="decile %{x}: %{y:.1%} predicted<extra></extra>")
     if "calibrated" in cal.columns and not np.allclose(cal["calibrated"], cal["predicted"]):
-        fig.add_scatter(x=cal[key], y=cal["calibrated"], name="calibrated (cross-fitted)", mode="lines+markers",
+        how = "out of time" if str(risk.validation.get("calibration_check", "")).startswith("out") else "cross-fitted"
+        fig.add_scatter(x=cal[key], y=cal["calibrated"], name=f"calibrated (checked {how})", mode="lines+markers",
                         line=dict(color=PALETTE[2], width=2, dash="dot"),
                         hovertemplate="decile %{x}: %{y:.1%} calibrated<extra></extra>")
     fig.add_hline(y=risk.validation["base_churn"], line_dash="dash", line_color="grey", annotation_text="average")

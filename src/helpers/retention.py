@@ -815,10 +815,12 @@ class RiskResult:
     ``risk_decile`` (10 = riskiest) and ``top_factors`` (the features that raise
     this user's risk most, relative to the average user).
     ``validation``: ``concordance`` and ``top_decile_lift`` from the time split,
-    and the mean absolute calibration gap over the deciles before
-    (``calibration_gap``) and after recalibration (``calibrated_gap``);
+    the mean absolute calibration gap over the deciles before
+    (``calibration_gap``) and after recalibration (``calibrated_gap``), and how
+    the latter was checked (``calibration_check``);
     ``calibration``: per risk decile, ``predicted`` (the model), ``calibrated``
-    (cross-fitted, so not judged on the users it was fitted on) and ``observed`` churn;
+    (by a mapping not fitted on these outcomes: see ``validation["calibration_check"]``)
+    and ``observed`` churn;
     ``coefficients``: the Cox model's hazard ratios (per unit of the log-scaled features).
     ``validation_scores``: per user scored at the cut, the probability and what happened.
     """
@@ -866,34 +868,32 @@ class RiskResult:
         direction = "under" if gap[worst] > 0 else "over"
         if "calibrated" in c.columns:
             fixed = (c["observed"] - c["calibrated"]).abs().to_numpy(float)
-            return (text + f" The model {direction}states the risk there. Recalibrated on the time split (checked on "
-                    f"users it was not fitted on), the gap is {np.nanmean(fixed) * 100:.0f} points on average and at "
-                    f"most {np.nanmax(fixed) * 100:.0f}: read `calibrated_probability` as the chance of churning, "
-                    "and set at-risk thresholds on it.")
+            how = self.validation.get("calibration_check", "on other outcomes")
+            return (text + f" The model {direction}states the risk there. After recalibration the gap is "
+                    f"{np.nanmean(fixed) * 100:.0f} points on average and at most {np.nanmax(fixed) * 100:.0f} "
+                    f"(checked {how}): read `calibrated_probability` as the chance of churning, and set at-risk "
+                    "thresholds on it.")
         return (text + f" The model {direction}states the risk there: read the probabilities as a ranking, and set "
                 "an at-risk threshold from the observed rates in the calibration table rather than from the "
                 "probability alone.")
 
 
-def _recalibrate(predicted: np.ndarray, churned: np.ndarray, calibrate: bool, *, seed: int = 0):
-    """Isotonic recalibration: (cross-fitted calibrated values for the validation users, the mapping fitted on all).
-
-    Each half of the users (a seeded random split) is mapped by the regression fitted on the other half, so
-    the calibrated column of the calibration table is judged on users the mapping has not seen.
-    """
-    if not calibrate:
-        return predicted.copy(), lambda p: np.asarray(p, dtype=float).copy()
+def _isotonic(predicted: np.ndarray, churned: np.ndarray):
+    """The isotonic regression of churn on the predicted probabilities, as a function of probabilities."""
     from sklearn.isotonic import IsotonicRegression
 
-    def fitted(idx: np.ndarray) -> IsotonicRegression:
-        return IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(predicted[idx], churned[idx])
+    fitted = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(predicted, churned)
+    return lambda p: fitted.predict(np.asarray(p, dtype=float))
 
+
+def _cross_fitted(predicted: np.ndarray, churned: np.ndarray, *, seed: int = 0) -> np.ndarray:
+    """Each half of the users (a seeded random split) mapped by the isotonic regression fitted on the other half,
+    so that no user's calibrated value comes from a fit that saw their outcome."""
     half = np.random.default_rng(seed).permutation(len(predicted)) % 2 == 0
     crossed = np.empty(len(predicted))
     for part in (half, ~half):
-        crossed[part] = fitted(np.flatnonzero(~part)).predict(predicted[part])
-    mapping = fitted(np.arange(len(predicted)))
-    return crossed, lambda p: mapping.predict(np.asarray(p, dtype=float))
+        crossed[part] = _isotonic(predicted[~part], churned[~part])(predicted[part])
+    return crossed
 
 
 def churn_risk(
@@ -933,15 +933,20 @@ def churn_risk(
     Recalibration: a Cox model ranks well but its probabilities can be off by
     decile (on the sample it understates the riskiest deciles by up to 30
     points). An isotonic regression of the validation outcomes on the
-    validation probabilities maps probabilities onto observed churn rates; it
-    gives ``calibrated_probability``. Its own check is cross-fitted: each half of
-    the validation users is mapped by the regression fitted on the other half
-    (``calibration["calibrated"]``). The mapping learnt from the model fitted at
-    ``cut - lookback`` is applied to the refitted model, which is fitted the same
-    way one lookback later; that transfer is an assumption, not a check.
+    validation probabilities maps probabilities onto observed churn rates, and
+    ``calibrated_probability`` is the refitted model's probability mapped so.
+    That mapping is learnt on one split and applied to the next, so it is
+    checked the same way, out of time: the same procedure one lookback earlier
+    (fit at ``cut - 2 * lookback``, score at ``cut - lookback``, outcomes by the
+    cut) learns a mapping that is applied to the validation probabilities
+    (``calibration["calibrated"]``, ``validation["calibration_check"]``). When
+    the data is too short for that earlier split, the check is cross-fitted on
+    the validation users instead (each half mapped by the regression fitted on
+    the other half), which does not test the transfer, and the check says so.
     ``calibrate=False`` leaves ``calibrated_probability`` equal to the model's.
     """
     from lifelines import CoxPHFitter
+    from lifelines.exceptions import ConvergenceError
     from lifelines.utils import concordance_index
 
     t = as_ibis(events)
@@ -1002,7 +1007,25 @@ def churn_risk(
     c_index = float(concordance_index(yv["days"], -pv, yv["churned"]))
     deciles = pd.qcut(pd.Series(pv).rank(method="first"), 10, labels=range(1, 11)).astype(int)
     calib = pd.DataFrame({"risk_decile": deciles.to_numpy(), "predicted": pv, "observed": yv["churned"].to_numpy()})
-    calib["calibrated"], mapping = _recalibrate(pv, yv["churned"].to_numpy(), calibrate)
+    churned_v = yv["churned"].to_numpy().astype(float)
+    check = "none (calibrate=False)"
+    calib["calibrated"] = pv
+    mapping = lambda q: np.asarray(q, dtype=float)  # noqa: E731 - the identity when not calibrating
+    if calibrate:
+        mapping = _isotonic(pv, churned_v)  # learnt on the latest complete split, applied to the scores below
+        earlier = train_at - lookback_td
+        try:
+            if earlier - pd.Timedelta(days=7) < first:
+                raise EventDataError("too short")
+            cph_e, cols_e, fill_e = fit(earlier)
+            Xe, pe = score(cph_e, cols_e, fill_e, train_at)
+            calib["calibrated"] = _isotonic(pe, outcome(Xe.index, train_at)["churned"].to_numpy().astype(float))(pv)
+            check = (f"out of time: a mapping learnt on the split one lookback earlier, fitted {earlier:%Y-%m-%d} "
+                     f"and scored {train_at:%Y-%m-%d}, applied to this split")
+        except (EventDataError, ConvergenceError):  # no usable earlier split: too short, or nothing to learn
+            calib["calibrated"] = _cross_fitted(pv, churned_v)
+            check = ("cross-fitted on this split's users; the data is too short for an out-of-time check, so the "
+                     "transfer to the next split is not tested")
     calibration = calib.groupby("risk_decile").agg(users=("predicted", "size"), predicted=("predicted", "mean"),
                                                    calibrated=("calibrated", "mean"),
                                                    observed=("observed", "mean")).reset_index()
@@ -1011,7 +1034,8 @@ def churn_risk(
     validation = {"cut": cut, "trained_at": train_at, "users_scored": len(Xv), "concordance": c_index,
                   "base_churn": base, "top_decile_churn": top, "top_decile_lift": top / base if base else np.nan,
                   "calibration_gap": float((calibration["observed"] - calibration["predicted"]).abs().mean()),
-                  "calibrated_gap": float((calibration["observed"] - calibration["calibrated"]).abs().mean())}
+                  "calibrated_gap": float((calibration["observed"] - calibration["calibrated"]).abs().mean()),
+                  "calibration_check": check}
 
     # Refit on the latest complete outcomes and score the users active now.
     cph, cols, fill = fit(cut)

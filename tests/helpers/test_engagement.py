@@ -106,33 +106,53 @@ def test_calibration_note_names_the_largest_gap_and_what_to_do(sample_risk):
     assert "ranking" in uncalibrated.calibration_note()
 
 
-def test_recalibration_is_judged_on_users_it_was_not_fitted_on(sample_risk):
+def test_recalibration_is_checked_out_of_time(sample_risk, sample_events):
     r = sample_risk
     c, v = r.calibration, r.validation
-    # Cross-fitted isotonic recalibration closes most of the gap on the sample (about 10 points -> under 1).
-    assert v["calibration_gap"] > 0.05 and v["calibrated_gap"] < v["calibration_gap"] / 3
+    assert v["calibration_check"].startswith("out of time")
+    # A mapping learnt one lookback earlier, applied to the validation split: the mean gap per decile falls from
+    # about 10 points to about 3 on the sample.
+    assert v["calibration_gap"] > 0.05 and v["calibrated_gap"] < v["calibration_gap"] / 2
     assert np.isclose(v["calibrated_gap"], (c["observed"] - c["calibrated"]).abs().mean())
-    s = r.scores
-    assert s["calibrated_probability"].between(0, 1).all()
+    # The check is independent of the validation outcomes: it equals the earlier split's mapping, computed apart.
+    from helpers.retention import _isotonic
+
+    earlier = churn_risk(sample_events, observed_until=r.observed_until - pd.Timedelta("60D"), calibrate=False)
+    e, s = earlier.validation_scores, r.validation_scores
+    mapped = _isotonic(e["churn_probability"].to_numpy(), e["churned"].to_numpy().astype(float))(s["churn_probability"])
+    decile = pd.qcut(s["churn_probability"].rank(method="first"), 10, labels=range(1, 11)).astype(int)
+    np.testing.assert_allclose(pd.Series(mapped).groupby(decile.to_numpy()).mean().to_numpy(), c["calibrated"])
+    scores = r.scores
+    assert scores["calibrated_probability"].between(0, 1).all()
     # The mapping is monotone: the order of the users by risk does not change.
-    by_model = s.sort_values(["churn_probability", "user_id"])["calibrated_probability"].to_numpy()
+    by_model = scores.sort_values(["churn_probability", "user_id"])["calibrated_probability"].to_numpy()
     assert (np.diff(by_model) >= -1e-12).all()
-    # Cross-fitting: the calibrated value of a validation user does not come from a fit that saw their outcome,
-    # so flipping one half's outcomes leaves that half's calibrated values unchanged.
-    from helpers.retention import _recalibrate
+    assert "checked out of time" in r.calibration_note()
+
+
+def test_recalibration_falls_back_to_cross_fitting_on_short_data(sample_events):
+    r = churn_risk(sample_events, lookback="75D")  # no room for a split one lookback earlier
+    assert r.validation["calibration_check"].startswith("cross-fitted")
+    assert r.validation["calibrated_gap"] < r.validation["calibration_gap"]
+    plain = churn_risk(sample_events, calibrate=False)
+    np.testing.assert_allclose(plain.scores["calibrated_probability"], plain.scores["churn_probability"])
+    np.testing.assert_allclose(plain.calibration["calibrated"], plain.calibration["predicted"])
+
+
+def test_cross_fitting_never_maps_a_user_with_their_own_outcome():
+    from helpers.retention import _cross_fitted
 
     rng = np.random.default_rng(1)
     pred = rng.uniform(size=400)
     churned = (rng.uniform(size=400) < pred).astype(float)
-    crossed, mapping = _recalibrate(pred, churned, True)
+    crossed = _cross_fitted(pred, churned)
     half = np.random.default_rng(0).permutation(400) % 2 == 0
     flipped = churned.copy()
     flipped[half] = 1 - flipped[half]
-    crossed_flipped, _ = _recalibrate(pred, flipped, True)
+    crossed_flipped = _cross_fitted(pred, flipped)
+    # Flipping one half's outcomes leaves that half's calibrated values unchanged and moves the other half's.
     np.testing.assert_allclose(crossed[half], crossed_flipped[half])
     assert not np.allclose(crossed[~half], crossed_flipped[~half])
-    same, identity = _recalibrate(pred, churned, False)
-    np.testing.assert_allclose(same, pred) and np.testing.assert_allclose(identity(pred), pred)
 
 
 def test_churn_risk_uses_nothing_after_the_cut(sample_events):
