@@ -99,8 +99,7 @@ def at_risk(risk, threshold: float) -> tuple[pd.Series, str]:
     """
     if not 0 < threshold < 1:
         raise ValueError(f"threshold is a probability between 0 and 1, got {threshold}.")
-    s = risk.scores
-    column = "calibrated_probability" if "calibrated_probability" in s.columns else "churn_probability"
+    s, column = risk.scores, risk.probability
     kind = "calibrated churn probability" if column == "calibrated_probability" else "churn probability"
     reason = (f"active at {risk.observed_until:%Y-%m-%d}, {kind} within {risk.horizon.days} days "
               f">= {threshold:.0%} (model validated: concordance {risk.validation['concordance']:.2f})")

@@ -26,7 +26,7 @@ import ibis
 import numpy as np
 import pandas as pd
 
-from helpers.io import EventDataError, as_ibis, epoch_us, to_utc, utc_naive
+from helpers.io import US_PER_DAY, EventDataError, as_ibis, epoch_us, to_utc, utc_naive
 
 __all__ = ["lifecycle", "stickiness"]
 
@@ -40,7 +40,7 @@ def _period_number(ts: ibis.Value, period: str) -> ibis.Value:
     if period == "M":
         ts = utc_naive(ts)
         return ts.year() * 12 + ts.month() - 1
-    days = epoch_us(ts) // 86_400_000_000
+    days = epoch_us(ts) // US_PER_DAY
     # 1970-01-01 was a Thursday: shift by 3 days so that weeks start on Monday.
     return days if period == "D" else (days + 3) // 7
 

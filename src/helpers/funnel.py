@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from helpers.io import EventDataError, as_ibis, epoch_us, to_utc
+from helpers.io import EventDataError, as_ibis, epoch_us, to_utc, to_utc_series
 
 __all__ = ["FunnelResult", "Step", "compare_segments", "comparison_headline", "compute_funnel", "rank_friction",
            "holm_adjust", "value_per_conversion", "wilson_interval"]
@@ -347,10 +347,7 @@ def _summarise(per_user: pd.DataFrame, steps: list[Step], window: pd.Timedelta, 
                by: Any, by_column: str | None, until: pd.Timestamp) -> FunnelResult:
     n = len(steps)
     for c in ["start"] + [f"t_{k}" for k in range(1, n + 1)]:
-        if not isinstance(per_user[c].dtype, pd.DatetimeTZDtype):  # all-null columns come back as objects
-            per_user[c] = pd.to_datetime(per_user[c], utc=True)
-        elif str(per_user[c].dt.tz) != "UTC":
-            per_user[c] = per_user[c].dt.tz_convert("UTC")
+        per_user[c] = to_utc_series(per_user[c])
     per_user["user_id"] = per_user["user_id"].astype(str)
     seg_name = None
     if by_column is not None:

@@ -32,7 +32,7 @@ import pandas as pd
 import yaml
 
 from helpers.funnel import holm_adjust, wilson_interval
-from helpers.io import EventDataError, as_ibis, epoch_us, to_utc
+from helpers.io import EventDataError, as_ibis, epoch_us, to_utc, to_utc_series
 
 __all__ = ["KPIS", "JourneyProgression", "Stage", "StageMap", "StageRule", "changes_display", "changes_headline",
            "journey_changes", "kpi_display", "load_stage_map", "midpoint", "satisfaction", "stage_kpis",
@@ -196,8 +196,7 @@ def _prepare(events, stage_map, observed_until):
     until = observed_until if observed_until is not None else t.timestamp.max().execute()
     if until is None or pd.isna(until):
         raise EventDataError("There are no events.")
-    until = pd.Timestamp(until)
-    until = until.tz_localize("UTC") if until.tzinfo is None else until.tz_convert("UTC")
+    until = to_utc(until)
     t = t.filter(t.timestamp <= until.to_pydatetime())
     present = set(t.select("event").distinct().execute()["event"])
     stage_map.check_events(present)
@@ -234,7 +233,7 @@ def _reach_times(tagged: ibis.Table, names: list[str]) -> pd.DataFrame:
     reached["user_id"] = reached["user_id"].astype(str)
     reached = reached.set_index("user_id").sort_index()
     for n in names:
-        reached[n] = pd.to_datetime(reached[n], utc=True)
+        reached[n] = to_utc_series(reached[n])
     return reached
 
 
@@ -363,8 +362,9 @@ class _Context:
         return int(firsts[[self.ev(r) for r in roles]].notna().all(axis=1).sum())
 
     def first_times(self) -> pd.DataFrame:
-        """Per user (who did any of them), the first time of each event the KPIs name: one query serves every
-        KPI that combines events (a dozen queries before)."""
+        """Per user (who did any of them), the first time of each event named by a KPI that combines events:
+        one query serves them all (activation, checkout completion, repeat purchase, renewal, time to first
+        value), instead of one query each."""
         if "first_times" not in self._cache:
             t = self.t
             # Only the KPIs that combine events read these (single-event counts come from users_by_event).
@@ -374,8 +374,7 @@ class _Context:
             df = per.to_pyarrow().to_pandas().set_index("user_id")
             df.columns = names
             for col in names:
-                df[col] = pd.to_datetime(df[col], utc=True) if not isinstance(df[col].dtype, pd.DatetimeTZDtype) \
-                    else df[col].dt.tz_convert("UTC")
+                df[col] = to_utc_series(df[col])
             self._cache["first_times"] = df
         return self._cache["first_times"]
 
@@ -609,8 +608,7 @@ def satisfaction(
     t = as_ibis(events)
     sm = None if stage_map is None else (stage_map if isinstance(stage_map, StageMap) else load_stage_map(stage_map))
     if observed_until is not None:
-        until = pd.Timestamp(observed_until)
-        t = t.filter(t.timestamp <= (until.tz_localize("UTC") if until.tzinfo is None else until).to_pydatetime())
+        t = t.filter(t.timestamp <= to_utc(observed_until).to_pydatetime())
     rows = []
     for metric, (default_event, convention) in SURVEYS.items():
         event = sm.event(default_event) if sm else default_event
@@ -686,8 +684,7 @@ def journey_changes(
     p-values (``p_holm``) over the KPIs tested. The windows are in ``attrs``.
     """
     t = as_ibis(events)
-    split = pd.Timestamp(split_at)
-    split = split.tz_localize("UTC") if split.tzinfo is None else split.tz_convert("UTC")
+    split = to_utc(split_at)
     until = to_utc(observed_until if observed_until is not None else t.timestamp.max().execute())
     first = to_utc(t.timestamp.min().execute())
     if not first < split <= until:

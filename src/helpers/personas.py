@@ -48,14 +48,11 @@ import ibis
 import numpy as np
 import pandas as pd
 
-from helpers.io import EventDataError, as_ibis, epoch_us, to_utc, utc_naive
+from helpers.io import US_PER_DAY, EventDataError, as_ibis, epoch_us, to_utc, utc_naive
 
 __all__ = ["DEFAULT_FEATURE_GROUPS", "FEATURE_GROUPS", "PersonaModel", "feature_group", "fit_personas", "kpi_headline",
            "persona_kpis", "persona_table", "save_personas",
            "user_features"]
-
-
-_US_PER_DAY = 86_400_000_000
 
 
 def _safe(name: str) -> str:
@@ -103,7 +100,7 @@ def user_features(
         # The window over every user's events is costly (1.5 s at 12.8M events): only when it is needed.
         t = t.mutate(_first=t.timestamp.min().over(ibis.window(group_by="user_id")))
         # On the stored microseconds: adding days to a zoned timestamp is slow on DuckDB (see io.utc_naive).
-        t = t.filter(epoch_us(t.timestamp) < epoch_us(t._first) + int(first_days) * _US_PER_DAY).drop("_first")
+        t = t.filter(epoch_us(t.timestamp) < epoch_us(t._first) + int(first_days) * US_PER_DAY).drop("_first")
     if "session_id" not in t.columns:
         from helpers.paths import sessionize
 
@@ -690,9 +687,7 @@ def persona_kpis(
     if labels.empty:
         raise EventDataError("persona_kpis: no labelled users.")
     t = as_ibis(events)
-    until = observed_until if observed_until is not None else t.timestamp.max().execute()
-    until = pd.Timestamp(until)
-    until = until.tz_localize("UTC") if until.tzinfo is None else until.tz_convert("UTC")
+    until = to_utc(observed_until if observed_until is not None else t.timestamp.max().execute())
     t = t.filter(t.timestamp <= until.to_pydatetime())
     is_purchase = t.event.isin(list(purchase_events))
     has_value = "value" in t.columns

@@ -539,11 +539,10 @@ def stickiness_chart(stickiness: pd.DataFrame) -> go.Figure:
 def risk_distribution(risk) -> go.Figure:
     """Histogram of the (calibrated, when present) churn probabilities of the active users, from
     :func:`helpers.retention.churn_risk`."""
-    calibrated = "calibrated_probability" in risk.scores.columns
-    fig = go.Figure(_binned(risk.scores["calibrated_probability" if calibrated else "churn_probability"], 40,
-                            PALETTE[1], "%{customdata[0]:.1%}-%{customdata[1]:.1%}: %{y:,} users"))
-    fig.update_xaxes(title=f"{'calibrated ' if calibrated else ''}probability of churning within {risk.horizon.days} days",
-                     tickformat=".0%")
+    fig = go.Figure(_binned(risk.scores[risk.probability], 40, PALETTE[1],
+                            "%{customdata[0]:.1%}-%{customdata[1]:.1%}: %{y:,} users"))
+    kind = "calibrated probability" if risk.probability == "calibrated_probability" else "probability"
+    fig.update_xaxes(title=f"{kind} of churning within {risk.horizon.days} days", tickformat=".0%")
     fig.update_yaxes(title="active users")
     return _layout(fig, f"Churn risk of the {len(risk.scores):,} users active at {risk.observed_until:%Y-%m-%d}")
 

@@ -35,6 +35,7 @@ Lifetimes and survival
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -42,7 +43,7 @@ import ibis
 import numpy as np
 import pandas as pd
 
-from helpers.io import EventDataError, as_ibis, epoch_us, to_utc, utc_naive
+from helpers.io import US_PER_DAY, EventDataError, as_ibis, epoch_us, to_utc, to_utc_series, utc_naive
 
 __all__ = ["HEALTH_WEIGHTS", "RISK_FEATURES", "HazardResult", "RetentionTable", "RiskResult", "SurvivalResult",
            "churn_risk", "cohort_retention", "hazard_ratios", "health_score", "retention_drivers", "risk_by_segment",
@@ -51,13 +52,6 @@ __all__ = ["HEALTH_WEIGHTS", "RISK_FEATURES", "HazardResult", "RetentionTable", 
 DAY = pd.Timedelta(days=1)
 _PERIODS = {"D": "day", "W": "week", "M": "month"}
 _WEEK_STARTS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-
-
-def _utc(values: pd.Series) -> pd.Series:
-    """Timestamps fetched from the backend as tz-aware UTC (to_datetime is slow on values that already are)."""
-    if isinstance(values.dtype, pd.DatetimeTZDtype):
-        return values.dt.tz_convert("UTC")
-    return pd.to_datetime(values, utc=True)
 
 
 def _observed_until(t: ibis.Table, observed_until: Any) -> pd.Timestamp:
@@ -325,7 +319,7 @@ def user_lifetimes(
         raise EventDataError("user_lifetimes: there are no events up to observed_until.")
     df["user_id"] = df["user_id"].astype(str)
     for col in [c for c in ("last_seen", "_first", "start", "churn_at") if c in df.columns]:
-        df[col] = _utc(df[col])
+        df[col] = to_utc_series(df[col])
     if observed_until is None:
         until = df["last_seen"].max()
     if start_event is None:
@@ -341,7 +335,7 @@ def user_lifetimes(
             churns = churns.filter(churns.timestamp >= churns._begin)
             later = churns.group_by("user_id").aggregate(_at=churns.timestamp.min()).to_pyarrow().to_pandas()
             df.loc[early, "churn_at"] = df.loc[early, "user_id"].map(
-                later.assign(user_id=later["user_id"].astype(str)).set_index("user_id")["_at"].pipe(_utc))
+                later.assign(user_id=later["user_id"].astype(str)).set_index("user_id")["_at"].pipe(to_utc_series))
     missing = int(df["start"].isna().sum())
     if missing == len(df):
         raise EventDataError(f"user_lifetimes: no user did the start event {start_event!r}.")
@@ -683,7 +677,7 @@ def retention_drivers(
     starts = ibis.memtable(pd.DataFrame({"user_id": life["user_id"].astype(str), "_start": life["start"]}))
     early = t.join(starts, "user_id")
     early = early.filter((early.timestamp >= early._start)
-                         & (epoch_us(early.timestamp) < epoch_us(early._start) + int(first_days) * 86_400_000_000))
+                         & (epoch_us(early.timestamp) < epoch_us(early._start) + int(first_days) * US_PER_DAY))
     top = (early.group_by("event").aggregate(n=early.user_id.nunique()).order_by([ibis.desc("n"), "event"])
            .limit(top_events).execute()["event"].tolist())
     aggs = {f"_did_{i}": (early.event == e).cast("int64").max() for i, e in enumerate(top)}
@@ -771,7 +765,8 @@ def _snapshot_features(t: ibis.Table, at: pd.Timestamp, *, inactivity: str, chur
         active &= f["_cancelled"] == 0
     if "mean_survey_score" not in f.columns:
         f["mean_survey_score"] = np.nan
-    return f[active].set_index("user_id")[list(RISK_FEATURES)].astype(float)
+    # Sorted: the backend's group-by order varies from run to run, and the cross-fitted halves follow row order.
+    return f[active].set_index("user_id").sort_index()[list(RISK_FEATURES)].astype(float)
 
 
 def _outcome(t: ibis.Table, users: pd.Index, at: pd.Timestamp, horizon: pd.Timedelta, churn_event: str | None) -> pd.DataFrame:
@@ -838,6 +833,12 @@ class RiskResult:
         return (f"Validated on a time split ({v['cut']:%Y-%m-%d}): concordance {v['concordance']:.2f}; the riskiest "
                 f"tenth churned {v['top_decile_churn']:.0%} within {self.horizon.days} days against {v['base_churn']:.0%} "
                 f"on average ({v['top_decile_lift']:.1f}x). {len(self.scores):,} active users scored.")
+
+    @property
+    def probability(self) -> str:
+        """The score column to act on: ``calibrated_probability`` when the scores have it, else
+        ``churn_probability`` (the at-risk audience, the share at risk per segment and the risk chart use it)."""
+        return "calibrated_probability" if "calibrated_probability" in self.scores.columns else "churn_probability"
 
     def calibration_note(self, tolerance: float = 0.10) -> str:
         """In words: do the validated probabilities match what happened, decile by decile?
@@ -966,24 +967,22 @@ def churn_risk(
     kw = dict(inactivity=inactivity, churn_event=churn_event, survey_event=survey_event, support_event=support_event,
               purchase_events=purchase_events)
     extra = _covariates(users, covariates)
-    seen: dict = {}  # the cut is scored for the validation and then fitted on: each snapshot is read once
+    # A snapshot is both scored (as a validation cut) and fitted on (as the next training point): read it once.
 
+    @functools.cache
     def features(at: pd.Timestamp) -> pd.DataFrame:
-        if at not in seen:
-            seen[at] = _snapshot_features(t, at, **kw)
-        return seen[at]
+        return _snapshot_features(t, at, **kw)
 
-    def outcome(users: pd.Index, at: pd.Timestamp) -> pd.DataFrame:
-        key = ("outcome", at)
-        if key not in seen or not seen[key].index.equals(users):
-            seen[key] = _outcome(t, users, at, horizon_td, churn_event)
-        return seen[key]
+    @functools.cache
+    def outcome(at: pd.Timestamp) -> pd.DataFrame:
+        """What happened in the horizon after ``at`` to the users active at ``at``."""
+        return _outcome(t, features(at).index, at, horizon_td, churn_event)
 
     def fit(at: pd.Timestamp):
         f = features(at)
         if f.empty:
             raise EventDataError(f"churn_risk: no user is active at {at:%Y-%m-%d} (an event in the {inactivity} before).")
-        y = outcome(f.index, at)
+        y = outcome(at)
         if not y["churned"].any() or y["churned"].all():
             raise EventDataError(f"churn_risk: at {at:%Y-%m-%d} {'no' if not y['churned'].any() else 'every'} active "
                                  f"user churned within {horizon}: there is nothing to learn from.")
@@ -1003,26 +1002,27 @@ def churn_risk(
     # Validation on the time split.
     cph_v, cols_v, fill_v = fit(train_at)
     Xv, pv = score(cph_v, cols_v, fill_v, cut)
-    yv = outcome(Xv.index, cut)
+    yv = outcome(cut)
     c_index = float(concordance_index(yv["days"], -pv, yv["churned"]))
     deciles = pd.qcut(pd.Series(pv).rank(method="first"), 10, labels=range(1, 11)).astype(int)
     calib = pd.DataFrame({"risk_decile": deciles.to_numpy(), "predicted": pv, "observed": yv["churned"].to_numpy()})
     churned_v = yv["churned"].to_numpy().astype(float)
-    check = "none (calibrate=False)"
-    calib["calibrated"] = pv
+    check, calib["calibrated"] = "none (calibrate=False)", pv
     mapping = lambda q: np.asarray(q, dtype=float)  # noqa: E731 - the identity when not calibrating
     if calibrate:
         mapping = _isotonic(pv, churned_v)  # learnt on the latest complete split, applied to the scores below
         earlier = train_at - lookback_td
-        try:
-            if earlier - pd.Timedelta(days=7) < first:
-                raise EventDataError("too short")
-            cph_e, cols_e, fill_e = fit(earlier)
-            Xe, pe = score(cph_e, cols_e, fill_e, train_at)
-            calib["calibrated"] = _isotonic(pe, outcome(Xe.index, train_at)["churned"].to_numpy().astype(float))(pv)
-            check = (f"out of time: a mapping learnt on the split one lookback earlier, fitted {earlier:%Y-%m-%d} "
-                     f"and scored {train_at:%Y-%m-%d}, applied to this split")
-        except (EventDataError, ConvergenceError):  # no usable earlier split: too short, or nothing to learn
+        check = None
+        if earlier - pd.Timedelta(days=7) >= first:
+            try:
+                cph_e, cols_e, fill_e = fit(earlier)
+                _, pe = score(cph_e, cols_e, fill_e, train_at)
+                calib["calibrated"] = _isotonic(pe, outcome(train_at)["churned"].to_numpy().astype(float))(pv)
+                check = (f"out of time: a mapping learnt on the split one lookback earlier, fitted "
+                         f"{earlier:%Y-%m-%d} and scored {train_at:%Y-%m-%d}, applied to this split")
+            except (EventDataError, ConvergenceError):  # nobody (or everybody) churned there: nothing to learn
+                pass
+        if check is None:
             calib["calibrated"] = _cross_fitted(pv, churned_v)
             check = ("cross-fitted on this split's users; the data is too short for an out-of-time check, so the "
                      "transfer to the next split is not tested")
@@ -1145,13 +1145,12 @@ def health_score(
 
 def risk_by_segment(risk: RiskResult, segment: pd.Series, *, threshold: float = 0.5) -> pd.DataFrame:
     """Per segment (a Series indexed by ``user_id``, e.g. persona): active users, mean churn probability, and the
-    share at or above ``threshold`` (calibrated probabilities when the result has them, as ``audiences.at_risk``)."""
+    share at or above ``threshold`` (on :attr:`RiskResult.probability`, as ``audiences.at_risk``)."""
     seg = segment.copy()
     seg.index = seg.index.astype(str)
     s = risk.scores.assign(segment=risk.scores["user_id"].map(seg).astype(object).fillna("(none)"))
-    column = "calibrated_probability" if "calibrated_probability" in s.columns else "churn_probability"
-    out = s.groupby("segment").agg(users=("user_id", "size"), mean_probability=(column, "mean"),
-                                   share_at_risk=(column, lambda p: float((p >= threshold).mean())))
+    out = s.groupby("segment").agg(users=("user_id", "size"), mean_probability=(risk.probability, "mean"),
+                                   share_at_risk=(risk.probability, lambda p: float((p >= threshold).mean())))
     return out.sort_values("mean_probability", ascending=False).reset_index().rename(columns={"segment": segment.name or "segment"})
 
 

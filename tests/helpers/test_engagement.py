@@ -134,6 +134,8 @@ def test_recalibration_falls_back_to_cross_fitting_on_short_data(sample_events):
     r = churn_risk(sample_events, lookback="75D")  # no room for a split one lookback earlier
     assert r.validation["calibration_check"].startswith("cross-fitted")
     assert r.validation["calibrated_gap"] < r.validation["calibration_gap"]
+    # The halves follow the users, not the backend's row order, which varies from run to run.
+    pd.testing.assert_frame_equal(churn_risk(sample_events, lookback="75D").calibration, r.calibration)
     plain = churn_risk(sample_events, calibrate=False)
     np.testing.assert_allclose(plain.scores["calibrated_probability"], plain.scores["churn_probability"])
     np.testing.assert_allclose(plain.calibration["calibrated"], plain.calibration["predicted"])
