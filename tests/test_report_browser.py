@@ -91,3 +91,153 @@ def test_no_report_is_larger_than_15_mb(sample_run):
 
 def test_chromium_is_the_one_debian_ships():
     assert shutil.which("chromium") == str(CHROMIUM)
+
+
+# ----------------------------------------------------------------------------- hostile data
+
+# Each payload, if it ever ran, would set window.__pwned to its own name.
+PAYLOADS = {
+    "script": "<script>window.__pwned='script'</script>",
+    "img": "<img src=x onerror=\"window.__pwned='img'\">",
+    "svg": "<svg onload=\"window.__pwned='svg'\">",
+    "details": "<details open ontoggle=\"window.__pwned='details'\">",
+    "iframe": "\"><iframe srcdoc=\"<script>parent.__pwned='iframe'</script>\">",
+    "javascript": "javascript:window.__pwned='javascript'",
+    "markdown": "[click me](javascript:window.__pwned='markdown')",
+}
+HOSTILE_STEP = PAYLOADS["img"] + "checkout_started"
+
+
+def _hostile_project(root: Path) -> Path:
+    """A scratch project whose bundled sample carries the payloads in event names, a funnel step, channels, page
+    properties, user attributes (profiled by the personas, compared by retention) and the report title, plus one
+    5 MB event name; returns its report config."""
+    import pandas as pd
+    import yaml
+
+    from helpers import sample
+
+    for folder in ("config", "notebooks"):
+        shutil.copytree(config.PROJECT_ROOT / folder, root / folder)
+    j = sample.generate_journeys(3_000, seed=5, days=120)
+    ev, users = j.events.copy(), j.users.copy()
+    text = {c: ev[c].astype(object) for c in ("event", "channel", "page")}
+    text["event"] = text["event"].replace({"email_open": PAYLOADS["script"] + "email_open", "app_open": PAYLOADS["img"],
+                                           "checkout_started": HOSTILE_STEP})
+    text["channel"] = text["channel"].replace({"social": PAYLOADS["img"] + "social", "push": PAYLOADS["javascript"]})
+    text["page"] = text["page"].replace({"checkout": PAYLOADS["iframe"]})
+    ev = ev.assign(**{c: v.astype("string") for c, v in text.items()})
+    # Events named by the other payloads, one second after some page views (so they sit on paths too).
+    views = ev[ev["event"] == "page_view"]
+    extra = []
+    for i, name in enumerate(["svg", "details", "iframe", "javascript", "markdown"]):
+        rows = views.iloc[i::25].assign(event=PAYLOADS[name], timestamp=lambda d: d["timestamp"] + pd.Timedelta(seconds=1))
+        extra.append(rows)
+    extra.append(views.iloc[:1].assign(event="x" * 5_000_000))
+    ev = pd.concat([ev, *extra], ignore_index=True).sort_values(["user_id", "timestamp"], kind="stable")
+    users["acquisition_channel"] = users["acquisition_channel"].replace({"social": PAYLOADS["img"] + "social"})
+    users["country"] = users["country"].replace({"FR": PAYLOADS["details"]})
+    users["device"] = users["device"].replace({"mobile": PAYLOADS["markdown"]})
+    (root / "data" / "sample").mkdir(parents=True)
+    ev.to_parquet(root / "data" / "sample" / "events.parquet", index=False)
+    users.to_parquet(root / "data" / "sample" / "users.parquet", index=False)
+
+    stage_map = yaml.safe_load((root / "config" / "journey.yaml").read_text())
+    for stage in stage_map["stages"]:
+        stage["events"] = [HOSTILE_STEP if e == "checkout_started" else e for e in stage["events"]]
+    stage_map["kpi_events"]["checkout_started"] = HOSTILE_STEP
+    (root / "config" / "journey.yaml").write_text(yaml.safe_dump(stage_map, allow_unicode=True))
+    cfg = yaml.safe_load((root / "config" / "report.yaml").read_text())
+    cfg["title"] = PAYLOADS["script"] + " Hostile report"
+    funnel_nb = next(nb for nb in cfg["notebooks"] if nb["name"] == "funnel")
+    funnel_nb["parameters"] = {"steps": ["signup", "first_value", "add_to_cart", HOSTILE_STEP, "purchase"]}
+    (root / "config" / "report.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True))
+    return root / "config" / "report.yaml"
+
+
+@pytest.fixture(scope="module")
+def hostile_run(tmp_path_factory):
+    """The whole report on the hostile scratch project, run as a scheduled run would be (a child process)."""
+    import os
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("hostile")
+    cfg = _hostile_project(root)
+    run = subprocess.run([sys.executable, "-m", "helpers.report", "run", "--quiet", "--config", str(cfg),
+                          "--reports-dir", str(root / "reports")], cwd=root, capture_output=True, text=True,
+                         env={**os.environ, "JOURNEY_PROJECT_ROOT": str(root)})
+    assert run.returncode == 0, run.stderr[-3000:]
+    return (root / "reports" / "latest").resolve()
+
+
+def test_no_payload_from_the_data_runs_in_any_report_page_and_each_shows_as_text(hostile_run, browser):
+    pages = sorted(hostile_run.glob("*.html"))
+    assert len(pages) == 7
+    shown = ""
+    for path in pages:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        problems: list[str] = []
+        page.on("console", lambda m, problems=problems: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda e, problems=problems: problems.append(f"page error: {e}"))
+        page.goto(path.as_uri(), wait_until="load")
+        page.wait_for_timeout(500)
+        for chart in page.locator(".js-plotly-plot").all():  # hover text is drawn from the same labels: still inert
+            chart.scroll_into_view_if_needed()
+            box = chart.bounding_box()
+            if box:
+                page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        assert page.evaluate("typeof window.__pwned") == "undefined", f"{path.name}: {page.evaluate('window.__pwned')} ran"
+        # Escaped, not neutralised by the policy: no element of a payload exists, so the policy had nothing to refuse.
+        assert problems == [], f"{path.name}: {len(problems)} problem(s), e.g. {[p[:300] for p in problems[:3]]}"
+        live = page.locator("body img[onerror], body svg[onload], details[ontoggle], iframe, a[href^='javascript']").count()
+        assert live == 0, f"{path.name}: {live} element(s) built from a payload"
+        assert len(page.frames) == 1
+        shown += page.evaluate("document.body.textContent")
+        page.close()
+    for name, payload in PAYLOADS.items():
+        assert payload in shown, f"the {name} payload is not shown as text anywhere"
+    assert max(p.stat().st_size for p in pages) < 15 * 1024**2
+
+
+def test_the_policy_stops_a_script_that_reached_the_page_unescaped(browser, tmp_path):
+    """Defence in depth: a raw HTML output (as if some value had skipped escaping) cannot run, while the chart
+    that plotly drew in the same notebook still does."""
+    import nbformat
+    import plotly.graph_objects as go
+    import plotly.io as pio
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    fig = go.Figure(go.Bar(x=["a", "b"], y=[1, 2])).to_dict()
+    raw = ("<a href=\"javascript:window.__pwned='a'\">link</a><details ontoggle=\"window.__pwned='details'\">"
+           "<summary>more</summary></details>" + "".join(PAYLOADS[k] for k in ("script", "img", "svg")))
+    notebook = pio.renderers["notebook"]
+    nb = new_notebook(cells=[new_code_cell("", outputs=[
+        new_output("display_data", data={"text/html": _plotly_bundle_html(notebook)}),
+        new_output("display_data", data=pio.renderers["plotly_mimetype"].to_mimebundle(fig) | notebook.to_mimebundle(fig)),
+        new_output("display_data", data={"text/html": raw}),
+    ])])
+    nbformat.write(nb, tmp_path / "nb.ipynb")
+    out = report.render_html(tmp_path / "nb.ipynb", tmp_path / "nb.html")
+    assert "Content-Security-Policy" in out.read_text()
+    page = browser.new_page()
+    violations: list[str] = []
+    page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+    page.goto(out.as_uri(), wait_until="load")
+    page.locator("details summary").first.click(timeout=5000)  # a toggle would fire ontoggle
+    page.locator("a[href^='javascript']").first.click(timeout=5000)
+    page.wait_for_timeout(300)
+    assert page.evaluate("typeof window.__pwned") == "undefined"
+    assert violations, "the browser refused nothing: is the policy in the page?"
+    assert page.locator(".js-plotly-plot svg.main-svg").count() > 0, "the trusted chart was blocked too"
+    page.close()
+
+
+def _plotly_bundle_html(renderer) -> str:
+    """The HTML that plotly's notebook renderer displays once per page (its plotly.js bundle)."""
+    from unittest import mock
+
+    shown: list[str] = []
+    with mock.patch("plotly.io._base_renderers.ipython_display.display_html", lambda html, raw: shown.append(html)):
+        renderer.activate()
+    return shown[0]

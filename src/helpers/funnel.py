@@ -350,13 +350,16 @@ def _summarise(per_user: pd.DataFrame, steps: list[Step], window: pd.Timedelta, 
         per_user[c] = to_utc_series(per_user[c])
     per_user["user_id"] = per_user["user_id"].astype(str)
     seg_name = None
-    if by_column is not None:
-        seg_name = by_column
-        per_user[seg_name] = per_user["seg"].fillna(NONE_SEGMENT).astype(str)
-    elif by is not None:
-        series, seg_name = _segments_for_users(by)
-        per_user[seg_name] = per_user["user_id"].map(series).astype("object").where(lambda s: s.notna(), NONE_SEGMENT).astype(str)
-    per_user = per_user.drop(columns="seg")
+    seg = per_user.pop("seg")  # first: a segment may itself be called "seg"
+    if by is not None or by_column is not None:
+        series, seg_name = (None, by_column) if by_column is not None else _segments_for_users(by)
+        taken = {"user_id", "reached", "start", "in_progress", "furthest_step", "attempt_start",
+                 *[f"t_{k}" for k in range(1, n + 1)], *[f"step_{k}_at" for k in range(1, n + 1)]}
+        if seg_name in taken:
+            raise EventDataError(f"by: the segment is named {seg_name!r}, a name the funnel's own columns use; "
+                                 "rename it (e.g. series.rename('segment')).")
+        values = seg if series is None else per_user["user_id"].map(series)
+        per_user[seg_name] = values.astype("object").where(lambda s: s.notna(), NONE_SEGMENT).astype(str)
     per_user["reached"] = per_user["reached"].astype(int)
     per_user["in_progress"] = (per_user["reached"] < n) & (per_user["start"] > until - window)
 

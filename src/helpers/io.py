@@ -989,7 +989,9 @@ class DataQualityReport:
     def _repr_html_(self) -> str:
         html = self.summary.to_html(index=False, border=0)
         if self.warnings:
-            html += "<ul>" + "".join(f"<li>{w}</li>" for w in self.warnings) + "</ul>"
+            from html import escape  # warnings can quote values from the data
+
+            html += "<ul>" + "".join(f"<li>{escape(w)}</li>" for w in self.warnings) + "</ul>"
         return html
 
 

@@ -3,6 +3,13 @@
 Every function takes a result object (or one of its tables) and returns a
 plotly figure, which renders interactively in JupyterLab and, through
 :func:`init_notebook`, survives conversion to a self-contained HTML report.
+
+Names from the data (events, channels, pages, segments, personas) are
+hostile until shown otherwise: every one that becomes chart text (labels,
+legends, hover, annotations, titles) goes through :func:`label`, which
+shortens it and escapes ``& < >``. plotly reads a few HTML tags in text
+(``<b>``, ``<a href>``, ``<span style>``...) and turns the escapes back
+into the characters, so the name shows as written and no tag of it is read.
 """
 
 from __future__ import annotations
@@ -16,8 +23,9 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from helpers.io import DataQualityReport
+from helpers.report import escape, shorten
 
-__all__ = ["TEMPLATE", "channel_mix", "events_per_day", "events_per_type", "friction_chart", "funnel_chart", "init_notebook",
+__all__ = ["TEMPLATE", "label", "labels", "channel_mix", "events_per_day", "events_per_type", "friction_chart", "funnel_chart", "init_notebook",
            "cohort_heatmap", "forest_plot", "k_selection", "paths_sankey", "persona_heatmap", "persona_kpis_chart", "persona_projection", "persona_sizes",
            "segment_comparison", "styled", "survival_chart", "time_to_convert", "journey_map", "touchpoint_heatmap",
            "kpi_tiles", "lifecycle_chart", "stickiness_chart", "risk_distribution", "calibration_chart"]
@@ -45,6 +53,40 @@ def init_notebook() -> None:
 
         shell.display_formatter.formatters["image/png"].for_type(
             Figure, lambda fig: print_figure(fig, "png", bbox_inches="tight", dpi=110))
+
+
+LABEL_LIMIT = 80  # characters of a name from the data shown in a chart
+
+
+def label(value: Any, limit: int = LABEL_LIMIT) -> str:
+    """A name from the data as chart text: shortened to ``limit`` characters, ``& < >`` escaped.
+
+    Examples
+    --------
+    >>> label("<img src=x onerror=alert(1)>")
+    '&lt;img src=x onerror=alert(1)&gt;'
+    """
+    return html_text(shorten(value, limit))
+
+
+_l = label  # for functions whose own parameter is called ``label``
+
+
+def labels(values: Any, limit: int = LABEL_LIMIT) -> list[str]:
+    """:func:`label` of each value."""
+    return [label(v, limit) for v in values]
+
+
+def html_text(text: str) -> str:
+    # quote=False: plotly decodes &amp; &lt; &gt; and numeric references, but shows &quot; as it is
+    import html
+
+    return html.escape(text, quote=False)
+
+
+def _mpl_label(value: Any, limit: int = LABEL_LIMIT) -> str:
+    """A name from the data as matplotlib text: shortened, ``$`` escaped (it would start mathtext)."""
+    return shorten(value, limit).replace("$", r"\$")
 
 
 def _layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
@@ -79,7 +121,7 @@ def events_per_type(quality: DataQualityReport, top: int = 25) -> go.Figure:
     """Horizontal bars: the ``top`` event types by count, with the users who did each."""
     table = quality.events_per_type.head(top).iloc[::-1]
     fig = go.Figure(go.Bar(
-        x=table["events"], y=table["event"], orientation="h", marker_color=PALETTE[0],
+        x=table["events"], y=labels(table["event"]), orientation="h", marker_color=PALETTE[0],
         customdata=table[["users", "share"]].to_numpy(),
         hovertemplate="%{y}<br>%{x:,} events (%{customdata[1]:.1%})<br>%{customdata[0]:,} users<extra></extra>",
     ))
@@ -94,8 +136,9 @@ def channel_mix(quality: DataQualityReport) -> go.Figure:
         fig.add_annotation(text="The events have no channel column.", showarrow=False)
         return _layout(fig, "Channels", height=200)
     table = quality.channels.iloc[::-1]
-    fig.add_bar(x=table["events"], y=table["channel"], orientation="h", name="events", marker_color=PALETTE[0])
-    fig.add_bar(x=table["users"], y=table["channel"], orientation="h", name="users", marker_color=PALETTE[1])
+    channel = labels(table["channel"])
+    fig.add_bar(x=table["events"], y=channel, orientation="h", name="events", marker_color=PALETTE[0])
+    fig.add_bar(x=table["users"], y=channel, orientation="h", name="users", marker_color=PALETTE[1])
     fig.update_layout(barmode="group")
     fig.update_xaxes(title="count")
     return _layout(fig, "Events and users by channel", height=max(320, 40 * len(table) + 120))
@@ -123,13 +166,13 @@ def funnel_chart(result) -> go.Figure:
         text = [f"{u:,} ({c:.1%})" + ("" if k == 1 else f"<br>−{d + p:,} from previous")
                 for k, u, c, d, p in zip(g["step_index"], g["users"], g["conversion_from_start"], g["dropped"].shift(1, fill_value=0),
                                          g["in_progress"].shift(1, fill_value=0))]
-        fig.add_bar(x=[f"{k}. {s}" for k, s in zip(g["step_index"], g["step"])], y=g["users"], name=str(name or "users"),
-                    text=text, textposition="outside", marker_color=PALETTE[i % len(PALETTE)], cliponaxis=False,
-                    hovertemplate="%{x}<br>%{y:,} users<extra>" + str(name or "") + "</extra>")
+        fig.add_bar(x=[f"{k}. {label(s)}" for k, s in zip(g["step_index"], g["step"])], y=g["users"],
+                    name=label(name or "users"), text=text, textposition="outside", marker_color=PALETTE[i % len(PALETTE)],
+                    cliponaxis=False, hovertemplate="%{x}<br>%{y:,} users<extra>" + label(name or "") + "</extra>")
     fig.update_layout(barmode="group", showlegend=result.by is not None, yaxis_title="users")
     from helpers.funnel import _readable
 
-    title = f"Funnel ({result.order}, {_readable(result.conversion_window)} window)" + (f" by {result.by}" if result.by else "")
+    title = f"Funnel ({result.order}, {_readable(result.conversion_window)} window)" + (f" by {label(result.by)}" if result.by else "")
     return _layout(fig, title, height=460)
 
 
@@ -142,9 +185,10 @@ def time_to_convert(result, step: int | None = None) -> go.Figure:
     fig = go.Figure(_binned(hours, 60, PALETTE[0], "%{customdata[0]:.1f}-%{customdata[1]:.1f} h: %{y:,} users"))
     if len(hours):
         fig.add_vline(x=float(hours.median()), line_dash="dash", annotation_text=f"median {hours.median():.1f} h")
-    fig.update_xaxes(title=f"hours from {result.steps[k - 2].label} to {result.steps[k - 1].label}")
+    before, after = label(result.steps[k - 2].label), label(result.steps[k - 1].label)
+    fig.update_xaxes(title=f"hours from {before} to {after}")
     fig.update_yaxes(title="users")
-    return _layout(fig, f"Time to convert: {result.steps[k - 2].label} → {result.steps[k - 1].label}")
+    return _layout(fig, f"Time to convert: {before} → {after}")
 
 
 def _binned(values: pd.Series, bins: int, colour: str, hovertemplate: str) -> go.Bar:
@@ -161,14 +205,14 @@ def segment_comparison(comparison: pd.DataFrame, segment: str | None = None) -> 
     seg = segment or comparison.columns[0]
     fig = go.Figure()
     for i, (name, g) in enumerate(comparison.groupby(seg, sort=True)):
-        labels = [f"{a} → {b}" for a, b in zip(g["from_step"], g["step"])]
-        fig.add_scatter(x=labels, y=g["conversion"], mode="markers", name=str(name), marker=dict(size=11, color=PALETTE[i % len(PALETTE)]),
+        steps = [f"{label(a)} → {label(b)}" for a, b in zip(g["from_step"], g["step"])]
+        fig.add_scatter(x=steps, y=g["conversion"], mode="markers", name=label(name), marker=dict(size=11, color=PALETTE[i % len(PALETTE)]),
                         error_y=dict(type="data", symmetric=False, array=g["ci_high"] - g["conversion"],
                                      arrayminus=g["conversion"] - g["ci_low"]),
                         customdata=g[["entered", "p_holm"]].to_numpy(),
-                        hovertemplate="%{x}<br>%{y:.1%} of %{customdata[0]:,}<br>p (Holm) %{customdata[1]:.3g}<extra>" + str(name) + "</extra>")
+                        hovertemplate="%{x}<br>%{y:.1%} of %{customdata[0]:,}<br>p (Holm) %{customdata[1]:.3g}<extra>" + label(name) + "</extra>")
     fig.update_yaxes(title="conversion from previous step", tickformat=".0%")
-    return _layout(fig, f"Step conversion by {seg}, with 95% intervals")
+    return _layout(fig, f"Step conversion by {label(seg)}, with 95% intervals")
 
 
 def paths_sankey(paths: pd.DataFrame, top: int = 15) -> go.Figure:
@@ -178,7 +222,7 @@ def paths_sankey(paths: pd.DataFrame, top: int = 15) -> go.Figure:
     links: dict[tuple[int, int], int] = {}
     for path, units in zip(rows["path"], rows["units"]):
         steps = path.split(" → ")
-        ids = [nodes.setdefault(f"{i + 1}. {s}", len(nodes)) for i, s in enumerate(steps)]
+        ids = [nodes.setdefault(f"{i + 1}. {label(s)}", len(nodes)) for i, s in enumerate(steps)]
         for a, b in zip(ids, ids[1:]):
             links[(a, b)] = links.get((a, b), 0) + int(units)
     fig = go.Figure(go.Sankey(node=dict(label=list(nodes), pad=12, thickness=14, color=PALETTE[0]),
@@ -191,9 +235,9 @@ def friction_chart(friction: pd.DataFrame, top: int = 10) -> go.Figure:
     rows = friction.head(top).iloc[::-1]
     metric = "value_lost" if "value_lost" in rows.columns else "users_lost"
     seg = rows.columns[0] if rows.columns[0] != "step_index" else None
-    label = [f"{a} → {b}" + (f" ({g})" if seg else "")
+    names = [f"{label(a)} → {label(b)}" + (f" ({label(g)})" if seg else "")
              for a, b, g in zip(rows["from_step"], rows["to_step"], rows[seg] if seg else rows["from_step"])]
-    fig = go.Figure(go.Bar(x=rows[metric], y=label, orientation="h", marker_color=PALETTE[1],
+    fig = go.Figure(go.Bar(x=rows[metric], y=names, orientation="h", marker_color=PALETTE[1],
                            hovertemplate="%{y}<br>%{x:,.0f}<extra></extra>"))
     fig.update_xaxes(title=metric.replace("_", " "))
     return _layout(fig, "Where the funnel loses most", height=max(300, 36 * len(rows) + 120))
@@ -221,12 +265,14 @@ def persona_heatmap(model, *, top_features: int = 24):
                       axis=1)
     fig = Figure(figsize=(min(2 + 0.55 * ratio.shape[1], 18), 1.2 + 0.55 * len(ratio)), layout="constrained")
     ax = fig.subplots()
-    labels = ratio.map(lambda v: "" if pd.isna(v) else f"{v:.1f}x")
+    cell_text = ratio.map(lambda v: "" if pd.isna(v) else f"{v:.1f}x")
     sns.heatmap(np.log2(ratio.clip(lower=1 / 16, upper=16)), ax=ax, cmap="RdBu_r", center=0, vmin=-3, vmax=3,
-                annot=labels, fmt="", annot_kws={"fontsize": 7}, cbar_kws={"label": "log2 ratio to all users"})
+                annot=cell_text, fmt="", annot_kws={"fontsize": 7}, cbar_kws={"label": "log2 ratio to all users"})
     from helpers.personas import _readable
 
-    ax.set_xticklabels([_readable(c.get_text()) for c in ax.get_xticklabels()], rotation=40, ha="right", fontsize=8)
+    ax.set_xticklabels([_mpl_label(_readable(c.get_text())) for c in ax.get_xticklabels()], rotation=40, ha="right",
+                       fontsize=8)
+    ax.set_yticklabels([_mpl_label(c.get_text()) for c in ax.get_yticklabels()], rotation=0)
     ax.set_ylabel("")
     ax.set_xlabel("")
     ax.set_title("What sets each persona apart (ratio of the persona's mean to all users')")
@@ -236,9 +282,9 @@ def persona_heatmap(model, *, top_features: int = 24):
 def persona_sizes(model) -> go.Figure:
     """Users per persona, largest first, with their share."""
     table = model.summary().iloc[::-1]
-    fig = go.Figure(go.Bar(x=table["users"], y=table["name"], orientation="h", marker_color=PALETTE[0],
+    fig = go.Figure(go.Bar(x=table["users"], y=labels(table["name"]), orientation="h", marker_color=PALETTE[0],
                            text=[f"{u:,} ({s:.0%})" for u, s in zip(table["users"], table["share"])], textposition="auto",
-                           customdata=table[["description"]].to_numpy(),
+                           customdata=np.array(labels(table["description"], 300), dtype=object)[:, None],
                            hovertemplate="%{customdata[0]}<br>%{x:,} users<extra></extra>"))
     fig.update_xaxes(title="users")
     return _layout(fig, "Persona sizes", height=max(280, 46 * len(table) + 120))
@@ -248,9 +294,9 @@ def persona_projection(projection: pd.DataFrame) -> go.Figure:
     """Scatter of :meth:`helpers.personas.PersonaModel.projection` (PCA, a sample of users), coloured by persona."""
     fig = go.Figure()
     for i, (name, g) in enumerate(projection.groupby("name", sort=False)):
-        fig.add_scatter(x=g["pc1"], y=g["pc2"], mode="markers", name=str(name),
+        fig.add_scatter(x=g["pc1"], y=g["pc2"], mode="markers", name=label(name),
                         marker=dict(size=4, opacity=0.55, color=PALETTE[i % len(PALETTE)]),
-                        hovertemplate=str(name) + "<extra></extra>")
+                        hovertemplate=label(name) + "<extra></extra>")
     kept = projection.attrs.get("explained_variance")
     fig.update_xaxes(title="first principal component")
     fig.update_yaxes(title="second principal component")
@@ -277,17 +323,17 @@ def persona_kpis_chart(kpis: pd.DataFrame) -> go.Figure:
     from plotly.subplots import make_subplots
 
     rows = kpis[kpis["persona"].astype(str) != "(all)"]
-    label = (rows["name"] if "name" in rows.columns else rows["persona"]).astype(str)
+    names = labels(rows["name"] if "name" in rows.columns else rows["persona"])
     fig = make_subplots(rows=1, cols=3, subplot_titles=("conversion to purchase", "NPS", "churned"))
-    fig.add_bar(x=label, y=rows["conversion"], marker_color=PALETTE[0], row=1, col=1, showlegend=False,
+    fig.add_bar(x=names, y=rows["conversion"], marker_color=PALETTE[0], row=1, col=1, showlegend=False,
                 error_y=dict(type="data", symmetric=False, array=rows["conversion_high"] - rows["conversion"],
                              arrayminus=rows["conversion"] - rows["conversion_low"]),
                 hovertemplate="%{x}: %{y:.1%}<extra></extra>")
-    fig.add_bar(x=label, y=rows["nps"], marker_color=PALETTE[1], row=1, col=2, showlegend=False,
+    fig.add_bar(x=names, y=rows["nps"], marker_color=PALETTE[1], row=1, col=2, showlegend=False,
                 error_y=dict(type="data", symmetric=False, array=rows["nps_high"] - rows["nps"],
                              arrayminus=rows["nps"] - rows["nps_low"]),
                 hovertemplate="%{x}: NPS %{y:.0f}<extra></extra>")
-    fig.add_bar(x=label, y=rows["churn_share"], marker_color=PALETTE[2], row=1, col=3, showlegend=False,
+    fig.add_bar(x=names, y=rows["churn_share"], marker_color=PALETTE[2], row=1, col=3, showlegend=False,
                 hovertemplate="%{x}: %{y:.1%} churned<extra></extra>")
     fig.update_yaxes(tickformat=".0%", row=1, col=1)
     fig.update_yaxes(tickformat=".0%", row=1, col=3)
@@ -309,18 +355,18 @@ def cohort_heatmap(table, *, max_offsets: int = 26) -> go.Figure:
     sizes = table.counts[0]
     fmt = {"D": "%Y-%m-%d", "W": "%Y-%m-%d", "M": "%Y-%m"}[table.period]
     if table.by is None:
-        labels = [f"{c:{fmt}} (n={n:,})" for c, n in zip(rates.index, sizes)]
+        rows = [f"{c:{fmt}} (n={n:,})" for c, n in zip(rates.index, sizes)]
         avg_labels = ["average"]
     else:
-        labels = [f"{g} {c:{fmt}} (n={n:,})" for (g, c), n in zip(rates.index, sizes)]
-        avg_labels = [f"{g}: average" for g in table.average.index]
+        rows = [f"{label(g)} {c:{fmt}} (n={n:,})" for (g, c), n in zip(rates.index, sizes)]
+        avg_labels = [f"{label(g)}: average" for g in table.average.index]
     avg = table.average.iloc[:, :max_offsets]
     z = np.vstack([avg.to_numpy(float), rates.to_numpy(float)])
     text = np.vstack([np.where(np.isnan(avg.to_numpy(float)), "·", np.char.mod("%.0f%%", 100 * np.nan_to_num(avg.to_numpy(float)))),
                       np.where(incomplete.to_numpy(), "·", np.char.mod("%.0f%%", 100 * np.nan_to_num(rates.to_numpy(float))))])
     unit = {"D": "day", "W": "week", "M": "month"}[table.period]
     fig = go.Figure(go.Heatmap(
-        z=z[::-1], x=[str(k) for k in rates.columns], y=(avg_labels + labels)[::-1], text=text[::-1], texttemplate="%{text}",
+        z=z[::-1], x=[str(k) for k in rates.columns], y=(avg_labels + rows)[::-1], text=text[::-1], texttemplate="%{text}",
         textfont=dict(size=9), colorscale="Blues", zmin=0, zmax=float(np.nanmax(z[:, 1:])) if z.shape[1] > 1 else 1,
         colorbar=dict(title="retained", tickformat=".0%"),
         hovertemplate="%{y}<br>" + unit + " %{x}: %{z:.1%}<extra></extra>"))
@@ -352,12 +398,12 @@ def survival_chart(result, *, at_risk_every: int = 30, max_points: int = 1000) -
                         hoverinfo="skip", row=1, col=1)
         fig.add_scatter(x=t["timeline"], y=t["ci_low"], mode="lines", line=dict(width=0, shape="hv"), fill="tonexty",
                         fillcolor=_rgba(colour, 0.18), showlegend=False, hoverinfo="skip", row=1, col=1)
-        fig.add_scatter(x=t["timeline"], y=t["survival"], mode="lines", name=str(g), line=dict(color=colour, shape="hv", width=2),
-                        hovertemplate=str(g) + "<br>day %{x:.0f}: %{y:.1%} remain<extra></extra>", row=1, col=1)
+        fig.add_scatter(x=t["timeline"], y=t["survival"], mode="lines", name=label(g), line=dict(color=colour, shape="hv", width=2),
+                        hovertemplate=label(g) + "<br>day %{x:.0f}: %{y:.1%} remain<extra></extra>", row=1, col=1)
         # Users at risk at each tick: those whose time is at least the tick.
         at_risk = [int(full.loc[full["timeline"] >= x, "at_risk"].iloc[0]) if (full["timeline"] >= x).any() else 0
                    for x in ticks]
-        fig.add_scatter(x=ticks, y=[str(g)] * len(ticks), mode="text", text=[f"{n:,}" for n in at_risk], showlegend=False,
+        fig.add_scatter(x=ticks, y=[label(g)] * len(ticks), mode="text", text=[f"{n:,}" for n in at_risk], showlegend=False,
                         textfont=dict(size=9, color=colour), hoverinfo="skip", row=2, col=1)
     fig.update_yaxes(title="still there", tickformat=".0%", range=[0, 1.02], row=1, col=1)
     fig.update_yaxes(title="at risk", showgrid=False, row=2, col=1)
@@ -394,11 +440,12 @@ def forest_plot(table: pd.DataFrame, *, label: str | None = None, title: str = "
     """
     rows = table.iloc[::-1]
     if label is not None:
-        names = rows[label].astype(str)
+        names = labels(rows[label])
     elif "event" in rows.columns:
-        names = "did " + rows["event"].astype(str)
+        names = ["did " + _l(e) for e in rows["event"]]
     else:
-        names = [f"{c}: {lv} vs {b}" if lv != "" else str(c) for c, lv, b in zip(rows["covariate"], rows["level"], rows["baseline"])]
+        names = [f"{_l(c)}: {_l(lv)} vs {_l(b)}" if lv != "" else _l(c)
+                 for c, lv, b in zip(rows["covariate"], rows["level"], rows["baseline"])]
     fig = go.Figure(go.Scatter(
         x=rows["hazard_ratio"], y=list(names), mode="markers", marker=dict(size=10, color=PALETTE[0]),
         error_x=dict(type="data", symmetric=False, array=rows["ci_high"] - rows["hazard_ratio"],
@@ -430,8 +477,8 @@ def journey_map(progression, *, touchpoints: pd.DataFrame | None = None, satisfa
     top = max(float(stages["users"].max()), 1.0)
     for i in x[1:]:
         share, days = stages["share_of_previous"].iloc[i], stages["median_days_from_previous"].iloc[i]
-        label = f"{share:.0%} move on" + ("" if np.isnan(days) else f"<br>median {_days_text(days)}")
-        fig.add_annotation(x=i - 0.5, y=top * 1.22, text=label, showarrow=False, font=dict(size=11, color="#444"))
+        move_on = f"{share:.0%} move on" + ("" if np.isnan(days) else f"<br>median {_days_text(days)}")
+        fig.add_annotation(x=i - 0.5, y=top * 1.22, text=move_on, showarrow=False, font=dict(size=11, color="#444"))
         fig.add_annotation(x=i - 0.22, y=top * 1.08, ax=i - 0.78, ay=top * 1.08, xref="x", yref="y", axref="x", ayref="y",
                            showarrow=True, arrowhead=3, arrowwidth=1.5, arrowcolor="#888", text="")
     below = []
@@ -439,7 +486,7 @@ def journey_map(progression, *, touchpoints: pd.DataFrame | None = None, satisfa
         lines = []
         if touchpoints is not None:
             tp = touchpoints[touchpoints["stage"] == name].nlargest(top_channels, "users")
-            lines.append("via " + ", ".join(tp["channel"].astype(str)) if len(tp) else "")
+            lines.append("via " + ", ".join(labels(tp["channel"], 40)) if len(tp) else "")
         if satisfaction is not None:
             row = satisfaction[(satisfaction["metric"] == "nps") & (satisfaction["breakdown"] == "stage")
                                & (satisfaction["group"] == name)]
@@ -448,7 +495,7 @@ def journey_map(progression, *, touchpoints: pd.DataFrame | None = None, satisfa
                 colour = "#1a7f37" if nps >= 30 else ("#b42318" if nps < 0 else "#9a6700")
                 lines.append(f"<span style='color:{colour}'>NPS {nps:+.0f} (n={int(row['respondents'].iloc[0])})</span>")
         below.append("<br>".join(filter(None, lines)))
-    fig.update_xaxes(tickvals=x, ticktext=[f"<b>{n}</b><br>{b}" for n, b in zip(stages["stage"], below)])
+    fig.update_xaxes(tickvals=x, ticktext=[f"<b>{label(n)}</b><br>{b}" for n, b in zip(stages["stage"], below)])
     fig.update_yaxes(title="users who reached the stage", range=[0, top * 1.35])
     fig.update_layout(showlegend=False, bargap=0.3)
     return _layout(fig, "The customer journey: who gets how far, how fast, through which channels, and how they feel",
@@ -467,7 +514,7 @@ def touchpoint_heatmap(touchpoints: pd.DataFrame, value: str = "users") -> go.Fi
     users = touchpoints.pivot(index="stage", columns="channel", values="users").reindex(order)[wide.columns]
     share = value != "users"
     text = wide.map(lambda v: "" if pd.isna(v) else (f"{v:.0%}" if share else f"{v:,.0f}"))
-    fig = go.Figure(go.Heatmap(z=wide.to_numpy(float), x=list(wide.columns), y=list(wide.index), text=text.to_numpy(),
+    fig = go.Figure(go.Heatmap(z=wide.to_numpy(float), x=labels(wide.columns), y=labels(wide.index), text=text.to_numpy(),
                                texttemplate="%{text}", colorscale="Blues", customdata=users.to_numpy(),
                                hovertemplate="%{y} via %{x}<br>%{text} (%{customdata:,} users)<extra></extra>",
                                colorbar=dict(tickformat=".0%" if share else ",")))
@@ -492,8 +539,8 @@ def kpi_tiles(kpis: pd.DataFrame, *, columns: int = 4) -> go.Figure:
                                                if unit == "share" else
                                                f"<br><span style='font-size:11px'>95% CI {r['ci_low']:.1f}–{r['ci_high']:.1f}</span>")
         fig.add_trace(go.Indicator(mode="number", value=float(r["value"]), number=number,
-                                   title=dict(text=f"<span style='font-size:12px;color:#666'>{r['stage']}</span><br>"
-                                                   f"{r['kpi'].replace('_', ' ')}{ci}", font=dict(size=14)),
+                                   title=dict(text=f"<span style='font-size:12px;color:#666'>{label(r['stage'])}</span><br>"
+                                                   f"{label(r['kpi'].replace('_', ' '))}{ci}", font=dict(size=14)),
                                    domain=dict(row=row, column=col)))
     fig.update_layout(grid=dict(rows=n_rows, columns=columns, pattern="independent"))
     return _layout(fig, "Stage KPIs (definitions in the table below)", height=170 * n_rows + 80)
@@ -572,23 +619,44 @@ def calibration_chart(risk) -> go.Figure:
                    height=420)
 
 
-def styled(table: pd.DataFrame, *, percent: Sequence[str] = (), precision: int = 2):
+def styled(table: pd.DataFrame, *, percent: Sequence[str] = (), precision: int = 2, limit: int = 120):
     """A display-ready table: counts with thousands separators, shares as percentages, durations rounded.
 
     Columns named ``conversion*``, ``share*``, ``ci_*``, ``difference`` or listed
-    in ``percent`` are shown as percentages.
+    in ``percent`` are shown as percentages. Every other cell, and every
+    column name, is text from the data: shortened to ``limit`` characters and
+    HTML-escaped (a name may carry ``<script>``).
+
+    Examples
+    --------
+    >>> html = styled(pd.DataFrame({"event": ["<b>x</b>"], "users": [1200]})).to_html()
+    >>> "&lt;b&gt;x&lt;/b&gt;" in html, "1,200" in html, "<b>x" in html
+    (True, True, False)
     """
     fmt: dict[str, Any] = {}
+    text = lambda v: "" if _is_missing(v) else escape(v, limit)  # noqa: E731 - the formatter of text cells
     for col in table.columns:
         dtype = table[col].dtype
         if col in percent or str(col).startswith(("conversion", "share", "ci_", "goal_share", "downstream")) or col in ("difference", "churn_share"):
             fmt[col] = "{:.1%}"
         elif str(col).startswith("p_"):
             fmt[col] = "{:.3g}"
+        elif pd.api.types.is_bool_dtype(dtype):
+            fmt[col] = text
         elif pd.api.types.is_integer_dtype(dtype):
             fmt[col] = "{:,}"
         elif pd.api.types.is_float_dtype(dtype):
             fmt[col] = "{:,.%df}" % precision
         elif pd.api.types.is_timedelta64_dtype(dtype):
             fmt[col] = lambda v: "" if pd.isna(v) else str(pd.Timedelta(v).round("min"))
-    return table.style.format(fmt, na_rep="").hide(axis="index")
+        else:
+            fmt[col] = text
+    return (table.style.format(fmt, na_rep="").format_index(text, axis=1).format_index(text, axis=0)
+            .hide(axis="index"))
+
+
+def _is_missing(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # a list or an array in a cell
+        return False

@@ -17,6 +17,13 @@
   embedded once per file and nothing is fetched from the network.
 - Privacy: no raw user id (from the processed events) or e-mail address may
   appear in any HTML; a run that would publish one fails.
+- Hostile data: event names, channels and properties come from the tracked
+  website, so every value from the data is escaped before it reaches HTML
+  (:func:`escape`, :func:`say`, :func:`finding`, ``plots.styled`` and the
+  plotly labels), and every page carries a Content-Security-Policy that lets
+  only the scripts the renderer wrote run (by their SHA-256): no inline event
+  handler, ``javascript:`` URL or injected ``<script>`` executes even if a
+  value slipped through unescaped.
 
 Exit codes: 0 success, 1 a notebook failed (or the privacy check did), 2 bad
 configuration.
@@ -31,6 +38,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import difflib
+import functools
 import hashlib
 import html
 import json
@@ -60,16 +68,21 @@ __all__ = [
     "PrivacyError",
     "ReportConfig",
     "RunResult",
+    "content_security_policy",
     "finding",
     "load_config",
     "notebook_parameters",
     "parse_overrides",
     "privacy_problems",
     "pseudonymize",
+    "Prose",
+    "escape",
     "record",
     "render_html",
     "resolve_parameters",
     "run",
+    "say",
+    "shorten",
 ]
 
 RUN_DIR_ENV = "HELPERS_RUN_DIR"
@@ -334,18 +347,80 @@ def record(section: str, facts: Mapping[str, Any]) -> None:
     path.write_text(json.dumps(current, indent=2))
 
 
-def finding(title: str, text: str):
+def shorten(value: Any, limit: int | None = 200) -> str:
+    """``value`` as text of at most ``limit`` characters (an ellipsis marks the cut); ``None`` keeps it whole.
+
+    Names from the data can be anything, a 5 MB event name included; labels
+    and table cells show the start of it.
+
+    Examples
+    --------
+    >>> shorten("checkout_started", 8)
+    'checkout…'
+    """
+    text = str(value)
+    return text if limit is None or len(text) <= limit else text[:limit] + "…"
+
+
+def escape(value: Any, limit: int | None = 200) -> str:
+    """Text from the data made safe for HTML: shortened (:func:`shorten`), then ``& < > " '`` escaped.
+
+    Examples
+    --------
+    >>> escape('<img src=x onerror="alert(1)">')
+    '&lt;img src=x onerror=&quot;alert(1)&quot;&gt;'
+    """
+    return html.escape(shorten(value, limit), quote=True)
+
+
+class Prose:
+    """A sentence (or a few) for a notebook and its HTML report, with every character of it escaped.
+
+    The text is plain: only ```code``` spans are formatted. Markdown is not
+    used on purpose: a value from the data interpolated into Markdown could
+    carry raw HTML or a ``javascript:`` link.
+    """
+
+    limit = 5_000  # characters; a sentence built around a 5 MB event name stays readable
+
+    def __init__(self, text: str, title: str | None = None):
+        self.text, self.title = str(text), title
+
+    def _repr_html_(self) -> str:
+        body = re.sub(r"`([^`]+)`", r"<code>\1</code>", escape(self.text, self.limit))
+        title = f"<b>{escape(self.title, self.limit)}.</b> " if self.title else ""
+        return f"<p>{title}{body}</p>"
+
+    def __repr__(self) -> str:
+        return (f"{self.title}. " if self.title else "") + shorten(self.text, self.limit)
+
+
+def say(text: str) -> Prose:
+    """Show a sentence in a notebook and its report, escaped (use it instead of ``Markdown(f"...")``).
+
+    Examples
+    --------
+    >>> say("3 users did <script>x</script>")._repr_html_()
+    '<p>3 users did &lt;script&gt;x&lt;/script&gt;</p>'
+    """
+    return Prose(text)
+
+
+def finding(title: str, text: str) -> Prose:
     """Show a key finding in the notebook and collect it for the report's index page.
 
-    Returns an IPython ``Markdown`` object, so it is the cell's visible output.
-    """
-    from IPython.display import Markdown
+    Returns a :class:`Prose` (escaped), so it is the cell's visible output.
 
+    Examples
+    --------
+    >>> finding("Funnel", "most users drop at <b>checkout</b>")._repr_html_()
+    '<p><b>Funnel.</b> most users drop at &lt;b&gt;checkout&lt;/b&gt;</p>'
+    """
     run_dir = _run_dir()
     if run_dir is not None:
         with open(run_dir / "findings.jsonl", "a") as fh:
             fh.write(json.dumps({"notebook": os.environ.get("HELPERS_NOTEBOOK", ""), "title": title, "text": text}) + "\n")
-    return Markdown(f"**{title}.** {text}")
+    return Prose(text, title)
 
 
 def pseudonymize(ids: pd.Series | Sequence[str], salt: str | None = None) -> pd.Series:
@@ -389,9 +464,10 @@ def render_html(executed: str | os.PathLike[str], out: str | os.PathLike[str], *
     """Render an executed notebook to stakeholder HTML: prose, tables and charts only.
 
     Drops code, the (injected) parameter and setup cells, stderr and warnings,
-    and external scripts; prepends ``header`` (HTML) to the body.
+    and external scripts; prepends ``header`` (HTML) to the body; and adds a
+    Content-Security-Policy that lets only the scripts the renderer wrote run
+    (see :func:`content_security_policy`).
     """
-    from nbconvert import HTMLExporter
     from nbconvert.preprocessors import TagRemovePreprocessor
 
     nb = nbformat.read(executed, as_version=4)
@@ -399,17 +475,102 @@ def render_html(executed: str | os.PathLike[str], out: str | os.PathLike[str], *
         if cell.cell_type == "code":
             cell.outputs = [o for o in cell.outputs
                             if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
-    exporter = HTMLExporter(template_name="lab", exclude_input=True, exclude_input_prompt=True,
-                            exclude_output_prompt=True)
+    exporter = _exporter()
     remover = TagRemovePreprocessor(remove_cell_tags=HIDDEN_CELL_TAGS, enabled=True)
     exporter.register_preprocessor(remover, enabled=True)
     body, _ = exporter.from_notebook_node(nb)
     body = _strip_external_scripts(body)
+    policy = content_security_policy(body, _trusted_scripts(nb))
+    body = re.sub(r"(<head[^>]*>)", lambda m: m.group(1) + f'\n<meta http-equiv="Content-Security-Policy" content="{policy}">',
+                  body, count=1)
     body = body.replace("</head>", _STYLE + "</head>", 1)
     body = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + header, body, count=1)
     out = Path(out)
     out.write_text(body, encoding="utf-8")
     return out
+
+
+def _exporter():
+    from nbconvert import HTMLExporter
+
+    return HTMLExporter(template_name="lab", exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+
+
+_SCRIPT = re.compile(r"<script\b([^>]*)>(.*?)</script\s*>", re.S | re.I)
+_JS_TYPES = {"", "text/javascript", "application/javascript", "module"}
+# Styles stay inline (plotly writes its own at run time; escaped text cannot open a style element);
+# images are the embedded PNGs (data:) and plotly's downloads (blob:); nothing is fetched, framed or posted.
+_CSP = ("default-src 'none'; script-src {scripts}; style-src 'unsafe-inline'; img-src data: blob:; font-src data:; "
+        "base-uri 'none'; form-action 'none'")
+_INDEX_CSP = _CSP.format(scripts="'none'")  # the index page runs no script at all
+
+
+def _is_javascript(attrs: str) -> bool:
+    m = re.search(r"""\btype\s*=\s*["']?([^"'\s>]+)""", attrs, flags=re.I)
+    return (m.group(1).lower() if m else "") in _JS_TYPES
+
+
+@functools.cache
+def _template_scripts() -> frozenset[str]:
+    """The inline scripts nbconvert's template writes into every page (an empty notebook rendered)."""
+    body, _ = _exporter().from_notebook_node(nbformat.v4.new_notebook())
+    return frozenset(b for _, b in _SCRIPT.findall(_strip_external_scripts(body)))
+
+
+@functools.cache
+def _plotly_bundle_scripts() -> frozenset[str]:
+    """The plotly.js bundle and its config, as ``plots.init_notebook``'s renderer embeds them (whitespace-normalised
+    for the short config script)."""
+    from plotly.offline import get_plotlyjs
+
+    out = {get_plotlyjs().strip()}
+    try:
+        from plotly.io._base_renderers import _mathjax_config, _window_plotly_config
+
+        out.add(" ".join((_window_plotly_config + "\n" + _mathjax_config).split()))
+    except ImportError:  # a plotly without these names: the bundle output is then not trusted, charts fail loudly
+        pass
+    return frozenset(out)
+
+
+def _trusted_scripts(nb: nbformat.NotebookNode) -> set[str]:
+    """Bodies of the scripts the renderer wrote: the template's, plotly's figures (their data is JSON inside the
+    script, with ``<`` escaped by plotly) and the plotly.js bundle. Any other script in a page is not run."""
+    trusted = set(_template_scripts())
+    bundle = _plotly_bundle_scripts()
+    for cell in nb.cells:
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            data = output.get("data", {})
+            text = data.get("text/html")
+            if not text:
+                continue
+            scripts = [b for _, b in _SCRIPT.findall(text if isinstance(text, str) else "".join(text))]
+            if "application/vnd.plotly.v1+json" in data:
+                trusted.update(scripts)
+            elif scripts and all(b.strip() in bundle or " ".join(b.split()) in bundle for b in scripts):
+                trusted.update(scripts)
+    return trusted
+
+
+def content_security_policy(page: str, trusted: Iterable[str]) -> str:
+    """The policy for a rendered page: the SHA-256 of each inline script of ``page`` whose body is ``trusted``.
+
+    No ``'unsafe-inline'`` for scripts: an inline event handler (``onerror=``),
+    a ``javascript:`` URL or a script tag that is not the renderer's own is
+    refused by the browser.
+
+    Examples
+    --------
+    >>> page = "<script>draw()</script><script>alert(1)</script>"
+    >>> content_security_policy(page, {"draw()"}).split("; ")[1]
+    "script-src 'sha256-...'"
+    """
+    import base64
+
+    trusted = set(trusted)
+    hashes = sorted({"'sha256-" + base64.b64encode(hashlib.sha256(body.encode("utf-8")).digest()).decode() + "'"
+                     for attrs, body in _SCRIPT.findall(page) if _is_javascript(attrs) and body in trusted})
+    return _CSP.format(scripts=" ".join(hashes) or "'none'")
 
 
 def _notebook_title(path: Path) -> str:
@@ -632,7 +793,8 @@ def _index_html(meta: Mapping[str, Any], findings: list[Mapping[str, str]]) -> s
     data_line = (f"Data: {esc(str(data.get('source', '?')))}, {esc(str(data.get('first', '?'))[:10])} to "
                  f"{esc(str(data.get('last', '?'))[:10])} (UTC)") if data else "Data: not recorded"
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{esc(meta['title'])}</title>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{_INDEX_CSP}"><title>{esc(meta['title'])}</title>
 <style>
  body {{ max-width: 960px; margin: 32px auto; padding: 0 24px; font-family: system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; }}
  h1 {{ margin-bottom: 4px; }} .meta {{ color: #555; margin-top: 0; }}

@@ -44,3 +44,48 @@ def test_histograms_are_counted_in_python_not_embedded_per_user():
     assert np.allclose(np.asarray(bar.customdata)[:, 1] - np.asarray(bar.customdata)[:, 0], np.asarray(bar.width))
     empty = plots._binned(pd.Series([], dtype=float), 40, "#000000", "%{y}")
     assert len(empty.x) == 0
+
+
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+
+def _hostile_events() -> pd.DataFrame:
+    from helpers.io import load_events
+
+    rows = [("u1", "visit", "2025-01-01 10:00", HOSTILE), ("u1", HOSTILE, "2025-01-01 10:05", "web"),
+            ("u1", "buy", "2025-01-01 10:10", "web"), ("u2", "visit", "2025-01-02 10:00", HOSTILE),
+            ("u2", HOSTILE, "2025-01-02 11:00", HOSTILE), ("u3", "visit", "2025-01-03", "web")]
+    return load_events(pd.DataFrame(rows, columns=["user_id", "event", "timestamp", "channel"]))
+
+
+def _texts(fig) -> str:
+    """Every string of a figure as plotly will read it (its JSON with plotly's own escapes decoded)."""
+    import json
+
+    return json.dumps(json.loads(fig.to_json()))
+
+
+def test_names_from_the_data_reach_chart_text_escaped_and_shortened():
+    from helpers import funnel, io, paths
+
+    ev = _hostile_events()
+    quality = io.data_quality(ev, as_of="2025-02-01")
+    result = funnel.compute_funnel(ev, ["visit", HOSTILE, "buy"], conversion_window="1D")
+    by = funnel.compute_funnel(ev, ["visit", HOSTILE], by=pd.Series({"u1": HOSTILE, "u2": "b", "u3": "b"}, name="seg"))
+    figures = [plots.events_per_type(quality), plots.channel_mix(quality), plots.funnel_chart(result),
+               plots.funnel_chart(by), plots.segment_comparison(funnel.compare_segments(by)),
+               plots.paths_sankey(paths.top_paths(ev, end="buy")), plots.time_to_convert(result, step=2),
+               plots.friction_chart(funnel.rank_friction(result))]
+    for fig in figures:
+        text = _texts(fig)
+        assert "<img" not in text, fig.layout.title.text
+        assert "&lt;img src=x onerror=alert(1)&gt;" in text, fig.layout.title.text
+    assert plots.label("é" * 300) == "é" * 80 + "…"
+
+
+def test_styled_tables_escape_cells_and_column_names_and_keep_numbers_formatted():
+    table = pd.DataFrame({HOSTILE: [HOSTILE, "x" * 500], "users": [1234, 5], "share": [0.5, 0.25]})
+    html = plots.styled(table).to_html()
+    assert "<img" not in html and html.count("&lt;img src=x onerror=alert(1)&gt;") == 2
+    assert "1,234" in html and "50.0%" in html
+    assert "x" * 120 + "…" in html and "x" * 121 not in html
