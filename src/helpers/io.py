@@ -24,8 +24,25 @@ modifies the input. Rules, each reported, never silent:
 
 Time stamps: ISO 8601 text with or without an offset (an offset is converted
 to UTC; text without one is taken as UTC), datetimes (naive ones taken as
-UTC), or epoch numbers whose unit (s, ms, us, ns) is read from each value's
-magnitude unless ``timestamp_unit`` says.
+UTC), text in a ``timestamp_format`` (``"%Y%m%d"``...), or epoch numbers
+whose unit (s, ms, us, ns) is read from each value's magnitude unless
+``timestamp_unit`` says. A guessed unit must put every value between
+1990 and a year from now: milliseconds of 1972 read as seconds, spreadsheet
+serial days, bare years or ``yyyymmdd`` integers are an error that says so,
+never a date in 1970 or 2215. A given unit is checked for overflow.
+
+What counts as missing: a true null, or an empty string. ``"NA"``,
+``"null"``, ``"None"``, ``"N/A"``, ``"nan"`` and pandas' other spellings of a
+missing value are text in ``user_id``, ``event``, ``session_id`` and
+``channel`` (a real id "NA" is not lost; :func:`data_quality` reports them as
+suspicious), and missing in ``value``, in the timestamp and in numeric
+properties.
+
+Types of properties: a CSV is read as text, and a property column becomes a
+number only when that loses nothing: every value a plain decimal without a
+leading zero, sign or more than 15 integer digits (``00123``, ``007``,
+``+5`` and 20-digit order ids stay text). Parquet, JSON and DataFrames keep
+their own types.
 
 :func:`open_events` gives the same table as a lazy ibis table on DuckDB
 in-process; :func:`as_ibis` is what every analysis calls on its ``events``
@@ -57,6 +74,7 @@ __all__ = [
     "US_PER_DAY",
     "DataQualityReport",
     "EventDataError",
+    "NA_SPELLINGS",
     "Preset",
     "BACKENDS",
     "BACKEND_ENV",
@@ -85,6 +103,14 @@ _TIMESTAMP_UNITS = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
 # Epoch magnitudes that separate the units: 1e11 s is the year 5138, 1e11 ms is 1973.
 _UNIT_BOUNDS = ((1e11, "s"), (1e14, "ms"), (1e17, "us"))
 _OFFSET = r"(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$"  # an explicit UTC offset at the end of ISO text
+# pandas' spellings of a missing value ('NA', 'null', 'None', 'N/A', 'nan', '#N/A'...), the empty string aside.
+from pandas._libs.parsers import STR_NA_VALUES as _PANDAS_NA  # noqa: E402
+
+NA_SPELLINGS = tuple(sorted(set(_PANDAS_NA) - {""}))
+# A number written without loss: no leading zero, no sign but '-', at most 15 integer digits (exact in float64).
+_PLAIN_NUMBER = r"-?(?:0|[1-9][0-9]{0,14})(?:\.[0-9]+)?(?:[eE][+-]?[0-9]{1,3})?"
+# Epoch numbers whose guessed unit puts them outside these years are refused (see _epoch_to_ns).
+PLAUSIBLE_FROM = pd.Timestamp("1990-01-01", tz="UTC")
 
 
 class EventDataError(ValueError):
@@ -172,18 +198,62 @@ def _string_columns(columns: list[str], rename: Mapping[str, str], fallback: str
 
 
 def _read_csv(path: Path, sep: str, rename: Mapping[str, str], fallback: str | None) -> pd.DataFrame:
+    """Every column as text, only empty fields missing: pandas' own guesses would read the zip code '00123' as
+    123 and a user called 'NA' as missing. Property columns then become numbers where that loses nothing."""
     try:
-        header = pd.read_csv(path, sep=sep, nrows=0)
+        pd.read_csv(path, sep=sep, nrows=0)
     except pd.errors.EmptyDataError:
         raise EventDataError(f"{path}: the file is empty (no header, no rows).") from None
-    dtype = {c: str for c in _string_columns(list(header.columns), rename, fallback)}
-    df = pd.read_csv(path, sep=sep, dtype=dtype, low_memory=False)
+    df = pd.read_csv(path, sep=sep, dtype=STRING, keep_default_na=False, na_values=[""], low_memory=False)
     if df.empty:
         raise EventDataError(f"{path}: the file has a header ({', '.join(map(str, df.columns))}) but no rows.")
+    canonical = set(_string_columns(list(df.columns), rename, fallback)) | {
+        c for c in df.columns if rename.get(c, c) in ("timestamp", "value")}
+    for col in df.columns:
+        if col not in canonical:
+            df[col] = _typed_text(df[col])
     return df
 
 
+def _na_like(s: pd.Series) -> np.ndarray:
+    """Text values that spell a missing value ('NA', 'null', 'None'...), as a boolean array."""
+    if not (pd.api.types.is_string_dtype(s.dtype) or s.dtype == object):
+        return np.zeros(len(s), dtype=bool)
+    return s.isin(NA_SPELLINGS).to_numpy(dtype=bool, na_value=False)
+
+
+def _typed_text(s: pd.Series) -> pd.Series:
+    """A text column as numbers when every value is a plain number (see ``_PLAIN_NUMBER``), else unchanged.
+
+    Spellings of a missing value become missing in a numeric column; integers
+    become nullable ``Int64``, anything with a point or exponent ``float64``.
+
+    Examples
+    --------
+    >>> _typed_text(pd.Series(["00123", "45000"], dtype="string")).tolist()
+    ['00123', '45000']
+    >>> _typed_text(pd.Series(["2", "NA", "10"], dtype="string")).tolist()
+    [2, <NA>, 10]
+    """
+    present = s.notna().to_numpy(dtype=bool) & ~_na_like(s)
+    if not present.any():
+        return s
+    values = s[present].astype(STRING)
+    if not values.str.fullmatch(_PLAIN_NUMBER).all():
+        return s
+    numbers = pd.to_numeric(values, errors="coerce")
+    whole = not values.str.contains(r"[.eE]", regex=True).any()
+    out = pd.Series(pd.NA if whole else np.nan, index=s.index, dtype="Int64" if whole else "float64")
+    out[present] = numbers.astype("int64" if whole else "float64").to_numpy()
+    return out
+
+
+_JSON_KINDS = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number",
+               type(None): "null"}
+
+
 def _first_bad_json_line(path: Path) -> str:
+    """The first line that is not a JSON object, in words (only read when pandas has already failed)."""
     import gzip
 
     opener = gzip.open if path.name.lower().endswith(".gz") else open
@@ -192,16 +262,19 @@ def _first_bad_json_line(path: Path) -> str:
             if not line.strip():
                 continue
             try:
-                json.loads(line)
+                record = json.loads(line)
             except json.JSONDecodeError as exc:
                 return f"line {number} is not valid JSON ({exc.msg}): {line.strip()[:80]!r}"
+            if not isinstance(record, dict):
+                return (f"line {number} is {_JSON_KINDS.get(type(record), type(record).__name__)}, not a JSON object "
+                        f"(one event per line, as {{\"user_id\": ..., \"event\": ...}}): {line.strip()[:80]!r}")
     return "the file is not JSON lines"
 
 
 def _read_jsonl(path: Path) -> pd.DataFrame:
     try:
         df = pd.read_json(path, lines=True, dtype=False, convert_dates=False)
-    except ValueError as exc:
+    except (ValueError, AttributeError, TypeError) as exc:  # AttributeError: a line that is an array, number or null
         if "Expected object or value" in str(exc) and path.stat().st_size == 0:
             raise EventDataError(f"{path}: the file is empty.") from None
         raise EventDataError(f"{path}: cannot read JSON lines: {_first_bad_json_line(path)}.") from None
@@ -212,6 +285,11 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
         # Flatten nested objects (Mixpanel's `properties`, Amplitude's `event_properties`) to dotted names.
         flat = pd.json_normalize(df[nested].to_dict("records"))
         flat.columns = [str(c) for c in flat.columns]
+        clash = sorted(set(flat.columns) & set(df.columns))
+        if clash:
+            raise EventDataError(
+                f"{path}: the nested key {clash[0].split('.')[0]!r} flattens to {clash[0]!r}, and the records also have "
+                f"a top-level key {clash[0]!r}; both cannot be kept. Rename one of them in the export.")
         df = pd.concat([df.drop(columns=nested), flat], axis=1)
     return df
 
@@ -232,17 +310,72 @@ def _parquet_files(source: str | os.PathLike[str]) -> list[str] | str:
 
 
 def _read_parquet(source: str | os.PathLike[str]) -> pd.DataFrame:
+    """A Parquet file, glob or folder. A glob and a folder read the same way: every column of every file is
+    kept (a file without it gives nulls), and a column whose type differs between files is read as the common
+    type, or as text when one file has it as text (an id written as 7 in one file and "u7" in another)."""
+    import pyarrow.dataset as ds
+
     files = _parquet_files(source)
     try:
-        if isinstance(files, list):
-            table = pa.concat_tables([pq.read_table(f) for f in files], promote_options="permissive")
-        else:
+        if isinstance(files, str) and not Path(files).is_dir():
             table = pq.read_table(files)
-    except (pa.ArrowInvalid, OSError) as exc:
+        else:
+            found = ds.dataset(files, format="parquet", partitioning="hive" if isinstance(files, str) else None)
+            if not found.files:
+                raise EventDataError(f"{source}: the folder holds no Parquet files.")
+            schema = _unified_schema(found, source)
+            table = ds.dataset(files, format="parquet", schema=schema,
+                               partitioning="hive" if isinstance(files, str) else None).to_table()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
         raise EventDataError(f"{source}: cannot read as Parquet: {exc}") from None
     if table.num_rows == 0:
         raise EventDataError(f"{source}: the Parquet data has no rows (columns: {', '.join(table.column_names)}).")
-    return _arrow_to_pandas(table)
+    return _arrow_to_pandas(_binary_as_text(table, source))
+
+
+def _unified_schema(dataset, source: Any) -> pa.Schema:
+    """One schema for the files of a dataset: every field of every file, in order of first appearance."""
+    per_file = [(f, pq.read_schema(f)) for f in dataset.files]
+    types: dict[str, list[tuple[str, pa.DataType]]] = {}
+    for path, schema in per_file:
+        for fld in schema:
+            types.setdefault(fld.name, []).append((path, fld.type))
+    for fld in dataset.schema:  # hive partition columns live in the paths, not the files
+        types.setdefault(fld.name, [("(partition)", fld.type)])
+    fields = []
+    for name, seen in types.items():
+        distinct = list(dict.fromkeys(t for _, t in seen))
+        if len(distinct) == 1:
+            fields.append(pa.field(name, distinct[0]))
+            continue
+        try:
+            fields.append(pa.unify_schemas([pa.schema([pa.field(name, t)]) for t in distinct],
+                                           promote_options="permissive").field(name))
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            if any(pa.types.is_string(t) or pa.types.is_large_string(t) for t in distinct):
+                fields.append(pa.field(name, pa.string()))  # read as text; loading converts what it must
+                continue
+            (f1, t1), (f2, t2) = seen[0], next((f, t) for f, t in seen if t != seen[0][1])
+            raise EventDataError(f"{source}: column {name!r} is {t1} in {f1} but {t2} in {f2}; these types do not "
+                                 "combine. Export the column with one type.") from None
+    return pa.schema(fields)
+
+
+def _binary_as_text(table: pa.Table, source: Any) -> pa.Table:
+    """Binary columns as text when they are UTF-8; otherwise an error naming the column and the first bad row."""
+    for i, fld in enumerate(table.schema):
+        if not (pa.types.is_binary(fld.type) or pa.types.is_large_binary(fld.type)):
+            continue
+        try:
+            table = table.set_column(i, fld.name, table.column(i).cast(pa.string()))
+        except pa.ArrowInvalid:
+            for row, value in enumerate(table.column(i).to_pylist(), start=1):  # only on the way to the error
+                try:
+                    value is None or value.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise EventDataError(f"{source}: column {fld.name!r} is not UTF-8 text (binary values), e.g. "
+                                         f"row {row}: {value[:40]!r}. Export it as text, or decode it before loading.") from None
+    return table
 
 
 def _read(source: Any, rename: Mapping[str, str], fallback: str | None) -> pd.DataFrame:
@@ -289,7 +422,8 @@ def _examples(values: pd.Series, mask: np.ndarray, where: str) -> str:
     for pos in positions:
         row = pos + 1
         place = f"row {row} (line {row + 1})" if where == "csv" else (f"line {row}" if where == "jsonl" else f"row {row}")
-        out.append(f"{place}: {values.iloc[pos]!r}")
+        value = values.iloc[pos]
+        out.append(f"{place}: {value.item() if isinstance(value, np.generic) else value!r}")
     return ", ".join(out)
 
 
@@ -314,8 +448,14 @@ def _as_string(s: pd.Series) -> pd.Series:
     return out.mask(empty) if empty.any() else out  # masking copies the column: only when needed
 
 
-def _epoch_to_ns(values: pd.Series, unit: str | None) -> np.ndarray:
-    """Epoch numbers to int64 nanoseconds, unit per value by magnitude unless given."""
+def _epoch_to_ns(values: pd.Series, unit: str | None, label: str = "DataFrame", column: str = "timestamp",
+                 where: str = "frame") -> np.ndarray:
+    """Epoch numbers to int64 nanoseconds, unit per value by magnitude unless given.
+
+    A given unit is checked for overflow (past 2262 at nanoseconds); a guessed
+    one must put every value between ``PLAUSIBLE_FROM`` and a year from now.
+    Either failure is an :class:`EventDataError` with examples and the way out.
+    """
     numeric = pd.to_numeric(values, errors="coerce")
     is_int = pd.api.types.is_integer_dtype(numeric.dtype)
     x = numeric.to_numpy(dtype="float64", na_value=np.nan)
@@ -325,31 +465,93 @@ def _epoch_to_ns(values: pd.Series, unit: str | None) -> np.ndarray:
         mag = np.abs(x)
         conditions = [mag < bound for bound, _ in _UNIT_BOUNDS]
         factor = np.select(conditions, [_TIMESTAMP_UNITS[u] for _, u in _UNIT_BOUNDS], default=1).astype("int64")
+    present = ~np.isnan(x)
+    approx = x * factor  # float nanoseconds: enough to judge the range, and it cannot wrap around
+    if unit is None:
+        _check_plausible(values, approx, present, factor, label, column, where)
+    overflow = present & (np.abs(approx) >= np.iinfo("int64").max)  # int64 nanoseconds would wrap around
+    if overflow.any():
+        raise EventDataError(
+            f"{label}: column '{column}' has {int(overflow.sum()):,} epoch number(s) too large for "
+            f"timestamp_unit={unit!r}: they would fall after the year 2262, e.g. {_examples(values, overflow, where)}. "
+            "Check the unit (s, ms, us, ns).")
     if is_int:  # exact integer arithmetic; float64 cannot hold epoch nanoseconds exactly
         ints = numeric.to_numpy(dtype="int64", na_value=0)
         out = ints * factor
     else:
         out = np.round(np.nan_to_num(x) * factor).astype("int64")
-    out[np.isnan(x)] = np.iinfo("int64").min  # NaT
+    out[~present] = np.iinfo("int64").min  # NaT
     return out
 
 
-def _parse_timestamps(s: pd.Series, unit: str | None, source: Any, column: str) -> pd.Series:
+def _check_plausible(values: pd.Series, approx_ns: np.ndarray, present: np.ndarray, factor: np.ndarray, label: str,
+                     column: str, where: str) -> None:
+    """A unit guessed from the numbers' size must put them between ``PLAUSIBLE_FROM`` and a year from now."""
+    latest = pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=366)
+    odd = present & ((approx_ns < PLAUSIBLE_FROM.value) | (approx_ns > latest.value))
+    if not odd.any():
+        return
+    names = {v: k for k, v in _TIMESTAMP_UNITS.items()}
+
+    def when(ns: float) -> str:
+        return f"{pd.Timestamp(int(ns), tz='UTC'):%Y-%m-%d}" if abs(ns) < 9.2e18 else f"the year {1970 + ns / 3.15576e16:,.0f}"
+
+    examples = ", ".join(f"{_examples(values, np.arange(len(values)) == i, where)} (as {names[int(factor[i])]!r}: "
+                         f"{when(approx_ns[i])})" for i in np.flatnonzero(odd)[:5])
+    raise EventDataError(
+        f"{label}: column '{column}' holds epoch numbers whose unit was guessed from their size, and "
+        f"{int(odd.sum()):,} of them would fall outside {PLAUSIBLE_FROM:%Y} to {latest:%Y} at the guessed unit, "
+        f"e.g. {examples}.{_epoch_hint(np.asarray(_values_float(values))[present])} If they are epochs, pass "
+        "timestamp_unit='s', 'ms', 'us' or 'ns'.")
+
+
+def _values_float(values: pd.Series) -> np.ndarray:
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+
+
+def _epoch_hint(x: np.ndarray) -> str:
+    """What numbers that are no plausible epoch probably are."""
+    whole = bool(np.all(x == np.floor(x)))
+    if whole and np.all((x >= 19000101) & (x <= 21001231)):
+        days = pd.to_datetime(pd.Series(x.astype("int64")).astype(str), format="%Y%m%d", errors="coerce")
+        if days.notna().all():
+            return " They look like yyyymmdd dates: pass timestamp_format='%Y%m%d'."
+    if whole and np.all((x >= 1900) & (x <= 2100)):
+        return " They look like bare years, not moments: convert them to dates first."
+    if np.all((x >= 20000) & (x < 80000)):
+        return (" They look like spreadsheet serial days (days since 1899-12-30): convert them to ISO 8601 text "
+                "first.")
+    return ""
+
+
+def _parse_timestamps(s: pd.Series, unit: str | None, source: Any, column: str,
+                      timestamp_format: str | None = None) -> pd.Series:
     label, where = _label(source), _where(source)
-    if isinstance(s.dtype, pd.DatetimeTZDtype):
-        return s.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
-    if pd.api.types.is_datetime64_dtype(s.dtype):
-        return s.dt.tz_localize("UTC").astype("datetime64[ns, UTC]")
+    if isinstance(s.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(s.dtype):
+        _check_nanosecond_range(s, label, column, where)
+        aware = s.dt.tz_convert("UTC") if isinstance(s.dtype, pd.DatetimeTZDtype) else s.dt.tz_localize("UTC")
+        return aware.astype("datetime64[ns, UTC]")
     if isinstance(s.dtype, pd.ArrowDtype) and pa.types.is_timestamp(s.dtype.pyarrow_dtype):
-        return _parse_timestamps(pd.Series(s.to_numpy(), index=s.index), unit, source, column)
-    notnull = s.notna().to_numpy()
+        return _parse_timestamps(pd.Series(s.to_numpy(), index=s.index), unit, source, column, timestamp_format)
+    notnull = s.notna().to_numpy() & ~_na_like(s)  # 'NA', 'null'... are missing times: dropped and counted
+    if not notnull.all():
+        s = s.where(notnull)
+    if timestamp_format is not None:
+        text = s.astype("Int64").astype(STRING) if pd.api.types.is_numeric_dtype(s.dtype) else s.astype(STRING)
+        parsed = pd.to_datetime(text.str.strip(), format=timestamp_format, errors="coerce", utc=True)
+        bad = notnull & parsed.isna().to_numpy()
+        if bad.any():
+            raise EventDataError(
+                f"{label}: column '{column}' has {int(bad.sum()):,} value(s) that do not match "
+                f"timestamp_format={timestamp_format!r}, e.g. {_examples(s, bad, where)}.")
+        return pd.Series(parsed, index=s.index).astype("datetime64[ns, UTC]")
     if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
         numeric = True
     else:
         as_num = pd.to_numeric(s, errors="coerce")
         numeric = bool(notnull.any()) and bool((as_num.notna().to_numpy() == notnull).all())
     if numeric:
-        ns = _epoch_to_ns(s, unit)
+        ns = _epoch_to_ns(s, unit, label, column, where)
         return pd.Series(pd.to_datetime(ns, unit="ns", utc=True), index=s.index)
     if unit is not None:
         raise EventDataError(
@@ -372,6 +574,23 @@ def _parse_timestamps(s: pd.Series, unit: str | None, source: Any, column: str) 
             "or epoch numbers (s, ms, us or ns)."
         )
     return pd.Series(parsed, index=s.index).astype("datetime64[ns, UTC]")
+
+
+def _check_nanosecond_range(s: pd.Series, label: str, column: str, where: str) -> None:
+    """Timestamps stored at a coarser unit (Parquet's microseconds) may lie beyond what nanoseconds hold."""
+    unit = s.dtype.unit if isinstance(s.dtype, pd.DatetimeTZDtype) else np.datetime_data(s.dtype)[0]
+    if unit == "ns":
+        return
+    values = s.dt.tz_localize(None) if isinstance(s.dtype, pd.DatetimeTZDtype) else s
+    raw = values.to_numpy()
+    lo, hi = (np.datetime64(pd.Timestamp.min.ceil("us").to_datetime64(), unit),
+              np.datetime64(pd.Timestamp.max.floor("us").to_datetime64(), unit))
+    bad = ~np.isnat(raw) & ((raw < lo) | (raw > hi))
+    if bad.any():
+        raise EventDataError(
+            f"{label}: column '{column}' has {int(bad.sum()):,} timestamp(s) outside the range the event table holds "
+            f"(1677-09-22 to 2262-04-11), e.g. {_examples(s, bad, where)}. Such dates are usually placeholders "
+            "(9999-12-31) or a wrong unit: fix or filter them in the export.")
 
 
 def _closest(name: str, columns: list[str]) -> str:
@@ -402,6 +621,14 @@ def _resolve_mapping(mapping: str | Mapping[str, str] | None) -> Preset | None:
         return PRESETS[mapping]
     if not isinstance(mapping, Mapping):
         raise EventDataError(f"mapping must be a preset name or a dict, not {type(mapping).__name__}.")
+    sources: dict[str, list[str]] = {}
+    for src, dst in mapping.items():
+        sources.setdefault(dst, []).append(src)
+    twice = {dst: srcs for dst, srcs in sources.items() if len(srcs) > 1}
+    if twice:
+        dst, srcs = next(iter(twice.items()))
+        raise EventDataError(f"mapping sends {' and '.join(repr(c) for c in srcs)} to {dst!r}; map one export "
+                             "column to each canonical column (drop or rename the other first).")
     return Preset("custom", dict(mapping))
 
 
@@ -445,8 +672,10 @@ def load_events(
     *,
     mapping: str | Mapping[str, str] | None = None,
     timestamp_unit: str | None = None,
+    timestamp_format: str | None = None,
     start: str | pd.Timestamp | None = None,
     end: str | pd.Timestamp | None = None,
+    normalize_ids: bool = False,
 ) -> pd.DataFrame:
     """Load an event export as the canonical event table (see the module docstring).
 
@@ -461,10 +690,18 @@ def load_events(
         a preset: ``"amplitude"``, ``"segment"``, ``"mixpanel"``, ``"ga4"``.
     timestamp_unit
         ``"s"``, ``"ms"``, ``"us"`` or ``"ns"`` for epoch numbers; ``None``
-        reads each value's unit from its magnitude (presets set it).
+        reads each value's unit from its magnitude (presets set it) and refuses
+        a guess that puts values before 1990 or more than a year ahead.
+    timestamp_format
+        A ``strftime`` format for timestamps written another way than ISO
+        8601, e.g. ``"%Y%m%d"`` for ``20250131``; taken as UTC.
     start, end
         Keep events with ``start <= timestamp < end`` (naive values are UTC);
         the rows left out are counted.
+    normalize_ids
+        Strip spaces around user ids and lower-case them, so that ``"U1"``,
+        ``"u1"`` and ``" u1 "`` are one user (:func:`data_quality` reports such
+        ids when this is off); the rows whose id changed are counted.
 
     Returns
     -------
@@ -496,6 +733,7 @@ def load_events(
     preset = _resolve_mapping(mapping)
     if timestamp_unit is not None and timestamp_unit not in _TIMESTAMP_UNITS:
         raise EventDataError(f"timestamp_unit must be one of {', '.join(_TIMESTAMP_UNITS)} or None, not {timestamp_unit!r}.")
+    bounds = {name: _bound(name, value) for name, value in (("start", start), ("end", end)) if value is not None}
     unit = timestamp_unit or (preset.timestamp_unit if preset else None)
     label, where = _label(source), _where(source)
     raw = _read(source, preset.rename if preset else {}, preset.user_fallback if preset else None)
@@ -515,19 +753,26 @@ def load_events(
             )
 
     user_id = _as_string(df["user_id"])
+    ids_normalized = 0
+    if normalize_ids:
+        normal = user_id.str.strip().str.lower()
+        normal = normal.mask((normal == "").fillna(False))
+        ids_normalized = int((normal != user_id).fillna(False).sum())
+        user_id = normal
     if user_id.isna().all():
         raise EventDataError(
             f"{label}: column 'user_id' is null in all {rows_read:,} rows, e.g. {_examples(df['user_id'], np.ones(len(df), bool), where)}."
         )
     event = _as_string(df["event"])
-    timestamp = _parse_timestamps(df["timestamp"], unit, source, "timestamp")
+    timestamp = _parse_timestamps(df["timestamp"], unit, source, "timestamp", timestamp_format)
     out = {"user_id": user_id, "event": event, "timestamp": timestamp}
     for col in ("session_id", "channel"):
         if col in df.columns:
             out[col] = _as_string(df[col])
     if "value" in df.columns:
-        value = pd.to_numeric(df["value"], errors="coerce").astype("float64")
-        bad = (df["value"].notna() & value.isna()).to_numpy()
+        given = df["value"].mask(_na_like(df["value"]))  # 'NA', 'null'...: no value
+        value = pd.to_numeric(given, errors="coerce").astype("float64")
+        bad = (given.notna() & value.isna()).to_numpy()
         if bad.any():
             raise EventDataError(
                 f"{label}: column 'value' has {int(bad.sum()):,} value(s) that are not numbers, e.g. "
@@ -557,10 +802,10 @@ def load_events(
             dropped[reason] = int(hit.sum())
             keep &= ~mask
     ts = events["timestamp"]
-    for reason, bound, before in (("before start", start, True), ("at or after end", end, False)):
-        if bound is None:
+    for reason, name, before in (("before start", "start", True), ("at or after end", "end", False)):
+        if name not in bounds:
             continue
-        b = to_utc(bound)
+        b = bounds[name]
         mask = (ts < b).to_numpy() if before else (ts >= b).to_numpy()
         hit = mask & keep
         if hit.any():
@@ -584,8 +829,17 @@ def load_events(
         "rows": len(events),
         "duplicates_removed": duplicates,
         "dropped": dropped,
+        **({"ids_normalized": ids_normalized} if normalize_ids else {}),
     }
     return events
+
+
+def _bound(name: str, value: Any) -> pd.Timestamp:
+    try:
+        return to_utc(value)
+    except (ValueError, TypeError):
+        raise EventDataError(f"{name}={value!r} is not a date or a time; give ISO 8601 such as '2025-01-01' or "
+                             "'2025-01-01T12:00:00Z' (UTC unless an offset is given).") from None
 
 
 def _keep_rows(frame: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
@@ -928,6 +1182,9 @@ class DataQualityReport:
     as_of: pd.Timestamp
     source: str | None = None
     warnings: list[str] = field(default_factory=list)
+    na_like_ids: int = 0
+    id_variants: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["key", "ids", "examples"]))
+    users_if_normalized: int | None = None
 
     @property
     def summary(self) -> pd.DataFrame:
@@ -949,6 +1206,10 @@ class DataQualityReport:
             ("users with a single event", f"{self.single_event_users:,} ({self.single_event_users / max(self.users, 1):.1%})"),
             (f"timestamps after {self.as_of:%Y-%m-%d %H:%M} UTC", f"{self.future_timestamps:,}"),
             ("timestamps before 2000", f"{self.pre_2000_timestamps:,}"),
+            ("user ids spelled like a missing value", f"{self.na_like_ids:,} rows"),
+            ("user ids differing only by case or spaces",
+             f"{int(self.id_variants['ids'].sum()):,} ids that would be {len(self.id_variants):,} users"
+             if len(self.id_variants) else "none"),
         ]
         rows += [(f"nulls in {col}", f"{n:,} ({share:.1%})")
                  for col, n, share in zip(self.nulls["column"], self.nulls["nulls"], self.nulls["share"]) if n]
@@ -962,6 +1223,7 @@ class DataQualityReport:
             "rows_read": self.rows_read, "duplicates_removed": self.duplicates_removed,
             "dropped": dict(zip(self.dropped["reason"], self.dropped["rows"].astype(int).tolist())),
             "summary": self.summary.to_dict("records"), "warnings": list(self.warnings),
+            "na_like_ids": self.na_like_ids, "users_if_normalized": self.users_if_normalized,
         }
 
     def headline(self) -> str:
@@ -1008,7 +1270,12 @@ def data_quality(
     single event, timestamps after ``as_of`` (default: now, the one check
     that must look at the clock) and before 2000; with the load record of
     :func:`load_events` (taken from ``events.attrs`` or ``load_info``), the
-    duplicates removed and rows dropped per reason.
+    duplicates removed and rows dropped per reason. Suspicious ids: rows
+    whose user id spells a missing value (``na_like_ids``: "NA", "null"...),
+    and ids equal but for case or surrounding spaces (``id_variants``: one
+    row per would-be user with the ids and up to five of them as examples,
+    largest first; ``users_if_normalized``). The examples are raw ids, for
+    the analyst: the summary and the warnings show counts only.
 
     Examples
     --------
@@ -1032,6 +1299,7 @@ def data_quality(
         last=t.timestamp.max(),
         future=(t.timestamp > ibis.literal(as_of_ts.to_pydatetime())).sum(),
         pre_2000=(t.timestamp < ibis.literal(y2k.to_pydatetime())).sum(),
+        na_like=t.user_id.isin(list(NA_SPELLINGS)).sum(),
         **{f"null__{c}": t[c].isnull().sum() for c in t.columns},
     ).execute().iloc[0]
     rows = int(totals["rows"])
@@ -1055,6 +1323,13 @@ def data_quality(
         channels["share"] = channels["events"] / rows
     per_user = t.group_by("user_id").aggregate(n=t.count())
     single = int(per_user.filter(per_user.n == 1).count().execute())
+    ids = t.select("user_id").distinct()
+    keyed = ids.mutate(key=ids.user_id.strip().lower())
+    variants = (keyed.group_by("key").aggregate(ids=keyed.count(), examples=keyed.user_id.collect())
+                .filter(lambda g: g.ids > 1).execute())
+    variants = variants.sort_values(["ids", "key"], ascending=[False, True], ignore_index=True)
+    variants["examples"] = variants["examples"].map(lambda ids: sorted(ids)[:5])  # a handful of would-be users
+    variants["ids"] = variants["ids"].astype("int64")
 
     nulls = pd.DataFrame({"column": list(t.columns), "nulls": [int(totals[f"null__{c}"]) for c in t.columns]})
     nulls["share"] = nulls["nulls"] / max(rows, 1)
@@ -1078,11 +1353,21 @@ def data_quality(
         pre_2000_timestamps=int(totals["pre_2000"]),
         as_of=as_of_ts,
         source=(info or {}).get("source"),
+        na_like_ids=int(totals["na_like"]),
+        id_variants=variants,
+        users_if_normalized=int(totals["users"]) - int((variants["ids"] - 1).sum()),
     )
     if report.future_timestamps:
         report.warnings.append(f"{report.future_timestamps:,} events are timestamped after {as_of_ts:%Y-%m-%d}: check clocks or time zones.")
     if report.pre_2000_timestamps:
         report.warnings.append(f"{report.pre_2000_timestamps:,} events are timestamped before 2000: often epoch zero or a wrong unit.")
+    if report.na_like_ids:
+        report.warnings.append(f"{report.na_like_ids:,} rows have a user id spelled like a missing value ('NA', "
+                               "'null', 'None'...): kept as ids; check whether the export wrote missing ids that way.")
+    if len(variants):
+        report.warnings.append(f"{int(variants['ids'].sum()):,} user ids differ from another only by case or spaces "
+                               f"({report.users:,} users, {report.users_if_normalized:,} if they were one): load with "
+                               "normalize_ids=True to merge them.")
     if dropped_map:
         report.warnings.append("Rows dropped: " + "; ".join(f"{k}: {v:,}" for k, v in dropped_map.items()) + ".")
     return report

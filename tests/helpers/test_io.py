@@ -474,3 +474,148 @@ def test_calendar_periods_are_utc_whatever_the_session_time_zone(new_york_sessio
         assert lifecycle(t, period="D", observed_until="2025-01-13 01:00")["period"].astype(str).tolist()[0] == (
             "2025-01-06 00:00:00+00:00")
         assert user_features(t).loc["a", "active_days"] == 1
+
+
+# --------------------------------------------------------------------------- odd and hostile input
+
+
+def frame(**columns) -> pd.DataFrame:
+    n = max(len(v) for v in columns.values())
+    base = {"user_id": ["u1"] * n, "event": ["e"] * n}
+    return pd.DataFrame({**base, **columns})
+
+
+@pytest.mark.parametrize("values, unit", [
+    ([86_400_000, 90_000_000_000], "s"),  # milliseconds of 1970-72 read as seconds: years 1972 and 4822
+    ([45658.5, 45659.25], "s"),          # spreadsheet serial days
+    ([2025, 2024], "s"),                  # bare years
+    ([20250101, 20250102], "s"),          # yyyymmdd integers
+])
+def test_an_implausible_guessed_epoch_unit_is_an_error_naming_the_unit_and_the_way_out(values, unit):
+    with pytest.raises(EventDataError, match=rf"column 'timestamp'.*guessed.*'{unit}'.*timestamp_unit="):
+        load_events(frame(timestamp=values))
+
+
+def test_yyyymmdd_integers_are_recognised_in_the_error_and_load_with_timestamp_format(tmp_path):
+    path = write(tmp_path / "orders.csv", "user_id,event,timestamp\nc1,purchase,20250101\nc1,purchase,20250315\n")
+    with pytest.raises(EventDataError, match=r"yyyymmdd.*timestamp_format='%Y%m%d'"):
+        load_events(path)
+    ev = load_events(path, timestamp_format="%Y%m%d")
+    assert ev["timestamp"].tolist() == [ts("2025-01-01"), ts("2025-03-15")]
+
+
+@pytest.mark.parametrize("unit, value", [("ms", 1735689600123 * 10**7), ("s", 20_000_000_000 * 10**3)])
+def test_epoch_numbers_that_overflow_at_the_given_unit_are_an_error_not_a_wrapped_date(unit, value):
+    with pytest.raises(EventDataError, match=rf"column 'timestamp'.*timestamp_unit='{unit}'"):
+        load_events(frame(timestamp=[value]), timestamp_unit=unit)
+
+
+def test_plausible_epochs_of_every_unit_still_load():
+    ev = load_events(frame(timestamp=[1735689600, 1735689600123, 1735689600123456, 1735689600123456789]))
+    assert ev["timestamp"].dt.year.tolist() == [2025] * 4
+
+
+def test_csv_properties_keep_their_text_unless_numeric_without_loss(tmp_path):
+    path = write(tmp_path / "e.csv", "user_id,event,timestamp,zip,order_id,qty,price,big,flag\n"
+                                     "u1,buy,2025-01-01,00123,A-1,2,9.5,12345678901234567890,true\n"
+                                     "u2,buy,2025-01-02,45000,007,3,NA,1,false\n")
+    ev = load_events(path)
+    assert ev["zip"].tolist() == ["00123", "45000"]
+    assert ev["order_id"].tolist() == ["A-1", "007"]
+    assert ev["qty"].tolist() == [2, 3] and pd.api.types.is_integer_dtype(ev["qty"])
+    assert ev["price"].iloc[0] == 9.5 and pd.isna(ev["price"].iloc[1])  # "NA" in a numeric column is missing
+    assert ev["big"].tolist() == ["12345678901234567890", "1"]  # beyond exact integers: kept as text
+    assert ev["flag"].tolist() == ["true", "false"]
+
+
+def test_na_like_user_ids_are_ids_and_are_reported_as_suspicious(tmp_path):
+    path = write(tmp_path / "e.csv", "user_id,event,timestamp\nNA,a,2025-01-01\nnull,a,2025-01-01\nNone,a,2025-01-01\n"
+                                     "N/A,a,2025-01-01\nnan,a,2025-01-01\nu1,a,2025-01-01\n,a,2025-01-01\n")
+    ev = load_events(path)
+    assert ev["user_id"].tolist() == ["NA", "null", "None", "N/A", "nan", "u1"]
+    assert ev.attrs["helpers.load"]["dropped"] == {"null user_id": 1}  # only the empty one
+    q = data_quality(ev, as_of="2025-02-01")
+    assert q.na_like_ids == 5
+    assert "5 rows" in " ".join(q.warnings) and "user ids spelled like a missing value" in q.summary["check"].tolist()
+
+
+def test_ids_differing_only_by_case_or_spaces_are_reported_and_merged_on_request():
+    raw = pd.DataFrame({"user_id": ["u1", "U1", " u1 ", "u2", "u3", "U3"], "event": ["a"] * 6,
+                        "timestamp": [f"2025-01-0{d}" for d in range(1, 7)]})
+    q = data_quality(load_events(raw), as_of="2025-02-01")
+    assert q.id_variants["ids"].tolist() == [3, 2]
+    assert (q.users, q.users_if_normalized) == (6, 3)
+    assert any("normalize_ids=True" in w for w in q.warnings)
+    merged = load_events(raw, normalize_ids=True)
+    assert merged["user_id"].tolist() == ["u1", "u1", "u1", "u2", "u3", "u3"]
+    assert merged.attrs["helpers.load"]["ids_normalized"] == 6 - 3  # rows whose id changed: U1, " u1 ", U3
+
+
+@pytest.mark.parametrize("line, kind", [("[1, 2]", "an array"), ("5", "a number"), ("null", "null"), ('"x"', "a string")])
+def test_a_json_lines_record_that_is_not_an_object_is_an_error_naming_the_line(tmp_path, line, kind):
+    path = write(tmp_path / "e.jsonl", '{"user_id": "u1", "event": "a", "timestamp": "2025-01-01"}\n' + line + "\n")
+    with pytest.raises(EventDataError, match=rf"e.jsonl: .*line 2 is {kind}, not a JSON object"):
+        load_events(path)
+
+
+def test_a_flattened_json_name_that_clashes_with_a_top_level_key_is_an_error(tmp_path):
+    path = write(tmp_path / "e.jsonl", '{"user_id": "u1", "event": "a", "timestamp": "2025-01-01", '
+                                       '"page": {"url": "/x"}, "page.url": "/y"}\n')
+    with pytest.raises(EventDataError, match=r"e.jsonl: .*'page.url'.*both"):
+        load_events(path)
+
+
+def test_a_mapping_that_sends_two_columns_to_one_is_an_error():
+    raw = pd.DataFrame({"a": ["u1"], "b": ["u2"], "event": ["x"], "timestamp": ["2025-01-01"]})
+    with pytest.raises(EventDataError, match=r"'a' and 'b'.*'user_id'"):
+        load_events(raw, mapping={"a": "user_id", "b": "user_id"})
+
+
+def test_a_parquet_timestamp_beyond_the_nanosecond_range_is_an_error_with_the_row(tmp_path):
+    import datetime as dtm
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"user_id": ["u1", "u2"], "event": ["a", "a"],
+                      "timestamp": pa.array([dtm.datetime(2025, 1, 1), dtm.datetime(2500, 1, 1)], pa.timestamp("us", "UTC"))})
+    pq.write_table(table, tmp_path / "e.parquet")
+    with pytest.raises(EventDataError, match=r"e.parquet: column 'timestamp'.*row 2.*2500-01-01"):
+        load_events(tmp_path / "e.parquet")
+
+
+def test_binary_user_ids_in_parquet_load_when_utf8_and_are_an_error_otherwise(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    good = pa.table({"user_id": pa.array([b"u1", b"u2"], pa.binary()), "event": ["a", "a"],
+                     "timestamp": ["2025-01-01", "2025-01-02"]})
+    pq.write_table(good, tmp_path / "good.parquet")
+    assert load_events(tmp_path / "good.parquet")["user_id"].tolist() == ["u1", "u2"]
+    bad = good.set_column(0, "user_id", pa.array([b"u1", b"\xff\xfe"], pa.binary()))
+    pq.write_table(bad, tmp_path / "bad.parquet")
+    with pytest.raises(EventDataError, match=r"bad.parquet: column 'user_id' is not UTF-8 text.*row 2"):
+        load_events(tmp_path / "bad.parquet")
+
+
+def test_a_glob_of_parquet_files_with_different_types_loads_like_the_folder(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    pq.write_table(pa.table({"user_id": ["u1"], "event": ["a"], "timestamp": ["2025-01-01T00:00:00Z"]}), folder / "a.parquet")
+    pq.write_table(pa.table({"user_id": [2], "event": ["b"], "extra": [1],
+                             "timestamp": pa.array([pd.Timestamp("2025-01-02", tz=UTC)], pa.timestamp("us", "UTC"))}),
+                   folder / "b.parquet")
+    by_glob, by_folder = load_events(str(folder / "*.parquet")), load_events(folder)
+    assert by_glob["user_id"].tolist() == ["u1", "2"]
+    assert by_glob["timestamp"].tolist() == [ts("2025-01-01"), ts("2025-01-02")]
+    pd.testing.assert_frame_equal(by_glob, by_folder)
+    assert by_folder["extra"].isna().tolist() == [True, False]  # a later file's extra column is kept
+
+
+@pytest.mark.parametrize("bound", ["start", "end"])
+def test_an_unparseable_start_or_end_is_an_error_naming_it(bound):
+    with pytest.raises(EventDataError, match=rf"{bound}='yesterday'"):
+        load_events(frame(timestamp=["2025-01-01"]), **{bound: "yesterday"})
