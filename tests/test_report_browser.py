@@ -16,10 +16,7 @@ import pytest
 
 from helpers import config, report
 
-CHROMIUM = Path("/usr/bin/chromium")
-# Without these, Chromium reaches for Google's services, which this closed network refuses.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+from conftest import CHROMIUM, run_report, scratch_project
 
 playwright = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="no browser at /usr/bin/chromium: install Debian's "
@@ -31,14 +28,6 @@ def sample_run(tmp_path_factory):
     """A full run of config/report.yaml on the bundled sample, into a temporary reports folder."""
     reports_dir = tmp_path_factory.mktemp("reports")
     return report.run(config.CONFIG_DIR / "report.yaml", quiet=True, reports_dir=reports_dir)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def test_every_report_renders_cleanly_in_chromium(sample_run, browser, tmp_path):
@@ -117,8 +106,7 @@ def _hostile_project(root: Path) -> Path:
 
     from helpers import sample
 
-    for folder in ("config", "notebooks"):
-        shutil.copytree(config.PROJECT_ROOT / folder, root / folder)
+    scratch_project(root)
     j = sample.generate_journeys(3_000, seed=5, days=120)
     ev, users = j.events.copy(), j.users.copy()
     text = {c: ev[c].astype(object) for c in ("event", "channel", "page")}
@@ -158,15 +146,8 @@ def _hostile_project(root: Path) -> Path:
 @pytest.fixture(scope="module")
 def hostile_run(tmp_path_factory):
     """The whole report on the hostile scratch project, run as a scheduled run would be (a child process)."""
-    import os
-    import subprocess
-    import sys
-
     root = tmp_path_factory.mktemp("hostile")
-    cfg = _hostile_project(root)
-    run = subprocess.run([sys.executable, "-m", "helpers.report", "run", "--quiet", "--config", str(cfg),
-                          "--reports-dir", str(root / "reports")], cwd=root, capture_output=True, text=True,
-                         env={**os.environ, "JOURNEY_PROJECT_ROOT": str(root)})
+    run = run_report(root, _hostile_project(root))
     assert run.returncode == 0, run.stderr[-3000:]
     return (root / "reports" / "latest").resolve()
 
