@@ -55,6 +55,7 @@ import difflib
 import glob as globlib
 import json
 import os
+import uuid
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,8 +82,12 @@ __all__ = [
     "as_ibis",
     "available",
     "default_backend",
+    "current_handoff",
     "data_quality",
     "epoch_us",
+    "event_names",
+    "events_fingerprint",
+    "handoff_note",
     "load_events",
     "open_events",
     "read_load_info",
@@ -93,6 +98,7 @@ __all__ = [
     "user_attribute",
     "utc_naive",
     "write_events",
+    "write_handoff",
 ]
 
 CANONICAL_COLUMNS = ("user_id", "event", "timestamp")
@@ -180,13 +186,14 @@ def _format_kind(path: Path) -> str:
     name = path.name.lower()
     if name.endswith(".gz"):
         name = name[:-3]
-    for suffix, kind in ((".csv", "csv"), (".tsv", "tsv"), (".parquet", "parquet"), (".pq", "parquet"),
-                         (".jsonl", "jsonl"), (".ndjson", "jsonl"), (".json", "jsonl")):
+    for suffix, kind in ((".csv", "csv"), (".tsv", "tsv"), (".txt", "txt"), (".parquet", "parquet"), (".pq", "parquet"),
+                         (".jsonl", "jsonl"), (".ndjson", "jsonl"), (".json", "jsonl"), (".xes", "xes")):
         if name.endswith(suffix):
             return kind
     raise EventDataError(
-        f"{path}: unknown file type; expected .csv, .tsv, .parquet, .jsonl/.ndjson/.json "
-        "(CSV and JSON lines may be .gz), a folder or glob of Parquet files, or a DataFrame."
+        f"{path}: unknown file type; expected .csv, .tsv, .txt (whitespace-separated, with a header), .parquet, "
+        ".jsonl/.ndjson/.json, .xes (CSV, TXT, JSON lines and XES may be .gz), a folder or glob of Parquet files, "
+        "or a DataFrame."
     )
 
 
@@ -292,6 +299,71 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
                 f"a top-level key {clash[0]!r}; both cannot be kept. Rename one of them in the export.")
         df = pd.concat([df.drop(columns=nested), flat], axis=1)
     return df
+
+
+XES_COLUMNS = {"case:concept:name": "user_id", "concept:name": "event", "time:timestamp": "timestamp"}
+
+
+def _read_xes(path: Path) -> pd.DataFrame:
+    """An XES event log (process mining; IEEE 1849) as one row per event.
+
+    A case (trace) is a user: ``case:concept:name`` becomes ``user_id``, the
+    event's ``concept:name`` the ``event`` and ``time:timestamp`` the
+    ``timestamp`` (unless ``mapping`` says otherwise); the other event
+    attributes are properties under their keys, the trace's under
+    ``case:<key>``. Read by a streaming parser, one element at a time (about
+    100k events a second): convert a large log to Parquet once.
+    """
+    import gzip
+    import xml.etree.ElementTree as ET
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    columns: dict[str, list[Any]] = {}
+    n = 0
+    case: dict[str, Any] = {}
+    event: dict[str, Any] | None = None
+    depth_tags: list[str] = []
+
+    def add(row: dict[str, Any]) -> None:
+        nonlocal n
+        for key in row.keys() - columns.keys():
+            columns[key] = [None] * n
+        for key, values in columns.items():
+            values.append(row.get(key))
+        n += 1
+
+    try:
+        with opener(path, "rb") as fh:
+            for kind, elem in ET.iterparse(fh, events=("start", "end")):
+                tag = elem.tag.rpartition("}")[2]
+                if kind == "start":
+                    depth_tags.append(tag)
+                    if tag == "trace":
+                        case = {}
+                    elif tag == "event":
+                        event = {}
+                    continue
+                depth_tags.pop()
+                parent = depth_tags[-1] if depth_tags else None
+                if tag in ("string", "date", "int", "float", "boolean", "id") and parent in ("event", "trace"):
+                    key, value = elem.get("key"), elem.get("value")
+                    if parent == "event" and event is not None:
+                        event[key] = value
+                    elif parent == "trace":
+                        case[f"case:{key}"] = value
+                elif tag == "event" and parent == "trace":
+                    add({**case, **(event or {})})
+                    event = None
+                    elem.clear()
+                elif tag == "trace":
+                    elem.clear()
+    except ET.ParseError as exc:
+        raise EventDataError(f"{path}: not a readable XES (XML) log: {exc}.") from None
+    if not n:
+        raise EventDataError(f"{path}: the XES log has no events inside traces.")
+    frame = pd.DataFrame({k: pd.array(v, dtype=STRING) for k, v in columns.items()})
+    taken = set(frame.columns)
+    return frame.rename(columns={k: v for k, v in XES_COLUMNS.items() if k in taken and v not in taken})
 
 
 def _arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
@@ -401,10 +473,12 @@ def _read(source: Any, rename: Mapping[str, str], fallback: str | None) -> pd.Da
     if path.stat().st_size == 0:
         raise EventDataError(f"{path}: the file is empty.")
     try:
-        if kind in ("csv", "tsv"):
-            return _read_csv(path, "," if kind == "csv" else "\t", rename, fallback)
+        if kind in ("csv", "tsv", "txt"):
+            return _read_csv(path, {"csv": ",", "tsv": "\t", "txt": r"\s+"}[kind], rename, fallback)
         if kind == "jsonl":
             return _read_jsonl(path)
+        if kind == "xes":
+            return _read_xes(path)
         return _read_parquet(path)
     except EventDataError:
         raise
@@ -433,7 +507,7 @@ def _where(source: Any) -> str:
             kind = _format_kind(Path(str(source)))
         except EventDataError:
             return "parquet"
-        return "csv" if kind in ("csv", "tsv") else kind
+        return "csv" if kind in ("csv", "tsv", "txt") else kind
     return "frame"
 
 
@@ -676,6 +750,8 @@ def load_events(
     start: str | pd.Timestamp | None = None,
     end: str | pd.Timestamp | None = None,
     normalize_ids: bool = False,
+    default_event: str | None = None,
+    drop_duplicates: bool = True,
 ) -> pd.DataFrame:
     """Load an event export as the canonical event table (see the module docstring).
 
@@ -702,6 +778,14 @@ def load_events(
         Strip spaces around user ids and lower-case them, so that ``"U1"``,
         ``"u1"`` and ``" u1 "`` are one user (:func:`data_quality` reports such
         ids when this is off); the rows whose id changed are counted.
+    default_event
+        The event of every row when the export has no event column (a table
+        of purchases: ``"purchase"``); an event column, when present, wins.
+    drop_duplicates
+        Remove rows equal to an earlier row in every column (the default;
+        counted, with examples). ``False`` keeps them, for exports where equal
+        rows are real repeats (two equal purchases on one day); they are
+        still counted.
 
     Returns
     -------
@@ -741,6 +825,8 @@ def load_events(
     df = _apply_mapping(raw, preset, label)
     del raw
 
+    if default_event is not None and "event" not in df.columns:
+        df = df.assign(event=pd.array([str(default_event)] * len(df), dtype=STRING))
     columns = [str(c) for c in df.columns]
     for col in CANONICAL_COLUMNS:
         if col not in df.columns:
@@ -819,7 +905,10 @@ def load_events(
 
     duplicated = _exact_duplicates(events)
     duplicates = int(duplicated.sum())
-    if duplicates:
+    # Examples show the event and time only: the report shows them, and user ids never appear in a report.
+    examples = [{"event": e, "timestamp": t.isoformat()} for e, t in
+                zip(events["event"][duplicated].head(5), events["timestamp"][duplicated].head(5))]
+    if duplicates and drop_duplicates:
         events = _keep_rows(events, ~duplicated)
 
     events.attrs[_LOAD_INFO_KEY] = {
@@ -827,7 +916,10 @@ def load_events(
         "mapping": preset.name if preset else None,
         "rows_read": rows_read,
         "rows": len(events),
-        "duplicates_removed": duplicates,
+        "duplicates_removed": duplicates if drop_duplicates else 0,
+        "duplicates_kept": 0 if drop_duplicates else duplicates,
+        "duplicate_rule": "rows equal to an earlier row in every column, after conversion",
+        "duplicate_examples": examples,
         "dropped": dropped,
         **({"ids_normalized": ids_normalized} if normalize_ids else {}),
     }
@@ -912,13 +1004,73 @@ def write_events(events: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(events, preserve_index=False)
     info = events.attrs.get(_LOAD_INFO_KEY)
+    meta = {**(table.schema.metadata or {}), _FINGERPRINT_KEY: uuid.uuid4().hex.encode()}  # this write of the events
     if info is not None:
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), _LOAD_INFO_KEY.encode(): json.dumps(info).encode()})
+        meta[_LOAD_INFO_KEY.encode()] = json.dumps(info).encode()
+    table = table.replace_schema_metadata(meta)
     # Microseconds: what Spark, warehouses and ibis' DuckDB types agree on.
     tmp = path.with_name(path.name + ".tmp")
     pq.write_table(table, tmp, coerce_timestamps="us", allow_truncated_timestamps=True, compression="zstd")
     tmp.replace(path)
     return path
+
+
+_FINGERPRINT_KEY = b"helpers.events_fingerprint"
+
+
+def events_fingerprint(path: str | os.PathLike[str]) -> str | None:
+    """The token :func:`write_events` stored in the file: new at every write, so hand-offs can tell which data
+    they were made from (``None`` for a file it did not write)."""
+    from helpers.config import resolve_path
+
+    path = resolve_path(path)
+    if not path.is_file():
+        return None
+    return ((pq.read_schema(path).metadata or {}).get(_FINGERPRINT_KEY) or b"").decode() or None
+
+
+def write_handoff(table: pd.DataFrame, path: str | os.PathLike[str], events_path: str | os.PathLike[str]) -> Path:
+    """Write a table one notebook hands to the next (the personas), atomically, stamped with the fingerprint of
+    the events it was made from; :func:`current_handoff` reads it back only for those events."""
+    from helpers.config import resolve_path
+
+    path = resolve_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    stamp = (events_fingerprint(events_path) or "").encode()
+    arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), _FINGERPRINT_KEY: stamp})
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(arrow, tmp)
+    tmp.replace(path)
+    return path
+
+
+def current_handoff(path: str | os.PathLike[str], events_path: str | os.PathLike[str]) -> Path | None:
+    """``path`` when it exists and was made from the events now at ``events_path``; else ``None`` (a stale file
+    from an earlier run, or another export, is not read: see :func:`handoff_note`).
+
+    Examples
+    --------
+    >>> current_handoff("no/such/personas.parquet", "no/such/events.parquet") is None
+    True
+    """
+    from helpers.config import resolve_path
+
+    path = resolve_path(path)
+    if not path.is_file():
+        return None
+    made_from = ((pq.read_schema(path).metadata or {}).get(_FINGERPRINT_KEY) or b"").decode()
+    return path if made_from and made_from == events_fingerprint(events_path) else None
+
+
+def handoff_note(path: str | os.PathLike[str], events_path: str | os.PathLike[str], what: str = "personas") -> str:
+    """A sentence when a hand-off exists but belongs to other data (and is therefore not used); else ``""``."""
+    from helpers.config import resolve_path
+
+    if not resolve_path(path).is_file() or current_handoff(path, events_path) is not None:
+        return ""
+    return (f"The {what} file from an earlier run was made from other events, so it is not used here: run the "
+            f"{what} notebook on these events to break the results down by {what.rstrip('s')}.")
 
 
 def read_load_info(path: str | os.PathLike[str]) -> dict[str, Any] | None:
@@ -1183,6 +1335,8 @@ class DataQualityReport:
     source: str | None = None
     warnings: list[str] = field(default_factory=list)
     na_like_ids: int = 0
+    duplicates_kept: int = 0
+    duplicate_examples: list[dict[str, str]] = field(default_factory=list)
     id_variants: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["key", "ids", "examples"]))
     users_if_normalized: int | None = None
 
@@ -1194,6 +1348,7 @@ class DataQualityReport:
             ("source", self.source or "(in memory)"),
             ("rows read", "n/a" if self.rows_read is None else f"{self.rows_read:,}"),
             ("exact duplicates removed", "n/a" if self.duplicates_removed is None else f"{self.duplicates_removed:,}"),
+            *([("exact duplicates kept (drop_duplicates=False)", f"{self.duplicates_kept:,}")] if self.duplicates_kept else []),
             ("rows dropped by rules", f"{dropped:,}"
              + (" (" + "; ".join(f"{why}: {n:,}" for why, n in zip(self.dropped["reason"], self.dropped["rows"])) + ")"
                 if dropped else "")),
@@ -1241,6 +1396,8 @@ class DataQualityReport:
                  f"({self.first_timestamp:%Y-%m-%d} to {self.last_timestamp:%Y-%m-%d}, UTC)"]
         if self.duplicates_removed:
             parts.append(f"{self.duplicates_removed:,} exact duplicate row{'s' if self.duplicates_removed != 1 else ''} removed")
+        if self.duplicates_kept:
+            parts.append(f"{self.duplicates_kept:,} duplicate rows were kept as real repeats (drop_duplicates=False)")
         dropped = int(self.dropped["rows"].sum()) if len(self.dropped) else 0
         if dropped:
             parts.append(f"{dropped:,} rows dropped by rules (" + ", ".join(
@@ -1343,6 +1500,8 @@ def data_quality(
         last_timestamp=pd.Timestamp(totals["last"]).tz_convert("UTC"),
         rows_read=(info or {}).get("rows_read"),
         duplicates_removed=(info or {}).get("duplicates_removed"),
+        duplicates_kept=int((info or {}).get("duplicates_kept", 0)),
+        duplicate_examples=list((info or {}).get("duplicate_examples", [])),
         dropped=dropped,
         nulls=nulls,
         events_per_type=per_type,
@@ -1361,6 +1520,12 @@ def data_quality(
         report.warnings.append(f"{report.future_timestamps:,} events are timestamped after {as_of_ts:%Y-%m-%d}: check clocks or time zones.")
     if report.pre_2000_timestamps:
         report.warnings.append(f"{report.pre_2000_timestamps:,} events are timestamped before 2000: often epoch zero or a wrong unit.")
+    if report.duplicates_removed or report.duplicates_kept:
+        n, done = ((report.duplicates_removed, "removed") if report.duplicates_removed
+                   else (report.duplicates_kept, "kept as real repeats (drop_duplicates=False)"))
+        shown = "; ".join(f"{e['event']} at {e['timestamp']}" for e in report.duplicate_examples[:3])
+        report.warnings.append(f"{n:,} duplicate rows (rule: {(info or {}).get('duplicate_rule', 'equal in every column')}) "
+                               f"were {done}, e.g. {shown}.")
     if report.na_like_ids:
         report.warnings.append(f"{report.na_like_ids:,} rows have a user id spelled like a missing value ('NA', "
                                "'null', 'None'...): kept as ids; check whether the export wrote missing ids that way.")
@@ -1399,7 +1564,7 @@ def to_utc_series(values: pd.Series) -> pd.Series:
     return pd.to_datetime(values, utc=True)
 
 
-def read_users(source: str | os.PathLike[str], *, required: bool = True) -> pd.DataFrame | None:
+def read_users(source: str | os.PathLike[str] | None, *, required: bool = True) -> pd.DataFrame | None:
     """A user table (Parquet or CSV, one row per user) with ``user_id`` as a string column.
 
     Relative paths are taken from the project root, as in notebooks. A missing
@@ -1413,6 +1578,10 @@ def read_users(source: str | os.PathLike[str], *, required: bool = True) -> pd.D
     """
     from helpers.config import resolve_path
 
+    if source is None:
+        if required:
+            raise EventDataError("no user table given (None).")
+        return None
     path = resolve_path(source)
     if not path.exists():
         if required:
@@ -1453,6 +1622,19 @@ def read_user_tables(sources: Sequence[str | os.PathLike[str] | None]) -> pd.Dat
     return merged
 
 
+def event_names(events: pd.DataFrame | ibis.Table) -> set[str]:
+    """The distinct event names of the events (one small query), e.g. to check which optional events exist.
+
+    Examples
+    --------
+    >>> sorted(event_names(load_events(pd.DataFrame({"user_id": ["a", "b"], "event": ["x", "y"],
+    ...                                               "timestamp": ["2025-01-01", "2025-01-02"]}))))
+    ['x', 'y']
+    """
+    t = as_ibis(events)
+    return set(t.select("event").distinct().execute()["event"].astype(str))
+
+
 def available(columns: Sequence[str], table: pd.DataFrame | None) -> list[str]:
     """Those of ``columns`` that ``table`` has, in the order given (e.g. the breakdowns a run can offer).
 
@@ -1464,13 +1646,16 @@ def available(columns: Sequence[str], table: pd.DataFrame | None) -> list[str]:
     return [] if table is None else [c for c in columns if c in table.columns]
 
 
-def user_attribute(columns: str | Sequence[str], sources: Sequence[str | os.PathLike[str] | pd.DataFrame | None]) -> pd.Series:
+def user_attribute(columns: str | Sequence[str], sources: Sequence[str | os.PathLike[str] | pd.DataFrame | None], *,
+                   required: bool = True) -> pd.Series | None:
     """A user-level attribute as a Series indexed by ``user_id`` (string), named after its column.
 
     Takes the first of ``columns`` found in the first of ``sources`` (user
     tables: Parquet/CSV paths or DataFrames with a ``user_id`` column) that has
     it; missing files are skipped. Used for breakdowns: "persona when the
-    persona notebook ran, else acquisition channel".
+    persona notebook ran, else acquisition channel". When no table has any of
+    the columns: an error, or ``None`` with ``required=False`` (a report
+    section then says why it is skipped).
 
     Examples
     --------
@@ -1497,5 +1682,7 @@ def user_attribute(columns: str | Sequence[str], sources: Sequence[str | os.Path
                 series = frame.set_index(frame["user_id"].astype(str))[col]
                 series.index.name = "user_id"
                 return series.rename(col)
+    if not required:
+        return None
     raise EventDataError(f"none of the columns {wanted} is in the user tables "
                          f"({'; '.join(f'{lbl}: {list(f.columns)}' for lbl, f in tables) or 'none found'}).")

@@ -256,11 +256,27 @@ def notebook_parameters(path: str | os.PathLike[str]) -> dict[str, dict[str, Any
             default = ast.literal_eval(node.value) if node.value is not None else None
         except ValueError:
             default = ast.unparse(node.value)
+        annotation = _typing_to_union(annotation)
         comment = lines[node.end_lineno - 1].partition("#")[2].strip() if "#" in lines[node.end_lineno - 1] else ""
         if annotation == "None" and default is not None:
             annotation = type(default).__name__
         out[name] = {"type": annotation, "default": default, "help": comment}
     return out
+
+
+def _typing_to_union(annotation: str) -> str:
+    """``Optional[str]`` and ``Union[str, dict, None]`` (what papermill can parse) as ``str | None``...
+
+    Examples
+    --------
+    >>> _typing_to_union("Optional[str]"), _typing_to_union("Union[str, dict, None]"), _typing_to_union("list[str]")
+    ('str | None', 'str | dict | None', 'list[str]')
+    """
+    m = re.fullmatch(r"(Optional|Union)\[(.*)\]", annotation.strip())
+    if not m:
+        return annotation
+    parts = [p.strip() for p in re.split(r",(?![^\[]*\])", m.group(2))]
+    return " | ".join(parts + (["None"] if m.group(1) == "Optional" else []))
 
 
 _TYPE_CHECKS: dict[str, tuple[type, ...]] = {
@@ -669,12 +685,24 @@ def _describe_failure(name: str, path: Path, executed: Path, exc: Exception) -> 
                        and any(o.get("output_type") == "error" for o in c.get("outputs", [])))
         source = nbformat.read(path, as_version=4)
         number = next((i + 1 for i, c in enumerate(source.cells) if c.source == failing.source), None)
-        first_line = (failing.source.strip().splitlines() or [""])[0][:100]
+        lines = failing.source.splitlines() or [""]
+        line_no = _failing_line(failing, len(lines))
+        shown = (f"line {line_no}: {lines[line_no - 1].strip()[:100]}" if line_no
+                 else lines[0].strip()[:100])
         where = (f"cell {number}" if number else "the injected parameters cell") + \
-            f" (In [{failing.get('execution_count')}]): {first_line}"
+            f" (In [{failing.get('execution_count')}]), {shown}"
     except (StopIteration, OSError, ValueError):
         pass
     return f"notebook {name!r} ({path.name}) failed in {where}\n{ename}: {evalue}"
+
+
+def _failing_line(cell: nbformat.NotebookNode, n_lines: int) -> int | None:
+    """The line of ``cell`` that raised, from IPython's traceback ("Cell In[7], line 3"), 1-based."""
+    error = next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(error.get("traceback", []))) if error else ""
+    m = re.search(rf"Cell In\[{cell.get('execution_count')}\], line (\d+)", text)
+    line = int(m.group(1)) if m else None
+    return line if line and 1 <= line <= n_lines else None
 
 
 def run(config_path: str | os.PathLike[str], *, overrides: Iterable[str] | Mapping = (), only: Sequence[str] | None = None,

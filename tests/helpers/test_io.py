@@ -619,3 +619,50 @@ def test_a_glob_of_parquet_files_with_different_types_loads_like_the_folder(tmp_
 def test_an_unparseable_start_or_end_is_an_error_naming_it(bound):
     with pytest.raises(EventDataError, match=rf"{bound}='yesterday'"):
         load_events(frame(timestamp=["2025-01-01"]), **{bound: "yesterday"})
+
+
+def test_xes_case_logs_load_with_cases_as_users_and_case_attributes_as_properties(tmp_path):
+    xes = ('<?xml version="1.0"?><log xmlns="http://www.xes-standard.org/">'
+           '<trace><string key="concept:name" value="173688"/><string key="AMOUNT_REQ" value="20000"/>'
+           '<event><string key="concept:name" value="A_SUBMITTED"/><date key="time:timestamp" value="2011-10-01T00:38:44.546+02:00"/></event>'
+           '<event><string key="concept:name" value="A_PARTLYSUBMITTED"/><date key="time:timestamp" value="2011-10-01T00:38:44.880+02:00"/>'
+           '<string key="org:resource" value="112"/></event></trace>'
+           '<trace><string key="concept:name" value="173691"/>'
+           '<event><string key="concept:name" value="A_SUBMITTED"/><date key="time:timestamp" value="2011-10-01T08:08:58.256+02:00"/></event>'
+           '</trace></log>')
+    ev = load_events(write(tmp_path / "log.xes", xes))
+    assert ev["user_id"].tolist() == ["173688", "173688", "173691"]
+    assert ev["event"].tolist() == ["A_SUBMITTED", "A_PARTLYSUBMITTED", "A_SUBMITTED"]
+    assert ev["timestamp"].iloc[0] == pd.Timestamp("2011-09-30 22:38:44.546", tz=UTC)
+    assert ev["case:AMOUNT_REQ"].fillna("-").tolist() == ["20000", "20000", "-"] and ev["org:resource"].iloc[1] == "112"
+    with pytest.raises(EventDataError, match=r"log2.xes: not a readable XES"):
+        load_events(write(tmp_path / "log2.xes", "<log><trace>"))
+
+
+def test_whitespace_separated_txt_with_default_event_and_real_repeats_kept(tmp_path):
+    path = write(tmp_path / "cdnow.txt", "customer date quantity amount\n00001 19970101 1 11.77\n"
+                                         "00002 19970112 1 12.00\n00002 19970112 1 12.00\n")
+    kw = dict(mapping={"customer": "user_id", "date": "timestamp", "amount": "value"}, default_event="purchase",
+              timestamp_format="%Y%m%d")
+    removed = load_events(path, **kw)
+    assert len(removed) == 2 and removed.attrs["helpers.load"]["duplicates_removed"] == 1
+    kept = load_events(path, drop_duplicates=False, **kw)
+    assert kept["user_id"].tolist() == ["00001", "00002", "00002"] and kept["event"].tolist() == ["purchase"] * 3
+    info = kept.attrs["helpers.load"]
+    assert (info["duplicates_removed"], info["duplicates_kept"]) == (0, 1)
+    assert info["duplicate_examples"] == [{"event": "purchase", "timestamp": "1997-01-12T00:00:00+00:00"}]
+    q = data_quality(kept, as_of="2000-01-01")
+    assert "1 duplicate rows were kept as real repeats" in q.headline()
+    assert any("rule: rows equal to an earlier row in every column" in w for w in q.warnings)
+
+
+def test_a_handoff_is_read_only_for_the_events_it_was_made_from(tmp_path):
+    from helpers.io import current_handoff, handoff_note, write_handoff
+
+    ev = load_events(pd.DataFrame({"user_id": ["u1"], "event": ["a"], "timestamp": ["2025-01-01"]}))
+    events = write_events(ev, tmp_path / "events.parquet")
+    personas = write_handoff(pd.DataFrame({"user_id": ["u1"], "persona": ["x"]}), tmp_path / "personas.parquet", events)
+    assert current_handoff(personas, events) == personas and handoff_note(personas, events) == ""
+    write_events(ev, events)  # a later run writes its events: the personas belong to the earlier one
+    assert current_handoff(personas, events) is None
+    assert "made from other events, so it is not used" in handoff_note(personas, events)

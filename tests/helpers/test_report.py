@@ -40,7 +40,7 @@ def two_notebooks(tmp_path):
         '"summary": [{"check": "events", "value": "3"}]})',
         'import sys; print("log line for the analyst", file=sys.stderr)',
         'report.finding("Answer", f"the label is {label}, 6 x 7 = {6 * 7}")',
-        "if fail: raise ValueError('planted failure')",
+        "checked = True\nif fail: raise ValueError('planted failure')",
     ])
     second = make_notebook(tmp_path / "02_second.ipynb", ["x = 1 + 1", "print('second ran', x, label)"])
     return tmp_path, first, second
@@ -156,7 +156,9 @@ def test_a_failing_notebook_exits_1_keeps_the_partial_run_and_leaves_latest_alon
                         "--reports-dir", str(reports_dir)])
     err = capsys.readouterr().err
     assert code == 1
-    assert "notebook 'first' (01_first.ipynb) failed in cell 7 (In [7]): if fail: raise ValueError" in err and "ValueError: planted failure" in err
+    # the line that raised, not the first line of its cell
+    assert "notebook 'first' (01_first.ipynb) failed in cell 7 (In [7]), line 2: if fail: raise ValueError" in err
+    assert "ValueError: planted failure" in err
     failed = list((reports_dir / "failed").iterdir())
     assert len(failed) == 1 and (failed[0] / "01_first.ipynb").exists() and (failed[0] / "error.txt").exists()
     assert not (failed[0] / "02_second.ipynb").exists()  # the run stopped at the failure
