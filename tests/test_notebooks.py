@@ -47,3 +47,15 @@ def test_notebook_code_is_thin(path):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 assert not re.search(r"\.(csv|parquet|jsonl?)\b|data/", node.value), (
                     f"{path.name}: literal path {node.value!r} outside the parameters cell")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_papermill_reads_every_parameter_the_runner_checks(path):
+    """papermill skips a line it cannot parse (a second '=' in the comment, a 'str | None' annotation) and then
+    warns 'Passed unknown parameter' on every run that sets it."""
+    import papermill
+
+    from helpers import report
+
+    seen = papermill.inspect_notebook(str(path))
+    assert set(seen) == set(report.notebook_parameters(path))

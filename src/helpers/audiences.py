@@ -71,9 +71,10 @@ def export_audience(users: pd.Series | pd.Index | Sequence[str] | pd.DataFrame, 
 
 def audience_summary(exported: Sequence[dict]) -> pd.DataFrame:
     """Sizes and definitions of exported audiences, for a report (no ids, no paths)."""
-    return pd.DataFrame([{"audience": e["name"], "users": e["users"], "definition": e["reason"],
+    return pd.DataFrame([{"audience": e["name"], "users": e["users"] if e["users"] is not None else pd.NA,
+                          "definition": e["reason"],
                           "as of": f"{e['as_of']:%Y-%m-%d %H:%M} UTC"} for e in exported],
-                        columns=["audience", "users", "definition", "as of"])
+                        columns=["audience", "users", "definition", "as of"]).astype({"users": "Int64"})
 
 
 def dropped_at_step(result, step: int | str, *, within_days: int | None = None) -> tuple[pd.Series, str]:
@@ -144,32 +145,54 @@ def export_standard(names: Sequence[str], *, events: pd.DataFrame | ibis.Table, 
     """Build and export the standard audiences named (any of :data:`STANDARD`); returns their summaries.
 
     ``at_risk`` needs ``risk`` (:func:`helpers.retention.churn_risk`); ``dropped_at_step``
-    needs ``funnel_result`` and ``drop_step``. Everything is as of the data's end.
+    needs ``funnel_result`` and ``drop_step``; ``promoters_without_referral`` needs
+    survey answers with a score (``nps_response`` and a ``value`` column);
+    ``stalled_new_users`` needs ``signup`` and ``first_value`` events. An audience
+    whose inputs the data lacks is not built: its summary has ``users=None`` and
+    ``skipped`` says why (shown by :func:`audience_summary`). Everything is as of
+    the data's end.
     """
     unknown = [n for n in names if n not in STANDARD]
     if unknown:
         raise ValueError(f"unknown audience(s) {unknown}; the standard ones are {', '.join(STANDARD)}.")
     t = as_ibis(events)
     as_of = to_utc(t.timestamp.max().execute())
+    present = set(t.select("event").distinct().execute()["event"].astype(str))
     out = []
     for name in names:
+        why = _missing_inputs(name, t, present, risk, funnel_result, drop_step)
+        if why:
+            out.append({"name": name, "users": None, "reason": f"not built: {why}", "as_of": as_of, "skipped": why})
+            continue
         if name == "at_risk":
-            if risk is None:
-                raise ValueError("the at_risk audience needs risk=churn_risk(...).")
             ids, reason = at_risk(risk, threshold)
         elif name == "promoters_without_referral":
             ids, reason = promoters_without_referral(t)
         elif name == "stalled_new_users":
             ids, reason = stalled_new_users(t, after_days=stalled_after_days, observed_until=as_of)
         else:
-            if funnel_result is None or drop_step is None:
-                raise ValueError("the dropped_at_step audience needs funnel_result and drop_step.")
             ids, reason = dropped_at_step(funnel_result, drop_step, within_days=drop_within_days)
             name = f"dropped_after_{re.sub(r'[^A-Za-z0-9_-]+', '_', str(drop_step))}"
         out.append(export_audience(ids, name, reason=reason, as_of=as_of, directory=directory))
     return out
 
 
+def _missing_inputs(name: str, t: ibis.Table, present: set[str], risk, funnel_result, drop_step) -> str:
+    """Why an audience cannot be built from these inputs, in words ("" when it can)."""
+    if name == "at_risk":
+        return "" if risk is not None else "no validated churn-risk model"
+    if name == "promoters_without_referral":
+        if "nps_response" not in present or "value" not in t.columns:
+            return "no survey answers (nps_response with a score) in the data"
+        return ""
+    if name == "stalled_new_users":
+        lacking = [e for e in ("signup", "first_value") if e not in present]
+        return f"no {' or '.join(lacking)} event in the data" if lacking else ""
+    if funnel_result is None or drop_step is None:
+        return "no funnel step to read drop-offs at"
+    return ""
+
+
 def audience_sizes(exported: Sequence[dict]) -> dict[str, int]:
     """Audience name -> users, for the run record."""
-    return {e["name"]: int(e["users"]) for e in exported}
+    return {e["name"]: int(e["users"]) for e in exported if e["users"] is not None}

@@ -2,8 +2,11 @@
 
 Semantics (each sentence is pinned by a test):
 
-- A step is an event name, ``"*"`` for any event, or ``Step(event, where={...})``
+- A step is an event name, ``"*"`` for any event, a list of event names
+  (any of them: ``["product1", "product2"]``), or ``Step(event, where={...})``
   whose property filters must match exactly.
+- A step whose events are not in the data is warned about, naming the
+  closest event names, and counted as reached by nobody (``absent_steps``).
 - ``order="ordered"``: a user reaches step k when some occurrence of step 1 is
   followed by an occurrence of step 2 at or after it, step 3 at or after that,
   and so on; other events may come in between. Steps are matched greedily,
@@ -63,22 +66,31 @@ class Step:
     'page_view[page=pricing]'
     """
 
-    event: str
+    event: str | tuple[str, ...]
     where: Mapping[str, Any] = field(default_factory=dict)
     name: str | None = None
+
+    @property
+    def events(self) -> tuple[str, ...]:
+        """The event names the step takes (any of them)."""
+        return self.event if isinstance(self.event, tuple) else (self.event,)
 
     @property
     def label(self) -> str:
         if self.name:
             return self.name
         filters = ",".join(f"{k}={v}" for k, v in self.where.items())
-        return f"{self.event}[{filters}]" if filters else self.event
+        names = " or ".join(self.events)
+        return f"{names}[{filters}]" if filters else names
 
     def key(self) -> tuple:
-        return (self.event, tuple(sorted((k, str(v)) for k, v in self.where.items())))
+        return (tuple(sorted(self.events)), tuple(sorted((k, str(v)) for k, v in self.where.items())))
 
     def matches(self, t: ibis.Table) -> ibis.expr.types.BooleanValue:
-        cond = ibis.literal(True) if self.event == "*" else t.event == self.event
+        if "*" in self.events:
+            cond = ibis.literal(True)
+        else:
+            cond = t.event == self.events[0] if len(self.events) == 1 else t.event.isin(list(self.events))
         for col, value in self.where.items():
             cond = cond & (t[col] == value)
         return cond
@@ -104,9 +116,25 @@ class FunnelResult:
     by: str | None
     observed_until: pd.Timestamp
     events: ibis.Table | None = field(default=None, repr=False)  # the events counted (up to observed_until)
+    absent_steps: list[str] = field(default_factory=list)  # step events the data does not have
 
     def _repr_html_(self) -> str:
         return self.table.to_html(index=False)
+
+    def biggest_drop_step(self) -> str | None:
+        """The label of the step after which most users went no further (not counting those still in
+        progress; all segments pooled), or ``None`` when nobody dropped."""
+        pu, n = self.per_user, len(self.steps)
+        lost = [(int(((pu["furthest_step"] == k) & ~pu["in_progress"]).sum()), k) for k in range(1, n)]
+        worst, k = max(lost) if lost else (0, 0)
+        return self.steps[k - 1].label if worst else None
+
+    def absent_note(self) -> str:
+        """A sentence naming the steps whose events the data does not have (``""`` when every step is there)."""
+        if not self.absent_steps:
+            return ""
+        return (f"The data has no {', '.join(self.absent_steps)} event, so nobody reaches the step(s) that need it: set "
+                "the funnel's steps (the stage map's `funnel:` or the `steps` parameter) to events of your data.")
 
     def headline(self) -> str:
         """One sentence: overall conversion, the biggest drop-off, users still in progress (all segments pooled)."""
@@ -140,8 +168,37 @@ def _readable(delta: pd.Timedelta) -> str:
 def _as_steps(steps: Sequence[str | Step]) -> list[Step]:
     if isinstance(steps, (str, Step)) or len(steps) == 0:
         raise EventDataError("steps must be a list of at least one event name or Step.")
-    out = [s if isinstance(s, Step) else Step(str(s)) for s in steps]
+    out = []
+    for s in steps:
+        if isinstance(s, Step):
+            out.append(s)
+        elif isinstance(s, (list, tuple)):
+            if not s:
+                raise EventDataError("a funnel step that is a list needs at least one event name.")
+            out.append(Step(str(s[0]) if len(s) == 1 else tuple(dict.fromkeys(map(str, s)))))
+        else:
+            out.append(Step(str(s)))
     return out
+
+
+def _absent_steps(t: ibis.Table, steps: list[Step]) -> list[str]:
+    """Event names of ``steps`` that the data does not have, warned about with the closest names it has."""
+    import difflib
+    import warnings
+
+    wanted = {e for s in steps for e in s.events if e != "*"}
+    if not wanted:
+        return []
+    present = set(t.select("event").distinct().execute()["event"].astype(str))
+    absent = sorted(wanted - present)
+    if absent:
+        hints = []
+        for name in absent:
+            close = difflib.get_close_matches(name, sorted(present), n=3, cutoff=0.5)
+            hints.append(f"{name!r}" + (f" (closest: {', '.join(map(repr, close))})" if close else ""))
+        warnings.warn(f"funnel step event(s) not in the data: {'; '.join(hints)}. Nobody reaches those steps.",
+                      stacklevel=3)
+    return absent
 
 
 def _segments_for_users(by: pd.Series | pd.DataFrame) -> tuple[pd.Series, str]:
@@ -203,6 +260,7 @@ def compute_funnel(
 
     until = to_utc(observed_until) if observed_until is not None else to_utc(t.timestamp.max().execute())
     t = t.filter(t.timestamp <= until.to_pydatetime())
+    absent = _absent_steps(t, steps_)
 
     attempts = _attempts(t, steps_, window, order, by_column)
     for event, i, j in exclusions:
@@ -214,6 +272,7 @@ def compute_funnel(
     per_user = best.to_pyarrow().sort_by("user_id").to_pandas()
     result = _summarise(per_user, steps_, window, order, by, by_column, until)
     result.events = t
+    result.absent_steps = absent
     return result
 
 
@@ -232,7 +291,7 @@ def _attempts(t: ibis.Table, steps: list[Step], window: pd.Timedelta, order: str
     t = t.select(*dict.fromkeys(needed))
     base = t.mutate(**{f"m{spec_of[k]}": s.matches(t) for k, s in specs.items()})
     any_match = ibis.or_(*[base[f"m{j}"] for j in range(n_specs)])
-    events_named = [s.event for s in specs.values()]
+    events_named = [e for s in specs.values() for e in s.events]
     # Separate occurrences for every step (Hall's condition): every set of steps needs at least as many
     # matching events as it has steps. When no event can match two different steps, per-step counts suffice.
     if "*" in events_named or len(set(events_named)) < len(events_named):
@@ -364,6 +423,8 @@ def _summarise(per_user: pd.DataFrame, steps: list[Step], window: pd.Timedelta, 
     per_user["in_progress"] = (per_user["reached"] < n) & (per_user["start"] > until - window)
 
     groups = [("all", per_user)] if seg_name is None else list(per_user.groupby(seg_name, sort=True))
+    if not groups:  # nobody did the first step: one segment of zeros, not an empty table
+        groups = [(NONE_SEGMENT, per_user)]
     tables = []
     for name, g in groups:
         rows = []

@@ -75,6 +75,32 @@ class StageMap:
     stages: tuple[Stage, ...]
     kpi_events: Mapping[str, str]
     source: str = "(dict)"
+    funnel: tuple[str | tuple[str, ...], ...] = ()  # the map's ``funnel:`` steps, if it gives them
+    goal: str | None = None  # the map's ``goal:`` event, if it gives one
+
+    def funnel_steps(self) -> list[str | tuple[str, ...]]:
+        """The funnel the report reads: the map's ``funnel:`` list, else one step per stage (any of its events).
+
+        Examples
+        --------
+        >>> m = load_stage_map({"stages": [{"name": "visit", "events": ["home", "docs"]}, {"name": "buy", "events": ["purchase"]}]})
+        >>> m.funnel_steps(), m.goal_event()
+        ([('home', 'docs'), 'purchase'], 'purchase')
+        """
+        if self.funnel:
+            return list(self.funnel)
+        steps = []
+        for stage in self.stages:
+            names = tuple(dict.fromkeys(r.event for r in stage.rules))
+            steps.append(names[0] if len(names) == 1 else names)
+        return steps
+
+    def goal_event(self) -> str:
+        """The conversion that paths and the value of a conversion lead to: ``goal:``, else the funnel's last step."""
+        if self.goal:
+            return self.goal
+        last = self.funnel_steps()[-1]
+        return last if isinstance(last, str) else last[0]
 
     @property
     def names(self) -> list[str]:
@@ -83,6 +109,18 @@ class StageMap:
     def event(self, role: str) -> str:
         """The event name playing ``role`` (e.g. ``"purchase"``) in the KPI definitions."""
         return self.kpi_events.get(role, role)
+
+    def event_if_present(self, role: str, present: set[str]) -> str | None:
+        """The event playing ``role`` (``kpi_events``, else the role's own name) when the data has it, else ``None``.
+
+        Examples
+        --------
+        >>> m = load_stage_map({"stages": [{"name": "s", "events": ["start"]}], "kpi_events": {"signup": "start"}})
+        >>> m.event_if_present("signup", {"start", "x"}), m.event_if_present("subscription_cancelled", {"start"})
+        ('start', None)
+        """
+        name = self.event(role)
+        return name if name in present else None
 
     def check_events(self, present: set[str]) -> None:
         """A clear error for a rule whose event is not in the data, naming the line of the map."""
@@ -159,7 +197,19 @@ def load_stage_map(source: str | Path | Mapping[str, Any]) -> StageMap:
             raise EventDataError(f"{at}: unknown KPI(s) {unknown}; known: {', '.join(KPIS)}.")
         stages.append(Stage(name, tuple(rules), kpis, line))
     kpi_events = {str(k): str(v) for k, v in (data.get("kpi_events") or {}).items()}
-    return StageMap(tuple(stages), kpi_events, label)
+    unknown = set(data) - {"stages", "kpi_events", "funnel", "goal"}
+    if unknown:
+        raise EventDataError(f"{label}: unknown key(s) {sorted(unknown)}; a stage map has stages, funnel, goal and "
+                             "kpi_events.")
+    funnel = data.get("funnel") or []
+    if not isinstance(funnel, list) or not all(isinstance(f, str) or (isinstance(f, list) and f and all(
+            isinstance(e, str) for e in f)) for f in funnel):
+        raise EventDataError(f"{label}: 'funnel' is a list of steps, each an event name or a list of event names "
+                             f"(any of them), got {funnel!r}.")
+    goal = data.get("goal")
+    if goal is not None and not isinstance(goal, str):
+        raise EventDataError(f"{label}: 'goal' is one event name, got {goal!r}.")
+    return StageMap(tuple(stages), kpi_events, label, tuple(f if isinstance(f, str) else tuple(f) for f in funnel), goal)
 
 
 def _child(node: Any, key: str) -> Any:
@@ -189,7 +239,7 @@ def _tagged(t: ibis.Table, stage_map: StageMap) -> ibis.Table:
     return tagged.filter(tagged._stage.notnull())
 
 
-def _prepare(events, stage_map, observed_until):
+def _prepare(events, stage_map, observed_until, known_events: set[str] | None = None):
     t = as_ibis(events)
     if not isinstance(stage_map, StageMap):
         stage_map = load_stage_map(stage_map)
@@ -198,7 +248,7 @@ def _prepare(events, stage_map, observed_until):
         raise EventDataError("There are no events.")
     until = to_utc(until)
     t = t.filter(t.timestamp <= until.to_pydatetime())
-    present = set(t.select("event").distinct().execute()["event"])
+    present = known_events if known_events is not None else set(t.select("event").distinct().execute()["event"])
     stage_map.check_events(present)
     return t, stage_map, until, present
 
@@ -349,6 +399,7 @@ class _Context:
     present: set[str]
     users_by_event: dict[str, int]
     all_users: int
+    inactivity: pd.Timedelta = pd.Timedelta(days=30)
     _cache: dict = field(default_factory=dict)
 
     def ev(self, role: str) -> str:
@@ -421,7 +472,7 @@ def _churn(c: _Context) -> dict:
 
     cancel = c.ev("subscription_cancelled")
     life = user_lifetimes(c.t, start_event=c.ev("signup") if c.ev("signup") in c.present else None,
-                          churn_event=cancel if cancel in c.present else None, inactivity="30D", observed_until=c.until)
+                          churn_event=cancel if cancel in c.present else None, inactivity=c.inactivity, observed_until=c.until)
     return _share(int(life["churned"].sum()), len(life))
 
 
@@ -492,16 +543,22 @@ def stage_kpis(
     stage_map: StageMap | str | Path | Mapping[str, Any],
     *,
     observed_until: Any = None,
+    inactivity: str | pd.Timedelta = "30D",
+    known_events: set[str] | None = None,
 ) -> pd.DataFrame:
     """Each stage's KPIs with their definitions; a KPI whose events are missing is ``available=False`` with NaN, never 0.
 
     Columns: ``stage``, ``kpi``, ``value``, ``unit``, ``ci_low``, ``ci_high`` (shares:
     Wilson; NPS: normal), ``numerator``, ``denominator``, ``available``, ``definition``.
+    ``inactivity`` is the silence after which ``churn_rate`` counts a user as gone.
+    ``known_events``: the event names of the whole data when ``events`` is a
+    window of it (:func:`journey_changes`): the map is checked against them, and
+    a KPI is unavailable only when they lack its events (in the window it is 0).
     """
-    t, stage_map, until, present = _prepare(events, stage_map, observed_until)
+    t, stage_map, until, present = _prepare(events, stage_map, observed_until, known_events)
     by_event = t.group_by("event").aggregate(users=t.user_id.nunique()).execute()
     ctx = _Context(t, stage_map, until, present, dict(zip(by_event["event"], by_event["users"].astype(int))),
-                   int(t.user_id.nunique().execute()))
+                   int(t.user_id.nunique().execute()), pd.Timedelta(inactivity))
     rows = []
     for stage in stage_map.stages:
         for name in stage.kpis:
@@ -670,10 +727,14 @@ def journey_changes(
 ) -> pd.DataFrame:
     """Each stage KPI before and after ``split_at`` (a release, a campaign), with the difference and its significance.
 
-    Two windows of equal length meet at ``split_at``: after = ``split_at`` up to
-    ``observed_until`` (default: the last timestamp), before = as long before it,
-    or from the first event when the data is shorter (``window`` overrides the
-    length). Each window measures the users who *arrived* in it (first event in
+    Two windows of equal length meet at ``split_at``: as long as the shorter
+    side of the data allows (the data from its first event to ``split_at``, and
+    from ``split_at`` to ``observed_until``, default the last timestamp), or
+    ``window`` when given and it fits on both sides. When it does not fit, or a
+    window has no new users, the comparison is refused: an empty table whose
+    ``attrs["refused"]`` says why (:func:`changes_headline` shows it). The stage
+    map is checked against all the events once, so an event seen on one side
+    only (a release that adds one) is fine. Each window measures the users who *arrived* in it (first event in
     the window), on their events in the window, as :func:`stage_kpis` would: two
     cohorts of new users, so that customers who signed up long before the split
     do not count as "did not sign up" after it. Equal lengths keep the edge
@@ -689,15 +750,45 @@ def journey_changes(
     first = to_utc(t.timestamp.min().execute())
     if not first < split <= until:
         raise EventDataError(f"journey_changes: split_at {split} must fall inside the data ({first} to {until}).")
-    length = pd.Timedelta(window) if window is not None else until - split
-    start, end = max(first, split - length), min(until, split + length)
+    stage_map = stage_map if isinstance(stage_map, StageMap) else load_stage_map(stage_map)
+    present = set(t.select("event").distinct().execute()["event"])
+    stage_map.check_events(present)
+    room = min(split - first, until - split)
+    if not any(stage.kpis for stage in stage_map.stages):
+        return _refused("the stage map lists no KPIs to compare (add `kpis:` to its stages)", split - room, split,
+                        split + room)
+    length = pd.Timedelta(window) if window is not None else room
+    start, end = split - length, split + length
+    if length > room:
+        return _refused(f"a window of {length} does not fit on both sides of {split:%Y-%m-%d} (the data allows "
+                        f"{room.days} days before and after); windows of unequal length are not compared", start, split, end)
+    if length < pd.Timedelta(days=1):
+        return _refused(f"{split:%Y-%m-%d %H:%M} leaves less than a day of data on one side", start, split, end)
     # Each KPI query below joins the users' first timestamps: cached, they are computed once, not per query.
     with t.group_by("user_id").aggregate(_first=t.timestamp.min()).cache() as first_seen:
-        return _changes(t.join(first_seen, "user_id"), stage_map, split, start, end)
+        arrivals = first_seen.aggregate(
+            before=((first_seen._first >= start.to_pydatetime()) & (first_seen._first < split.to_pydatetime())).sum(),
+            after=((first_seen._first >= split.to_pydatetime()) & (first_seen._first <= end.to_pydatetime())).sum(),
+        ).execute().iloc[0]
+        empty = [side for side in ("before", "after") if not int(arrivals[side] or 0)]
+        if empty:
+            return _refused(f"no new users arrived {' or '.join(empty)} {split:%Y-%m-%d} (within {length.days} days)",
+                            start, split, end)
+        return _changes(t.join(first_seen, "user_id"), stage_map, split, start, end, present)
 
 
-def _changes(t: ibis.Table, stage_map: StageMap | str | Path | Mapping[str, Any], split: pd.Timestamp,
-             start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+_CHANGE_COLUMNS = ["stage", "kpi", "unit", "value_before", "value_after", "difference", "p", "p_holm", "significant",
+                   "denominator_before", "denominator_after"]
+
+
+def _refused(reason: str, start: pd.Timestamp, split: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    out = pd.DataFrame(columns=_CHANGE_COLUMNS)
+    out.attrs.update(split_at=split, before=(start, split), after=(split, end), refused=reason)
+    return out
+
+
+def _changes(t: ibis.Table, stage_map: StageMap, split: pd.Timestamp, start: pd.Timestamp, end: pd.Timestamp,
+             present: set[str]) -> pd.DataFrame:
     from scipy.stats import norm
 
     def window_of(a: pd.Timestamp, b: pd.Timestamp, closed: bool) -> ibis.Table:
@@ -706,8 +797,9 @@ def _changes(t: ibis.Table, stage_map: StageMap | str | Path | Mapping[str, Any]
                                                         (t._first < b.to_pydatetime()))
         return t.filter(new_users & upper).drop("_first")
 
-    before = stage_kpis(window_of(start, split, False), stage_map, observed_until=split - pd.Timedelta(microseconds=1))
-    after = stage_kpis(window_of(split, end, True), stage_map, observed_until=end)
+    before = stage_kpis(window_of(start, split, False), stage_map, observed_until=split - pd.Timedelta(microseconds=1),
+                        known_events=present)
+    after = stage_kpis(window_of(split, end, True), stage_map, observed_until=end, known_events=present)
     out = before[["stage", "kpi", "unit", "value", "numerator", "denominator", "ci_low", "ci_high"]].merge(
         after[["stage", "kpi", "value", "numerator", "denominator", "ci_low", "ci_high"]], on=["stage", "kpi"],
         suffixes=("_before", "_after"))
@@ -729,8 +821,7 @@ def _changes(t: ibis.Table, stage_map: StageMap | str | Path | Mapping[str, Any]
     out["p_holm"] = holm_adjust(p)  # a dozen KPIs tested at once: control the family-wise error
     out["significant"] = out["p_holm"] < 0.05
     out.attrs.update(split_at=split, before=(start, split), after=(split, end))
-    return out[["stage", "kpi", "unit", "value_before", "value_after", "difference", "p", "p_holm", "significant",
-                "denominator_before", "denominator_after"]]
+    return out[_CHANGE_COLUMNS]
 
 
 # ----------------------------------------------------------------------------- for the report
@@ -771,6 +862,8 @@ def changes_display(changes: pd.DataFrame) -> pd.DataFrame:
 def changes_headline(changes: pd.DataFrame) -> str:
     """One sentence: the windows compared and the significant changes, largest first."""
     before, after = changes.attrs.get("before"), changes.attrs.get("after")
+    if changes.attrs.get("refused"):
+        return f"No before/after comparison: {changes.attrs['refused']}."
     span = (f"{before[0]:%Y-%m-%d} to {before[1]:%Y-%m-%d} against {after[0]:%Y-%m-%d} to {after[1]:%Y-%m-%d}"
             if before else "before and after the split")
     sig = changes[changes["significant"]]

@@ -9,7 +9,8 @@ Semantics:
 - ``top_paths``: a unit (a user, or a session with ``per="session"``) has one
   path: its first ``max_steps`` events from its first ``start`` event, or its
   last ``max_steps`` events up to its first ``end`` event, or from its first
-  event when neither is given; with ``collapse_repeats`` consecutive repeats of
+  event when neither is given. A path to ``end`` ends at that event itself:
+  other events logged at the same instant come before it (in name order); with ``collapse_repeats`` consecutive repeats of
   one event count once. ``goal_share`` is the share of the path's units that
   do ``goal`` at or after the path's first event (within the unit).
 - ``transition_matrix``: for every event of a user, the user's next event
@@ -82,8 +83,11 @@ def _paths(t: ibis.Table, unit: str, *, start: str | None, end: str | None, max_
     elif end is not None:
         anchor = t.filter(t.event == end).group_by(unit).aggregate(_anchor=lambda s: s.timestamp.min())
         t = t.join(anchor, unit).filter(lambda s: s.timestamp <= s._anchor)
-        # Count back from the end event (the last event at or before it).
-        pos = ibis.row_number().over(ibis.window(group_by=unit, order_by=[ibis.desc("timestamp"), ibis.desc("event")]))
+        # Count back from the end event itself: among events of its instant it comes last, so a path to the goal
+        # ends at the goal (a case log writes several events at one instant).
+        t = t.mutate(_is_end=(t.event == end).cast("int8"))
+        pos = ibis.row_number().over(ibis.window(group_by=unit, order_by=[ibis.desc("timestamp"), ibis.desc("_is_end"),
+                                                                        ibis.desc("event")]))
     else:
         t = t.mutate(_anchor=t.timestamp.min().over(ibis.window(group_by=unit)))
         pos = ibis.row_number().over(_ordered(t, unit))

@@ -50,7 +50,8 @@ import pandas as pd
 
 from helpers.io import US_PER_DAY, EventDataError, as_ibis, epoch_us, to_utc, utc_naive
 
-__all__ = ["DEFAULT_FEATURE_GROUPS", "FEATURE_GROUPS", "PersonaModel", "feature_group", "fit_personas", "kpi_headline",
+__all__ = ["DEFAULT_FEATURE_GROUPS", "FEATURE_GROUPS", "PersonaModel", "feature_group", "fit_personas",
+           "informative_groups", "kpi_headline",
            "persona_kpis", "persona_table", "save_personas",
            "user_features"]
 
@@ -621,6 +622,38 @@ class PersonaModel:
         return out
 
 
+def informative_groups(features: pd.DataFrame, feature_groups: Sequence[str] = DEFAULT_FEATURE_GROUPS,
+                       fallback: Sequence[str] = ("activity", "spend")) -> tuple[tuple[str, ...], str]:
+    """The feature groups to cluster on, and a sentence when they had to change.
+
+    ``feature_groups`` when at least one of their features varies between
+    users; otherwise (a purchases-only log: one event type, no pages, no
+    channels) the ``fallback`` groups, with a sentence saying so and what it
+    costs: breakdowns of conversion or churn by personas made from activity and
+    spend are partly circular.
+
+    Examples
+    --------
+    >>> f = pd.DataFrame({"share_event__purchase": [1.0, 1.0, 1.0], "events": [1, 4, 9], "monetary_value": [5.0, 1.0, 7.0]})
+    >>> informative_groups(f)[0]
+    ('activity', 'spend')
+    """
+    def varies(groups: Sequence[str]) -> bool:
+        return any(features[c].nunique(dropna=False) > 1 for c in features.columns if feature_group(c) in groups)
+
+    chosen = tuple(feature_groups)
+    if varies(chosen):
+        return chosen, ""
+    usable = tuple(g for g in fallback if varies([g]))
+    if not usable:
+        raise EventDataError(f"user_features: no feature of {', '.join(chosen)} or {', '.join(fallback)} varies "
+                             "between users: there is nothing to tell them apart.")
+    return usable, (f"Every user has the same {', '.join(chosen)} mix in this data (for example a single event type and "
+                    f"no pages or channels), so the personas are made from {' and '.join(usable)} instead; read the "
+                    "conversion and churn of such personas with care, since they are partly what the personas were "
+                    "made from.")
+
+
 def fit_personas(features: pd.DataFrame, n_personas: int | None = None, *, method: str = "kmeans",
                  random_state: int = 0, **settings) -> PersonaModel:
     """Fit a :class:`PersonaModel` (see there for what it learns); ``settings`` go to its constructor.
@@ -640,7 +673,7 @@ def persona_kpis(
     events: pd.DataFrame | ibis.Table,
     labels: pd.Series | pd.DataFrame,
     *,
-    purchase_events: Sequence[str] = ("purchase", "repeat_purchase"),
+    purchase_events: Sequence[str] | None = None,
     survey_event: str = "nps_response",
     churn_event: str | None = "subscription_cancelled",
     inactivity: str = "30D",
@@ -655,6 +688,11 @@ def persona_kpis(
     - ``purchasers`` (users with any of ``purchase_events``), ``conversion`` with its
       95% Wilson interval ``conversion_low`` / ``conversion_high``;
     - ``revenue_per_user``: the sum of purchase ``value`` over all the persona's users;
+
+    ``purchase_events=None`` takes ``purchase`` and ``repeat_purchase`` when the
+    data has them, else every event that carries a ``value`` except the survey
+    answers (``*_response``); with none of those, conversion and revenue are
+    unavailable (NaN, and ``.attrs["unavailable"]`` says why), never a crash.
     - ``nps_respondents``, ``nps``: % promoters (9-10) minus % detractors (0-6) of each
       respondent's latest ``survey_event`` score, with a 95% normal interval
       (``nps_low``, ``nps_high``; variance ``(p + d - (p - d)^2) / n``);
@@ -689,8 +727,10 @@ def persona_kpis(
     t = as_ibis(events)
     until = to_utc(observed_until if observed_until is not None else t.timestamp.max().execute())
     t = t.filter(t.timestamp <= until.to_pydatetime())
-    is_purchase = t.event.isin(list(purchase_events))
     has_value = "value" in t.columns
+    purchase_events = _revenue_events(t, purchase_events, has_value)
+    # (events are never null: a column that is always false, so the aggregations keep their shape)
+    is_purchase = t.event.isin(purchase_events) if purchase_events else t.event.isnull()
     aggs = {"_purchases": is_purchase.cast("int64").sum(), "_last_seen": t.timestamp.max(),
             "_revenue": t.value.sum(where=is_purchase) if has_value else ibis.literal(0.0),
             "_cancelled": (t.event == churn_event).cast("int64").sum() if churn_event else ibis.literal(0)}
@@ -735,7 +775,29 @@ def persona_kpis(
     out["nps_low"], out["nps_high"] = 100 * (p - d - half), 100 * (p - d + half)
     out["churned"] = table["churned"].astype(int).to_numpy()
     out["churn_share"] = out["churned"] / n
-    return out.reset_index(drop=True)
+    out = out.reset_index(drop=True)
+    unavailable = {}
+    if not purchase_events:
+        out[["purchasers", "conversion", "conversion_low", "conversion_high", "revenue_per_user"]] = np.nan
+        unavailable["conversion"] = unavailable["revenue"] = "no purchase event and no event with a value"
+    elif not has_value:
+        out["revenue_per_user"] = np.nan
+        unavailable["revenue"] = "the events have no value column"
+    if not out["nps_respondents"].sum():
+        unavailable["nps"] = f"no {survey_event} answers with a score"
+    out.attrs.update(purchase_events=list(purchase_events), unavailable=unavailable)
+    return out
+
+
+def _revenue_events(t: ibis.Table, given: Sequence[str] | None, has_value: bool) -> list[str]:
+    if given is not None:
+        return list(given)
+    present = set(t.select("event").distinct().execute()["event"].astype(str))
+    named = [e for e in ("purchase", "repeat_purchase") if e in present]
+    if named or not has_value:
+        return named
+    valued = t.filter(t.value.notnull() & ~t.event.endswith("_response")).select("event").distinct().execute()
+    return sorted(valued["event"].astype(str))
 
 
 def persona_table(model: PersonaModel, kpis: pd.DataFrame) -> pd.DataFrame:
@@ -753,8 +815,10 @@ def persona_table(model: PersonaModel, kpis: pd.DataFrame) -> pd.DataFrame:
                 "nps_respondents", "churn_share"]]
 
 
-def kpi_headline(table: pd.DataFrame) -> str:
+def kpi_headline(table: pd.DataFrame, kpis: pd.DataFrame | None = None) -> str:
     """One sentence from :func:`persona_table`: the persona worth most and the one most at risk.
+
+    With ``kpis`` (from :func:`persona_kpis`), the measures it could not compute are named, with the reason.
 
     Examples
     --------
@@ -763,23 +827,46 @@ def kpi_headline(table: pd.DataFrame) -> str:
     >>> kpi_headline(t)
     'B: 40% of users bring 80% of revenue (70% convert). A churns most: 50% of its users are gone.'
     """
-    best = table.loc[table["revenue_share"].idxmax()]
-    risk = table.loc[table["churn_share"].idxmax()]
-    return (f"{best['name']}: {best['share']:.0%} of users bring {best['revenue_share']:.0%} of revenue "
-            f"({best['conversion']:.0%} convert). {risk['name']} churns most: {risk['churn_share']:.0%} of its users are gone.")
+    parts = []
+    if table["revenue_share"].notna().any():
+        best = table.loc[table["revenue_share"].idxmax()]
+        parts.append(f"{best['name']}: {best['share']:.0%} of users bring {best['revenue_share']:.0%} of revenue "
+                     f"({best['conversion']:.0%} convert).")
+    elif table["conversion"].notna().any():
+        best = table.loc[table["conversion"].idxmax()]
+        parts.append(f"{best['name']} converts most: {best['conversion']:.0%} ({best['share']:.0%} of users); "
+                     "revenue is unavailable.")
+    else:
+        largest = table.loc[table["share"].idxmax()]
+        parts.append(f"{largest['name']} is the largest persona ({largest['share']:.0%} of users); conversion and "
+                     "revenue are unavailable (no purchase event and no value in the data).")
+    if table["churn_share"].notna().any():
+        risk = table.loc[table["churn_share"].idxmax()]
+        parts.append(f"{risk['name']} churns most: {risk['churn_share']:.0%} of its users are gone.")
+    missing = (kpis.attrs.get("unavailable") or {}) if kpis is not None else {}
+    if missing:
+        parts.append("Unavailable: " + "; ".join(f"{k} ({why})" for k, why in missing.items()) + ".")
+    return " ".join(parts)
 
 
-def save_personas(model: PersonaModel, path) -> pd.DataFrame:
+def save_personas(model: PersonaModel, path, events_path=None) -> pd.DataFrame:
     """Write ``user_id``, ``persona`` (short name) and ``persona_id`` to Parquet, atomically; returns the table.
 
     The funnel and retention notebooks read it for their persona breakdowns.
+    With ``events_path`` the file is stamped with those events' fingerprint
+    (:func:`helpers.io.write_handoff`), so a later run on other data ignores it.
     """
-    from pathlib import Path
+    from helpers.io import write_handoff
 
-    path = Path(path)
     table = pd.DataFrame({"user_id": model.labels_.index.astype(str),
                           "persona": model.labels_.map(model.short_names_).astype(str).to_numpy(),
                           "persona_id": model.labels_.to_numpy()})
+    if events_path is not None:
+        write_handoff(table, path, events_path)
+        return table
+    from pathlib import Path
+
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     table.to_parquet(tmp, index=False)

@@ -225,6 +225,11 @@ def paths_sankey(paths: pd.DataFrame, top: int = 15) -> go.Figure:
         ids = [nodes.setdefault(f"{i + 1}. {label(s)}", len(nodes)) for i, s in enumerate(steps)]
         for a, b in zip(ids, ids[1:]):
             links[(a, b)] = links.get((a, b), 0) + int(units)
+    if not links:  # a Sankey without links breaks plotly.js ("Invalid array length"): say it in words
+        fig = go.Figure()
+        fig.add_annotation(text="Every path is a single event here: there is no sequence of events to draw.",
+                           showarrow=False)
+        return _layout(fig, f"Top {len(rows)} paths", height=200)
     fig = go.Figure(go.Sankey(node=dict(label=list(nodes), pad=12, thickness=14, color=PALETTE[0]),
                               link=dict(source=[a for a, _ in links], target=[b for _, b in links], value=list(links.values()))))
     return _layout(fig, f"Top {len(rows)} paths", height=480)
@@ -338,6 +343,11 @@ def persona_kpis_chart(kpis: pd.DataFrame) -> go.Figure:
     fig.update_yaxes(tickformat=".0%", row=1, col=1)
     fig.update_yaxes(tickformat=".0%", row=1, col=3)
     fig.update_xaxes(tickangle=-30)
+    for col, measure in ((1, "conversion"), (2, "nps"), (3, "churn_share")):
+        if rows[measure].isna().all():  # unavailable: say so where the bars would be
+            axis = "" if col == 1 else str(col)
+            fig.add_annotation(text="unavailable in this data", showarrow=False, xref=f"x{axis} domain",
+                               yref=f"y{axis} domain", x=0.5, y=0.5, font=dict(color="#666"))
     return _layout(fig, "How the personas differ on what the business measures (95% intervals)", height=460)
 
 
@@ -528,6 +538,10 @@ def kpi_tiles(kpis: pd.DataFrame, *, columns: int = 4) -> go.Figure:
     rows = kpis[kpis["available"]].reset_index(drop=True)
     n_rows = max(1, int(np.ceil(len(rows) / columns)))
     fig = go.Figure()
+    if rows.empty:
+        fig.add_annotation(text="No stage KPI is available: the stage map lists none, or the data lacks their events.",
+                           showarrow=False)
+        return _layout(fig, "Stage KPIs", height=200)
     for i, r in enumerate(rows.to_dict("records")):  # one tile per KPI (a dozen)
         row, col = divmod(i, columns)
         unit = r["unit"]
@@ -622,8 +636,8 @@ def calibration_chart(risk) -> go.Figure:
 def styled(table: pd.DataFrame, *, percent: Sequence[str] = (), precision: int = 2, limit: int = 120):
     """A display-ready table: counts with thousands separators, shares as percentages, durations rounded.
 
-    Columns named ``conversion*``, ``share*``, ``ci_*``, ``difference`` or listed
-    in ``percent`` are shown as percentages. Every other cell, and every
+    Columns named ``conversion*``, ``share*``, ``survival_*``, ``ci_*``,
+    ``difference`` or listed in ``percent`` are shown as percentages. Every other cell, and every
     column name, is text from the data: shortened to ``limit`` characters and
     HTML-escaped (a name may carry ``<script>``).
 
@@ -637,7 +651,7 @@ def styled(table: pd.DataFrame, *, percent: Sequence[str] = (), precision: int =
     text = lambda v: "" if _is_missing(v) else escape(v, limit)  # noqa: E731 - the formatter of text cells
     for col in table.columns:
         dtype = table[col].dtype
-        if col in percent or str(col).startswith(("conversion", "share", "ci_", "goal_share", "downstream")) or col in ("difference", "churn_share"):
+        if col in percent or str(col).startswith(("conversion", "share", "ci_", "goal_share", "downstream", "survival_")) or col in ("difference", "churn_share"):
             fmt[col] = "{:.1%}"
         elif str(col).startswith("p_"):
             fmt[col] = "{:.3g}"

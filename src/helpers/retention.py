@@ -378,8 +378,8 @@ class SurvivalResult:
     ``table``: group, timeline (days), survival, ci_low, ci_high, at_risk, events
     (churns at that time), censored. ``medians``: group, users, churned,
     median_days and its interval (NaN when the curve never falls to 0.5), and
-    survival at 7/30/90 days with intervals. ``logrank_p``: multivariate
-    log-rank test across the groups (NaN with one group).
+    survival at each of ``at`` days (``survival_<d>d`` with ``_low``/``_high``).
+    ``logrank_p``: multivariate log-rank test across the groups (NaN with one group).
     """
 
     table: pd.DataFrame
@@ -388,19 +388,27 @@ class SurvivalResult:
     by: str | None
     alpha: float
     fitters: dict = field(default_factory=dict, repr=False)
+    at: tuple[float, ...] = (7, 30, 90)
 
     def headline(self) -> str:
         m = self.medians
+        mid, last = (_days_label(d) for d in (self.at[len(self.at) // 2], self.at[-1]))
         if self.by is None:
             row = m.iloc[0]
             med = "not reached" if np.isnan(row["median_days"]) else f"{row['median_days']:.0f} days"
-            return (f"Median lifetime {med}; {row['survival_30d']:.0%} are still there after 30 days and "
-                    f"{row['survival_90d']:.0%} after 90 (of {int(row['users']):,} users, {int(row['churned']):,} churned).")
-        best = m.loc[m["survival_90d"].idxmax()]
-        worst = m.loc[m["survival_90d"].idxmin()]
+            return (f"Median lifetime {med}; {row[f'survival_{mid}d']:.0%} are still there after {mid} days and "
+                    f"{row[f'survival_{last}d']:.0%} after {last} (of {int(row['users']):,} users, "
+                    f"{int(row['churned']):,} churned).")
+        best = m.loc[m[f"survival_{last}d"].idxmax()]
+        worst = m.loc[m[f"survival_{last}d"].idxmin()]
         sig = ("the difference is significant" if self.logrank_p < self.alpha else "the difference could be chance")
-        return (f"After 90 days {best['survival_90d']:.0%} of {best['group']} remain against {worst['survival_90d']:.0%} "
-                f"of {worst['group']}; log-rank p={self.logrank_p:.2g}, so {sig}.")
+        return (f"After {last} days {best[f'survival_{last}d']:.0%} of {best['group']} remain against "
+                f"{worst[f'survival_{last}d']:.0%} of {worst['group']}; log-rank p={self.logrank_p:.2g}, so {sig}.")
+
+
+def _days_label(days: float) -> str:
+    """7 -> '7', 365.25 -> '365.25': how a horizon is written in a column name."""
+    return f"{days:g}"
 
 
 def _check_survival_table(df: pd.DataFrame, duration_col: str, event_col: str, where: str) -> pd.DataFrame:
@@ -416,13 +424,19 @@ def _check_survival_table(df: pd.DataFrame, duration_col: str, event_col: str, w
         raise EventDataError(f"{where}: {int(bad.sum())} row(s) of {duration_col!r} are missing, negative or not numbers "
                              f"(e.g. {example!r}).")
     e = df[event_col]
-    if e.isna().any() or not set(pd.unique(e.astype(float))) <= {0.0, 1.0}:
-        example = e[e.isna() | ~e.astype(float, errors="ignore").isin([0, 1])].iloc[0] if len(e) else None
-        raise EventDataError(f"{where}: {event_col!r} must be True/False (or 1/0), e.g. not {example!r}.")
+    numeric = pd.to_numeric(e, errors="coerce") if not pd.api.types.is_bool_dtype(e.dtype) else e.astype(float)
+    bad = e.isna().to_numpy() | ~numeric.isin([0, 1]).to_numpy()
+    if bad.any():
+        example = e[bad].iloc[0]
+        hint = (f" Text flags such as 'Yes'/'No' need converting first: df[{event_col!r}].eq('Yes')."
+                if isinstance(example, str) else "")
+        raise EventDataError(f"{where}: {event_col!r} must be True/False (or 1/0), e.g. not {example!r} "
+                             f"({int(bad.sum()):,} such row(s)).{hint}")
+    e = numeric.astype(bool)
     if not e.astype(bool).any():
         raise EventDataError(f"{where}: no churn is observed at all ({event_col!r} is never true): survival cannot "
                              "be estimated; check the churn definition or observe longer.")
-    return df.assign(**{duration_col: d.astype(float), event_col: e.astype(bool)})
+    return df.assign(**{duration_col: d.astype(float), event_col: e.to_numpy()})
 
 
 def _at(fitter, days: float, alpha: float) -> tuple[float, float, float]:
@@ -444,8 +458,13 @@ def survival_curves(
     duration_col: str = "duration_days",
     event_col: str = "churned",
     alpha: float = 0.05,
+    at: Sequence[float] = (7, 30, 90),
 ) -> SurvivalResult:
-    """Kaplan-Meier survival per group (lifelines), medians, survival at 7/30/90 days and a log-rank test.
+    """Kaplan-Meier survival per group (lifelines), medians, survival at ``at`` days and a log-rank test.
+
+    ``at`` are the horizons read off each curve, in the unit of ``duration_col``
+    (days for :func:`user_lifetimes`; e.g. ``(90, 365, 730)`` for subscriptions
+    of years), as columns ``survival_<d>d``.
 
     Works on any table with a duration and an event column (e.g. a CRM export of
     subscriptions), not only on :func:`user_lifetimes`. Missing ``by`` values form
@@ -489,15 +508,16 @@ def survival_curves(
         row = {"group": name, "users": len(part), "churned": int(part[event_col].sum()),
                "median_days": float(kmf.median_survival_time_),
                "median_low": float(med_ci.iloc[0, 0]), "median_high": float(med_ci.iloc[0, 1])}
-        for days in (7, 30, 90):
+        for days in at:
             s, lo, hi = _at(kmf, days, alpha)
-            row.update({f"survival_{days}d": s, f"survival_{days}d_low": lo, f"survival_{days}d_high": hi})
+            d = _days_label(days)
+            row.update({f"survival_{d}d": s, f"survival_{d}d_low": lo, f"survival_{d}d_high": hi})
         medians.append(row)
     med = pd.DataFrame(medians).replace([np.inf, -np.inf], np.nan)
     p = float("nan")
     if groups.nunique() > 1:
         p = float(multivariate_logrank_test(df[duration_col], groups, df[event_col]).p_value)
-    return SurvivalResult(pd.concat(tables, ignore_index=True), med, p, by, alpha, fitters)
+    return SurvivalResult(pd.concat(tables, ignore_index=True), med, p, by, alpha, fitters, tuple(at))
 
 
 @dataclass
@@ -897,6 +917,14 @@ def _cross_fitted(predicted: np.ndarray, churned: np.ndarray, *, seed: int = 0) 
     return crossed
 
 
+def _check_outcome(y: pd.DataFrame, at: pd.Timestamp, horizon: Any, where: str, purpose: str) -> None:
+    """A time split where every active user churned, or none did, has no contrast: a clear error instead of
+    lifelines' ZeroDivisionError in the concordance."""
+    if not y["churned"].any() or y["churned"].all():
+        raise EventDataError(f"{where}: at {at:%Y-%m-%d} {'no' if not y['churned'].any() else 'every'} active user "
+                             f"churned within {horizon}: there is nothing {purpose}. Try another horizon or lookback.")
+
+
 def churn_risk(
     events: pd.DataFrame | ibis.Table,
     *,
@@ -983,9 +1011,7 @@ def churn_risk(
         if f.empty:
             raise EventDataError(f"churn_risk: no user is active at {at:%Y-%m-%d} (an event in the {inactivity} before).")
         y = outcome(at)
-        if not y["churned"].any() or y["churned"].all():
-            raise EventDataError(f"churn_risk: at {at:%Y-%m-%d} {'no' if not y['churned'].any() else 'every'} active "
-                                 f"user churned within {horizon}: there is nothing to learn from.")
+        _check_outcome(y, at, horizon, "churn_risk", "to learn from")
         X, fill = _design(f.join(extra, how="left") if extra is not None else f)
         X = X.loc[:, X.std() > 0]
         data = X.assign(_T=y["days"].clip(lower=1e-6), _E=y["churned"].astype(int))
@@ -1003,6 +1029,7 @@ def churn_risk(
     cph_v, cols_v, fill_v = fit(train_at)
     Xv, pv = score(cph_v, cols_v, fill_v, cut)
     yv = outcome(cut)
+    _check_outcome(yv, cut, horizon, "churn_risk", "to validate the model on")
     c_index = float(concordance_index(yv["days"], -pv, yv["churned"]))
     deciles = pd.qcut(pd.Series(pv).rank(method="first"), 10, labels=range(1, 11)).astype(int)
     calib = pd.DataFrame({"risk_decile": deciles.to_numpy(), "predicted": pv, "observed": yv["churned"].to_numpy()})
@@ -1126,6 +1153,7 @@ def health_score(
         raise EventDataError(f"health_score: no user is active at {cut:%Y-%m-%d}.")
     hv = _health(fv)
     yv = _outcome(t, fv.index, cut, horizon_td, churn_event)
+    _check_outcome(yv, cut, horizon, "health_score", "to validate the score on")
     c_index = float(concordance_index(yv["days"], hv["health"], yv["churned"]))
     deciles = pd.qcut(hv["health"].rank(method="first"), 10, labels=range(1, 11)).astype(int)
     calibration = pd.DataFrame({"health_decile": deciles.to_numpy(), "health": hv["health"].to_numpy(),

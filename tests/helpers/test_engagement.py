@@ -233,3 +233,12 @@ def test_at_risk_takes_users_above_the_threshold(sample_risk):
     assert "calibrated" in reason
     with pytest.raises(ValueError):
         at_risk(r, 50)
+
+
+def test_churn_risk_says_clearly_when_every_user_at_the_validation_cut_churned():
+    """Training at day 40 has a contrast (half stop at day 39); at the cut (day 100) everyone active leaves."""
+    t0 = pd.Timestamp("2025-01-01", tz="UTC")
+    rows = [(f"u{i}", "visit", t0 + pd.Timedelta(days=d)) for i in range(40) for d in range(0, 40 if i % 2 else 91, 3)]
+    ev = pd.DataFrame(rows, columns=["user_id", "event", "timestamp"])
+    with pytest.raises(EventDataError, match=r"every active user churned.*nothing to validate"):
+        churn_risk(ev, horizon="30D", lookback="60D", observed_until=t0 + pd.Timedelta(days=130))

@@ -391,3 +391,23 @@ def test_a_repeated_step_tied_with_another_step_counts_in_funnel_order():
     r = compute_funnel(ev, ["b", "a", "b"], conversion_window="0s")
     assert r.table["users"].tolist() == [1, 1, 1]
     assert compute_funnel(ev, ["b", "a", "b", "b"], conversion_window="0s").table["users"].tolist() == [1, 1, 1, 0]
+
+
+def test_a_step_may_be_a_set_of_events_any_of_which_reaches_it():
+    toy = pd.DataFrame({"user_id": ["a", "a", "b", "b", "c"], "event": ["visit", "product1", "visit", "product2", "visit"],
+                        "timestamp": pd.to_datetime(["2025-01-01", "2025-01-02", "2025-01-01", "2025-01-03", "2025-01-01"],
+                                                    utc=True)})
+    r = compute_funnel(toy, ["visit", ["product1", "product2"]])
+    assert r.table["users"].tolist() == [3, 2]
+    assert r.table["step"].tolist() == ["visit", "product1 or product2"]
+
+
+def test_steps_absent_from_the_data_are_warned_about_with_the_closest_names_and_reached_by_nobody():
+    toy = pd.DataFrame({"user_id": ["a", "a"], "event": ["visit", "purchase"],
+                        "timestamp": pd.to_datetime(["2025-01-01", "2025-01-02"], utc=True)})
+    with pytest.warns(UserWarning, match=r"'purchased' \(closest: 'purchase'\)"):
+        r = compute_funnel(toy, ["visit", "purchased"])
+    assert r.table["users"].tolist() == [1, 0] and r.absent_steps == ["purchased"]
+    with pytest.warns(UserWarning):
+        nobody = compute_funnel(toy, ["signup", "purchased"], by=pd.Series({"a": "x"}, name="segment"))
+    assert nobody.table["users"].tolist() == [0, 0] and nobody.headline() == "No user did the first step."

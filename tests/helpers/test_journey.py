@@ -8,7 +8,7 @@ import pytest
 
 from helpers.funnel import compute_funnel
 from helpers.io import EventDataError
-from helpers.journey import (journey_changes, load_stage_map, satisfaction, stage_kpis, stage_progression,
+from helpers.journey import (changes_headline, journey_changes, load_stage_map, satisfaction, stage_kpis, stage_progression,
                              touchpoint_matrix)
 
 T0 = pd.Timestamp("2025-01-01", tz="UTC")
@@ -188,3 +188,34 @@ def test_journey_changes_compare_equal_windows_and_test_shares():
     assert c.loc["signup_rate", "difference"] == pytest.approx(0.2, abs=0.04) and c.loc["signup_rate", "p"] < 1e-6
     with pytest.raises(EventDataError, match="must fall inside the data"):
         journey_changes(ev, m, split_at="2026-01-01")
+
+
+def _arrivals(days, event="ad_click"):
+    return pd.DataFrame({"user_id": [f"u{i}" for i in range(len(days))], "event": event,
+                         "timestamp": [T0 + pd.Timedelta(days=d) for d in days]})
+
+
+M2 = {"stages": [{"name": "aware", "events": ["ad_click"], "kpis": ["reach"]},
+                 {"name": "signup", "events": ["signup"], "kpis": ["signup_rate"]}]}
+
+
+def test_journey_changes_windows_are_as_long_as_the_shorter_side_allows():
+    ev = pd.concat([_arrivals(range(0, 100)), _arrivals([50.5], "signup").assign(user_id="u50")])
+    c = journey_changes(ev, M2, split_at=T0 + pd.Timedelta(days=80))
+    (b0, b1), (a0, a1) = c.attrs["before"], c.attrs["after"]
+    assert b1 - b0 == a1 - a0 == pd.Timedelta(days=19)  # 19 days after the split: 19 days before it, not 80
+
+
+def test_journey_changes_refuse_a_window_that_does_not_fit_and_sides_without_new_users():
+    ev = pd.concat([_arrivals(range(0, 40)), _arrivals([1.5], "signup").assign(user_id="u1"),
+                    _arrivals([60]).assign(user_id="u0")])  # after day 39 only an old user comes back
+    fit = journey_changes(ev, M2, split_at=T0 + pd.Timedelta(days=30), window="60D")
+    assert fit.empty and "does not fit" in fit.attrs["refused"] and "No before/after comparison" in changes_headline(fit)
+    none_new = journey_changes(ev, M2, split_at=T0 + pd.Timedelta(days=45))
+    assert none_new.empty and "no new users arrived after" in none_new.attrs["refused"]
+
+
+def test_journey_changes_accept_an_event_seen_on_one_side_only():
+    ev = pd.concat([_arrivals(range(0, 60)), _arrivals([40.5, 41.5], "signup").assign(user_id=["u40", "u41"])])
+    c = journey_changes(ev, M2, split_at=T0 + pd.Timedelta(days=30)).set_index("kpi")
+    assert c.loc["signup_rate", "value_before"] == 0 and c.loc["signup_rate", "value_after"] == pytest.approx(2 / 30)

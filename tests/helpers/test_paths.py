@@ -75,3 +75,15 @@ def test_paths_before_drop_shows_what_droppers_did_next():
     assert out["share"].sum() == pytest.approx(1.0)
     with pytest.raises(EventDataError, match="before the last"):
         paths_before_drop(r, 3, ev)
+
+
+def test_a_path_to_the_goal_ends_at_the_goal_even_when_other_events_share_its_instant():
+    """A case log writes several events at one instant (BPIC 2012: A_APPROVED with O_SENT, A_REGISTERED...)."""
+    at = pd.Timestamp("2025-01-01 10:00", tz="UTC")
+    ev = pd.DataFrame({"user_id": ["c1"] * 4 + ["c2"] * 2,
+                       "event": ["A_SUBMITTED", "A_APPROVED", "O_SENT", "A_REGISTERED", "A_SUBMITTED", "A_APPROVED"],
+                       "timestamp": [at, at + pd.Timedelta(hours=1), at + pd.Timedelta(hours=1), at + pd.Timedelta(hours=1),
+                                     at, at + pd.Timedelta(days=1)]})
+    paths = top_paths(ev, end="A_APPROVED", max_steps=4)
+    assert all(p.endswith("A_APPROVED") for p in paths["path"])
+    assert sorted(paths["path"]) == ["A_SUBMITTED → A_APPROVED", "A_SUBMITTED → A_REGISTERED → O_SENT → A_APPROVED"]

@@ -285,3 +285,18 @@ def test_the_proportional_hazards_check_runs_on_a_refitted_sample_above_ph_rows(
                          "churned": rng.random(3000) < 0.7})
     r = hazard_ratios(life, ["plan"], ph_rows=500)
     assert r.users == 3000 and len(r.ph_check) == 1 and 0 <= r.ph_check["p"].iloc[0] <= 1
+
+
+def test_a_yes_no_churn_column_gets_a_clear_message_naming_the_conversion():
+    life = pd.DataFrame({"duration_days": [1, 2, 3], "churned": ["Yes", "No", "Yes"]})
+    with pytest.raises(EventDataError, match=r"'churned' must be True/False.*'Yes'.*eq\('Yes'\)"):
+        survival_curves(life)
+
+
+def test_survival_is_read_at_the_horizons_asked_for_in_the_durations_unit():
+    months = pd.DataFrame({"duration_days": [3, 6, 12, 24, 30], "churned": [True, True, False, True, False]})
+    r = survival_curves(months, at=(6, 12, 24))
+    assert [c for c in r.medians.columns if c.startswith("survival_") and c.count("_") == 1] == [
+        "survival_6d", "survival_12d", "survival_24d"]
+    assert r.medians.loc[0, "survival_6d"] == pytest.approx(0.6)
+    assert "after 12 days" in r.headline() and "after 24" in r.headline()
