@@ -97,7 +97,7 @@ def test_the_backend_setting_opens_files_on_spark(tables, monkeypatch, tmp_path)
     duck, _ = tables
     path = tmp_path / "events.parquet"
     io.write_events(duck.to_pandas(), path)
-    monkeypatch.setattr(io, "_CONNECTIONS", {})
+    monkeypatch.setattr(io.backend, "_CONNECTIONS", {})
     monkeypatch.setenv(BACKEND_ENV, "pyspark")
     on_spark = io.open_events(path)
     assert on_spark.get_backend().name == "pyspark"
