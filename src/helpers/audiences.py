@@ -144,7 +144,7 @@ def export_standard(names: Sequence[str], *, events: pd.DataFrame | ibis.Table, 
                     stalled_after_days: int = 7, directory: str | Path | None = None) -> list[dict]:
     """Build and export the standard audiences named (any of :data:`STANDARD`); returns their summaries.
 
-    ``at_risk`` needs ``risk`` (:func:`helpers.retention.churn_risk`); ``dropped_at_step``
+    ``at_risk`` needs ``risk`` (:func:`helpers.risk.churn_risk`); ``dropped_at_step``
     needs ``funnel_result`` and ``drop_step``; ``promoters_without_referral`` needs
     survey answers with a score (``nps_response`` and a ``value`` column);
     ``stalled_new_users`` needs ``signup`` and ``first_value`` events. An audience

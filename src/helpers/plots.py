@@ -599,7 +599,7 @@ def stickiness_chart(stickiness: pd.DataFrame) -> go.Figure:
 
 def risk_distribution(risk) -> go.Figure:
     """Histogram of the (calibrated, when present) churn probabilities of the active users, from
-    :func:`helpers.retention.churn_risk`."""
+    :func:`helpers.risk.churn_risk`."""
     fig = go.Figure(_binned(risk.scores[risk.probability], 40, PALETTE[1],
                             "%{customdata[0]:.1%}-%{customdata[1]:.1%}: %{y:,} users"))
     kind = "calibrated probability" if risk.probability == "calibrated_probability" else "probability"

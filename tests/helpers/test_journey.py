@@ -8,8 +8,15 @@ import pytest
 
 from helpers.funnel import compute_funnel
 from helpers.io import EventDataError
-from helpers.journey import (changes_headline, journey_changes, load_stage_map, satisfaction, stage_kpis, stage_progression,
-                             touchpoint_matrix)
+from helpers.journey import (
+    changes_headline,
+    journey_changes,
+    load_stage_map,
+    satisfaction,
+    stage_kpis,
+    stage_progression,
+    touchpoint_matrix,
+)
 
 T0 = pd.Timestamp("2025-01-01", tz="UTC")
 
