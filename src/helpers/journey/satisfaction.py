@@ -1,0 +1,97 @@
+"""Survey scores per stage: NPS and CSAT with their intervals (:func:`satisfaction`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import ibis
+import numpy as np
+import pandas as pd
+
+from helpers.funnel import wilson_interval
+from helpers.io import as_ibis, to_utc
+from helpers.journey.stages import Z95, StageMap, _stage_at, load_stage_map
+
+
+def _survey_scores(t: ibis.Table, event: str) -> pd.DataFrame:
+    """Each respondent's latest score of ``event`` (the ``value`` column)."""
+    if "value" not in t.columns:
+        return pd.DataFrame(columns=["user_id", "score", "timestamp"])
+    s = t.filter((t.event == event) & t.value.notnull())
+    latest = s.group_by("user_id").aggregate(score=s.value.argmax(s.timestamp), timestamp=s.timestamp.max())
+    out = latest.to_pyarrow().to_pandas()
+    out["user_id"] = out["user_id"].astype(str)
+    return out
+
+
+def _nps_summary(scores: pd.Series) -> dict:
+    n = len(scores)
+    if n == 0:
+        return {"value": np.nan, "numerator": 0, "denominator": 0}
+    p, d = float((scores >= 9).mean()), float((scores <= 6).mean())
+    half = Z95 * np.sqrt(max(p + d - (p - d) ** 2, 0.0) / n)
+    return {"value": 100 * (p - d), "numerator": int((scores >= 9).sum() - (scores <= 6).sum()), "denominator": n,
+            "ci_low": 100 * (p - d - half), "ci_high": 100 * (p - d + half)}
+
+
+SURVEYS = {
+    "nps": ("nps_response", "0-10; NPS = % promoters (9-10) - % detractors (0-6), -100..100"),
+    "csat": ("csat_response", "1-5; CSAT = % satisfied (4 or 5)"),
+    "ces": ("ces_response", "1-7, higher = easier; CES = mean score"),
+}
+
+
+def satisfaction(
+    events: pd.DataFrame | ibis.Table,
+    *,
+    stage_map: StageMap | str | Path | Mapping[str, Any] | None = None,
+    by: pd.Series | None = None,
+    observed_until: Any = None,
+) -> pd.DataFrame:
+    """NPS, CSAT and CES from survey events where present, overall, by stage and by a user-level segment.
+
+    Each respondent's latest answer counts once. By stage: the stage the user was
+    in when they answered (the stage of their latest stage event at or before the
+    answer). ``by``: a Series indexed by ``user_id`` (e.g. persona). Columns:
+    ``metric``, ``breakdown`` (overall / stage / the Series name), ``group``,
+    ``respondents``, ``value``, ``ci_low``, ``ci_high``, ``convention``.
+    Score conventions are in :data:`SURVEYS` (event names from the map's ``kpi_events``).
+    """
+    t = as_ibis(events)
+    sm = None if stage_map is None else (stage_map if isinstance(stage_map, StageMap) else load_stage_map(stage_map))
+    if observed_until is not None:
+        t = t.filter(t.timestamp <= to_utc(observed_until).to_pydatetime())
+    rows = []
+    for metric, (default_event, convention) in SURVEYS.items():
+        event = sm.event(default_event) if sm else default_event
+        scores = _survey_scores(t, event)
+        if scores.empty:
+            continue
+        groups = [("overall", pd.Series("all", index=scores.index))]
+        if sm is not None:
+            groups.append(("stage", _stage_at(t, sm, scores)))
+        if by is not None:
+            seg = by.copy()
+            seg.index = seg.index.astype(str)
+            groups.append((by.name or "segment", scores["user_id"].map(seg).astype(object).fillna("(none)")))
+        for breakdown, labels in groups:
+            for group, part in scores.groupby(labels.to_numpy(), sort=True):
+                rows.append({"metric": metric, "breakdown": breakdown, "group": group, "respondents": len(part),
+                             **_survey_value(metric, part["score"].astype(float)), "convention": convention})
+    cols = ["metric", "breakdown", "group", "respondents", "value", "ci_low", "ci_high", "convention"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _survey_value(metric: str, scores: pd.Series) -> dict:
+    n = len(scores)
+    if metric == "nps":
+        s = _nps_summary(scores)
+        return {"value": s["value"], "ci_low": s.get("ci_low", np.nan), "ci_high": s.get("ci_high", np.nan)}
+    if metric == "csat":
+        k = int((scores >= 4).sum())
+        lo, hi = wilson_interval(np.array([float(k)]), np.array([float(n)]))
+        return {"value": k / n, "ci_low": float(lo[0]), "ci_high": float(hi[0])}
+    half = Z95 * scores.std(ddof=1) / np.sqrt(n) if n > 1 else np.nan
+    return {"value": float(scores.mean()), "ci_low": float(scores.mean() - half), "ci_high": float(scores.mean() + half)}
