@@ -1,0 +1,289 @@
+"""A report run: execute every notebook with papermill, render, check privacy, publish atomically, write the index.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import html
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import nbformat
+
+from helpers import config
+from helpers.report.notes import RUN_DIR_ENV, RUN_SALT_ENV
+from helpers.report.pages import _INDEX_CSP, _notebook_title, render_html
+from helpers.report.privacy import PrivacyError, _load_ids, privacy_problems
+from helpers.report.settings import (
+    ConfigError,
+    NotebookFailed,
+    ReportConfig,
+    load_config,
+    parse_overrides,
+    resolve_parameters,
+)
+
+PACKAGES = ("ibis-framework", "duckdb", "pandas", "pyarrow", "numpy", "scikit-learn", "lifelines", "plotly",
+            "seaborn", "papermill", "nbconvert")
+
+
+@dataclass
+class RunResult:
+    """A finished run: its folder, id, and seconds per notebook."""
+
+    run_dir: Path
+    run_id: str
+    durations: dict[str, float]
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=config.PROJECT_ROOT, capture_output=True,
+                             text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=config.PROJECT_ROOT,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _run_id(cfg: ReportConfig, overrides: Mapping[str | None, Mapping[str, Any]], only: Sequence[str] | None) -> str:
+    digest = hashlib.sha256(json.dumps([cfg.text, {str(k): v for k, v in overrides.items()}, list(only or [])],
+                                       sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{digest}"
+
+
+def _fail(tmp: Path, reports_dir: Path, run_id: str, message: str, cls: type[NotebookFailed] = NotebookFailed):
+    failed = reports_dir / "failed" / run_id
+    failed.parent.mkdir(parents=True, exist_ok=True)
+    (tmp / "error.txt").write_text(message + "\n")
+    shutil.move(str(tmp), failed)
+    raise cls(message, failed)
+
+
+def _describe_failure(name: str, path: Path, executed: Path, exc: Exception) -> str:
+    """Which notebook and cell failed, and how: the cell numbered 1-based as in the source notebook."""
+    ename, evalue = getattr(exc, "ename", type(exc).__name__), getattr(exc, "evalue", str(exc))
+    where = "a cell"
+    try:
+        ran = nbformat.read(executed, as_version=4)
+        failing = next(c for c in ran.cells if c.cell_type == "code"
+                       and any(o.get("output_type") == "error" for o in c.get("outputs", [])))
+        source = nbformat.read(path, as_version=4)
+        number = next((i + 1 for i, c in enumerate(source.cells) if c.source == failing.source), None)
+        lines = failing.source.splitlines() or [""]
+        line_no = _failing_line(failing, len(lines))
+        shown = (f"line {line_no}: {lines[line_no - 1].strip()[:100]}" if line_no
+                 else lines[0].strip()[:100])
+        where = (f"cell {number}" if number else "the injected parameters cell") + \
+            f" (In [{failing.get('execution_count')}]), {shown}"
+    except (StopIteration, OSError, ValueError):
+        pass
+    return f"notebook {name!r} ({path.name}) failed in {where}\n{ename}: {evalue}"
+
+
+def _failing_line(cell: nbformat.NotebookNode, n_lines: int) -> int | None:
+    """The line of ``cell`` that raised, from IPython's traceback ("Cell In[7], line 3"), 1-based."""
+    error = next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(error.get("traceback", []))) if error else ""
+    m = re.search(rf"Cell In\[{cell.get('execution_count')}\], line (\d+)", text)
+    line = int(m.group(1)) if m else None
+    return line if line and 1 <= line <= n_lines else None
+
+
+def run(config_path: str | os.PathLike[str], *, overrides: Iterable[str] | Mapping = (), only: Sequence[str] | None = None,
+        quiet: bool = False, reports_dir: str | os.PathLike[str] | None = None) -> RunResult:
+    """Execute the notebooks of a report config and publish the run atomically (see the module docstring).
+
+    Raises :class:`ConfigError` before anything runs, :class:`NotebookFailed`
+    (or :class:`PrivacyError`) after moving the partial run to
+    ``reports/failed/<run_id>/``.
+    """
+    import papermill as pm
+    from tqdm.auto import tqdm
+
+    cfg = load_config(config_path)
+    parsed = parse_overrides(overrides) if not isinstance(overrides, Mapping) else dict(overrides)
+    params = resolve_parameters(cfg, parsed, only)
+    reports = Path(reports_dir) if reports_dir else config.REPORTS_DIR
+    reports.mkdir(parents=True, exist_ok=True)
+    run_id = _run_id(cfg, parsed, only)
+    tmp = reports / f".tmp-{run_id}"
+    tmp.mkdir()
+    selected = [nb for nb in cfg.notebooks if not only or nb.name in only]
+    durations: dict[str, float] = {}
+    started = time.time()
+    from helpers.io import BACKEND_ENV, SPARK_MASTER_ENV
+
+    saved_env = {k: os.environ.get(k) for k in (RUN_DIR_ENV, RUN_SALT_ENV, "HELPERS_NOTEBOOK", BACKEND_ENV,
+                                                SPARK_MASTER_ENV)}
+    os.environ[RUN_DIR_ENV], os.environ[RUN_SALT_ENV] = str(tmp), secrets.token_hex(16)
+    os.environ[BACKEND_ENV] = cfg.backend  # the notebooks' kernels open their events on it
+    if cfg.spark_master:
+        os.environ[SPARK_MASTER_ENV] = cfg.spark_master
+    try:
+        bar = tqdm(selected, desc="notebooks", unit="nb", disable=quiet, leave=False)
+        for nb in bar:
+            bar.set_postfix_str(nb.name)
+            os.environ["HELPERS_NOTEBOOK"] = nb.name
+            executed = tmp / nb.path.name
+            t0 = time.perf_counter()
+            try:
+                pm.execute_notebook(str(nb.path), str(executed), parameters=params[nb.name], cwd=str(nb.path.parent),
+                                    progress_bar=not quiet, log_output=False, report_mode=True)
+            except Exception as exc:  # PapermillExecutionError, a dead kernel, a missing kernel...
+                durations[nb.name] = time.perf_counter() - t0
+                _fail(tmp, reports, run_id, _describe_failure(nb.name, nb.path, executed, exc))
+            durations[nb.name] = time.perf_counter() - t0
+        record_facts = json.loads((tmp / "record.json").read_text()) if (tmp / "record.json").exists() else {}
+        data = record_facts.get("data", {})
+        run_date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started))
+        data_range = f"data {data.get('first', '?')[:10]} to {data.get('last', '?')[:10]} (UTC)" if data else "data range unknown"
+        titles = {nb.name: _notebook_title(nb.path) for nb in selected}
+        htmls = []
+        for nb in selected:
+            header = (f'<div class="report-header"><a href="index.html">{html.escape(cfg.title)}</a> · '
+                      f"run {run_date} · {html.escape(data_range)}</div>")
+            htmls.append(render_html(tmp / nb.path.name, tmp / f"{nb.path.stem}.html", header=header))
+        problems = privacy_problems(htmls, _load_ids(cfg.privacy_ids_from))
+        if problems:
+            _fail(tmp, reports, run_id, "privacy check failed, nothing published:\n  " + "\n  ".join(problems), PrivacyError)
+        meta = {
+            "run_id": run_id, "title": cfg.title, "config": str(cfg.source), "started": run_date,
+            "seconds": round(time.time() - started, 1), "durations": {k: round(v, 1) for k, v in durations.items()},
+            "parameters": params, "git_commit": _git_commit(), "versions": _versions(), "record": record_facts,
+            "notebooks": [{"name": nb.name, "file": f"{nb.path.stem}.html", "title": titles[nb.name],
+                           "index_first": nb.index_first} for nb in selected],
+        }
+        (tmp / "run.json").write_text(json.dumps(meta, indent=2, default=str))
+        (tmp / "index.html").write_text(_index_html(meta, _findings(tmp, [nb.name for nb in selected])), encoding="utf-8")
+        final = reports / run_id
+        os.replace(tmp, final)
+        _point_latest(reports, final)
+    except BaseException:
+        if tmp.exists():  # interrupted or failed outside a notebook: keep what there is for debugging
+            failed = reports / "failed" / run_id
+            failed.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(tmp), failed)
+        raise
+    finally:
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return RunResult(final, run_id, durations)
+
+
+def _point_latest(reports: Path, target: Path) -> None:
+    link = reports / "latest"
+    tmp_link = reports / f".latest-{target.name}"
+    if tmp_link.is_symlink() or tmp_link.exists():
+        tmp_link.unlink()
+    tmp_link.symlink_to(target.name, target_is_directory=True)
+    os.replace(tmp_link, link)  # atomic: readers see the old run or the new one, never neither
+
+
+def _findings(run_dir: Path, order: list[str]) -> list[dict[str, str]]:
+    path = run_dir / "findings.jsonl"
+    if not path.exists():
+        return []
+    items = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rank = {name: i for i, name in enumerate(order)}
+    return sorted(items, key=lambda f: rank.get(f["notebook"], len(rank)))
+
+
+def _index_html(meta: Mapping[str, Any], findings: list[Mapping[str, str]]) -> str:
+    esc = html.escape
+    data = meta["record"].get("data", {})
+    notebooks = sorted(meta["notebooks"], key=lambda n: not n["index_first"])
+    rows = "".join(f'<tr><td><a href="{esc(n["file"])}">{esc(n["title"])}</a></td>'
+                   f'<td style="text-align:right">{meta["durations"].get(n["name"], 0):.1f} s</td></tr>' for n in notebooks)
+    found = "".join(f"<li><b>{esc(f['title'])}.</b> {esc(f['text'])}</li>" for f in findings) or "<li>No findings were recorded.</li>"
+    quality = "".join(f"<tr><td>{esc(str(r['check']))}</td><td>{esc(str(r['value']))}</td></tr>" for r in data.get("summary", []))
+    params = "".join(f"<tr><td>{esc(name)}</td><td><code>{esc(json.dumps(p, default=str))}</code></td></tr>"
+                     for name, p in meta["parameters"].items())
+    versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
+    data_line = (f"Data: {esc(str(data.get('source', '?')))}, {esc(str(data.get('first', '?'))[:10])} to "
+                 f"{esc(str(data.get('last', '?'))[:10])} (UTC)") if data else "Data: not recorded"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{_INDEX_CSP}"><title>{esc(meta['title'])}</title>
+<style>
+ body {{ max-width: 960px; margin: 32px auto; padding: 0 24px; font-family: system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; }}
+ h1 {{ margin-bottom: 4px; }} .meta {{ color: #555; margin-top: 0; }}
+ table {{ border-collapse: collapse; margin: 8px 0 24px; display: block; max-width: 100%; overflow-x: auto; }}
+ td, th {{ border-bottom: 1px solid #e3e3e3; padding: 6px 12px; text-align: left; vertical-align: top; }}
+ .findings {{ background: #f5f8fc; border-left: 4px solid #1f5fa8; padding: 12px 24px; }}
+ code {{ font-size: 12px; }} details {{ margin: 16px 0; }}
+</style></head>
+<body>
+<h1>{esc(meta['title'])}</h1>
+<p class="meta">Run {esc(meta['started'])} · {data_line}</p>
+<section class="findings"><h2>Key findings</h2><ul>{found}</ul></section>
+<h2>Reports</h2><table><tr><th>Report</th><th>Run time</th></tr>{rows}</table>
+<h2>Data quality</h2><table>{quality or '<tr><td>not recorded</td></tr>'}</table>
+<details><summary>How this run was made</summary>
+<table><tr><td>run id</td><td>{esc(meta['run_id'])}</td></tr>
+<tr><td>config</td><td>{esc(Path(meta['config']).name)}</td></tr>
+<tr><td>git commit</td><td>{esc(str(meta['git_commit'] or 'not a git checkout'))}</td></tr>
+<tr><td>total time</td><td>{meta['seconds']:.1f} s</td></tr>
+<tr><td>packages</td><td>{esc(versions)}</td></tr></table>
+<h3>Parameters</h3><table>{params}</table></details>
+</body></html>
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``python -m helpers.report run --config FILE [--param k=v ...] [--only NAME] [--quiet]``."""
+    parser = argparse.ArgumentParser(prog="python -m helpers.report", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="execute the notebooks of a report config and render the HTML reports")
+    p.add_argument("--config", default=str(config.CONFIG_DIR / "report.yaml"), help="report config (YAML)")
+    p.add_argument("--param", action="append", default=[], metavar="[NOTEBOOK.]KEY=VALUE",
+                   help="override a parameter (repeatable; the value is read as YAML)")
+    p.add_argument("--only", action="append", default=None, metavar="NAME",
+                   help="run only this notebook (repeatable; the others' outputs must already exist)")
+    p.add_argument("--reports-dir", default=None, help="where runs are written (default: reports/)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (for cron)")
+    args = parser.parse_args(argv)
+    try:
+        result = run(args.config, overrides=args.param, only=args.only, quiet=args.quiet, reports_dir=args.reports_dir)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except NotebookFailed as exc:
+        print(f"run failed: {exc}\npartial run kept in {exc.failed_dir}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("run interrupted; partial run kept under reports/failed/", file=sys.stderr)
+        return 1
+    if not args.quiet:
+        for name, seconds in result.durations.items():
+            print(f"  {name:28} {seconds:6.1f} s")
+    print(f"report written to {result.run_dir} (reports/latest)")
+    return 0
