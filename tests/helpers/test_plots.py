@@ -11,7 +11,7 @@ from helpers.retention import survival_curves
 
 def test_thinning_keeps_the_first_point_and_the_last_of_each_slice():
     curve = pd.DataFrame({"timeline": [0.0, 0.1, 0.2, 1.1, 1.5, 2.0], "survival": [1, 0.9, 0.8, 0.7, 0.6, 0.5]})
-    thin = plots._thin_steps(curve, 1.0)
+    thin = plots.retention._thin_steps(curve, 1.0)
     assert thin["timeline"].tolist() == [0.0, 0.2, 1.5, 2.0]
     assert thin["survival"].tolist() == [1, 0.8, 0.6, 0.5]
 
@@ -39,10 +39,10 @@ def test_a_survival_chart_of_many_distinct_times_is_thinned_but_ends_where_the_c
 
 def test_histograms_are_counted_in_python_not_embedded_per_user():
     values = pd.Series(np.random.default_rng(1).random(100_000))
-    bar = plots._binned(values, 40, "#000000", "%{y}")
+    bar = plots.base._binned(values, 40, "#000000", "%{y}")
     assert len(bar.x) == 40 and int(np.sum(bar.y)) == 100_000
     assert np.allclose(np.asarray(bar.customdata)[:, 1] - np.asarray(bar.customdata)[:, 0], np.asarray(bar.width))
-    empty = plots._binned(pd.Series([], dtype=float), 40, "#000000", "%{y}")
+    empty = plots.base._binned(pd.Series([], dtype=float), 40, "#000000", "%{y}")
     assert len(empty.x) == 0
 
 

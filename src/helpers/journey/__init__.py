@@ -36,4 +36,8 @@ from helpers.journey.progression import JourneyProgression, stage_progression
 from helpers.journey.satisfaction import satisfaction
 from helpers.journey.stages import Stage, StageMap, StageRule, load_stage_map
 
-__all__ = ["KPIS", "JourneyProgression", "Stage", "StageMap", "StageRule", "changes_display", "changes_headline", "journey_changes", "kpi_display", "load_stage_map", "midpoint", "satisfaction", "stage_kpis", "stage_progression", "touchpoint_matrix"]
+__all__ = [
+    "KPIS", "JourneyProgression", "Stage", "StageMap", "StageRule", "changes_display", "changes_headline",
+    "journey_changes", "kpi_display", "load_stage_map", "midpoint", "satisfaction", "stage_kpis",
+    "stage_progression", "touchpoint_matrix",
+]

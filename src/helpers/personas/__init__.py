@@ -57,4 +57,7 @@ from helpers.personas.features import (
 from helpers.personas.kpis import kpi_headline, persona_kpis, persona_table, save_personas
 from helpers.personas.model import PersonaModel, fit_personas
 
-__all__ = ["DEFAULT_FEATURE_GROUPS", "FEATURE_GROUPS", "PersonaModel", "feature_group", "fit_personas", "informative_groups", "kpi_headline", "persona_kpis", "persona_table", "save_personas", "user_features"]
+__all__ = [
+    "DEFAULT_FEATURE_GROUPS", "FEATURE_GROUPS", "PersonaModel", "feature_group", "fit_personas",
+    "informative_groups", "kpi_headline", "persona_kpis", "persona_table", "save_personas", "user_features",
+]

@@ -58,4 +58,9 @@ from helpers.report.settings import (
     resolve_parameters,
 )
 
-__all__ = ["ConfigError", "content_security_policy", "EMAIL", "escape", "finding", "HIDDEN_CELL_TAGS", "load_config", "main", "notebook_parameters", "NotebookFailed", "NotebookSpec", "PACKAGES", "parse_overrides", "privacy_problems", "PrivacyError", "Prose", "pseudonymize", "record", "render_html", "ReportConfig", "resolve_parameters", "run", "RUN_DIR_ENV", "RUN_SALT_ENV", "RunResult", "say", "shorten"]
+__all__ = [
+    "ConfigError", "content_security_policy", "EMAIL", "escape", "finding", "HIDDEN_CELL_TAGS", "load_config",
+    "main", "notebook_parameters", "NotebookFailed", "NotebookSpec", "PACKAGES", "parse_overrides",
+    "privacy_problems", "PrivacyError", "Prose", "pseudonymize", "record", "render_html", "ReportConfig",
+    "resolve_parameters", "run", "RUN_DIR_ENV", "RUN_SALT_ENV", "RunResult", "say", "shorten",
+]

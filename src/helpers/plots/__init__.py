@@ -1,0 +1,47 @@
+"""Figures from analysis results. Nothing here reads events or computes a metric.
+
+Every function takes a result object (or one of its tables) and returns a
+plotly figure, which renders interactively in JupyterLab and, through
+:func:`init_notebook`, survives conversion to a self-contained HTML report.
+
+Names from the data (events, channels, pages, segments, personas) are
+hostile until shown otherwise: every one that becomes chart text (labels,
+legends, hover, annotations, titles) goes through :func:`label`, which
+shortens it and escapes ``& < >``. plotly reads a few HTML tags in text
+(``<b>``, ``<a href>``, ``<span style>``...) and turns the escapes back
+into the characters, so the name shows as written and no tag of it is read.
+
+Where things live::
+
+    base.py       template, init_notebook, label/labels (safe text), styled tables
+    events.py     events_per_day, events_per_type, channel_mix
+    funnels.py    funnel_chart, time_to_convert, segment_comparison, paths_sankey, friction_chart
+    people.py     persona charts
+    retention.py  cohort_heatmap, survival_chart, forest_plot, lifecycle, stickiness, risk, calibration
+    journey.py    journey_map, touchpoint_heatmap, kpi_tiles
+"""
+
+from __future__ import annotations
+
+from helpers.plots.base import LABEL_LIMIT, PALETTE, TEMPLATE, html_text, init_notebook, label, labels, styled
+from helpers.plots.events import channel_mix, events_per_day, events_per_type
+from helpers.plots.funnels import friction_chart, funnel_chart, paths_sankey, segment_comparison, time_to_convert
+from helpers.plots.journey import journey_map, kpi_tiles, touchpoint_heatmap
+from helpers.plots.people import k_selection, persona_heatmap, persona_kpis_chart, persona_projection, persona_sizes
+from helpers.plots.retention import (
+    calibration_chart,
+    cohort_heatmap,
+    forest_plot,
+    lifecycle_chart,
+    risk_distribution,
+    stickiness_chart,
+    survival_chart,
+)
+
+__all__ = [
+    "calibration_chart", "channel_mix", "cohort_heatmap", "events_per_day", "events_per_type", "forest_plot",
+    "friction_chart", "funnel_chart", "html_text", "init_notebook", "journey_map", "k_selection", "kpi_tiles",
+    "label", "LABEL_LIMIT", "labels", "lifecycle_chart", "PALETTE", "paths_sankey", "persona_heatmap",
+    "persona_kpis_chart", "persona_projection", "persona_sizes", "risk_distribution", "segment_comparison",
+    "stickiness_chart", "styled", "survival_chart", "TEMPLATE", "time_to_convert", "touchpoint_heatmap",
+]

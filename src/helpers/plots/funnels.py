@@ -1,0 +1,101 @@
+"""Charts of funnels and paths: steps with intervals, time to convert, segments, the Sankey, friction.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from helpers.plots.base import PALETTE, _binned, _layout, label
+
+
+def funnel_chart(result) -> go.Figure:
+    """Users per step with conversion from start and the drop from the previous step; a bar group per segment.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from helpers.funnel import compute_funnel
+    >>> toy = pd.DataFrame({"user_id": ["a", "a", "b"], "event": ["visit", "buy", "visit"],
+    ...                     "timestamp": pd.to_datetime(["2025-01-01", "2025-01-02", "2025-01-01"], utc=True)})
+    >>> len(funnel_chart(compute_funnel(toy, ["visit", "buy"])).data)
+    1
+    """
+    table = result.table
+    fig = go.Figure()
+    groups = [(None, table)] if result.by is None else list(table.groupby(result.by, sort=True))
+    for i, (name, g) in enumerate(groups):
+        text = [f"{u:,} ({c:.1%})" + ("" if k == 1 else f"<br>−{d + p:,} from previous")
+                for k, u, c, d, p in zip(g["step_index"], g["users"], g["conversion_from_start"], g["dropped"].shift(1, fill_value=0),
+                                         g["in_progress"].shift(1, fill_value=0))]
+        fig.add_bar(x=[f"{k}. {label(s)}" for k, s in zip(g["step_index"], g["step"])], y=g["users"],
+                    name=label(name or "users"), text=text, textposition="outside", marker_color=PALETTE[i % len(PALETTE)],
+                    cliponaxis=False, hovertemplate="%{x}<br>%{y:,} users<extra>" + label(name or "") + "</extra>")
+    fig.update_layout(barmode="group", showlegend=result.by is not None, yaxis_title="users")
+    from helpers.funnel import _readable
+
+    title = f"Funnel ({result.order}, {_readable(result.conversion_window)} window)" + (f" by {label(result.by)}" if result.by else "")
+    return _layout(fig, title, height=460)
+
+
+def time_to_convert(result, step: int | None = None) -> go.Figure:
+    """Histogram of the time from the previous step to ``step`` (default: the last), in hours, among users who reached it."""
+    k = step or len(result.steps)
+    pu = result.per_user
+    reached = pu[pu["furthest_step"] >= k]
+    hours = (reached[f"step_{k}_at"] - reached[f"step_{k - 1}_at"]).dt.total_seconds() / 3600
+    fig = go.Figure(_binned(hours, 60, PALETTE[0], "%{customdata[0]:.1f}-%{customdata[1]:.1f} h: %{y:,} users"))
+    if len(hours):
+        fig.add_vline(x=float(hours.median()), line_dash="dash", annotation_text=f"median {hours.median():.1f} h")
+    before, after = label(result.steps[k - 2].label), label(result.steps[k - 1].label)
+    fig.update_xaxes(title=f"hours from {before} to {after}")
+    fig.update_yaxes(title="users")
+    return _layout(fig, f"Time to convert: {before} → {after}")
+
+
+def segment_comparison(comparison: pd.DataFrame, segment: str | None = None) -> go.Figure:
+    """Conversion per step transition and segment with 95% intervals, from :func:`helpers.funnel.compare_segments`."""
+    seg = segment or comparison.columns[0]
+    fig = go.Figure()
+    for i, (name, g) in enumerate(comparison.groupby(seg, sort=True)):
+        steps = [f"{label(a)} → {label(b)}" for a, b in zip(g["from_step"], g["step"])]
+        fig.add_scatter(x=steps, y=g["conversion"], mode="markers", name=label(name), marker=dict(size=11, color=PALETTE[i % len(PALETTE)]),
+                        error_y=dict(type="data", symmetric=False, array=g["ci_high"] - g["conversion"],
+                                     arrayminus=g["conversion"] - g["ci_low"]),
+                        customdata=g[["entered", "p_holm"]].to_numpy(),
+                        hovertemplate="%{x}<br>%{y:.1%} of %{customdata[0]:,}<br>p (Holm) %{customdata[1]:.3g}<extra>" + label(name) + "</extra>")
+    fig.update_yaxes(title="conversion from previous step", tickformat=".0%")
+    return _layout(fig, f"Step conversion by {label(seg)}, with 95% intervals")
+
+
+def paths_sankey(paths: pd.DataFrame, top: int = 15) -> go.Figure:
+    """Sankey of the top paths from :func:`helpers.paths.top_paths` (node = event at a position)."""
+    rows = paths.head(top)
+    nodes: dict[str, int] = {}
+    links: dict[tuple[int, int], int] = {}
+    for path, units in zip(rows["path"], rows["units"]):
+        steps = path.split(" → ")
+        ids = [nodes.setdefault(f"{i + 1}. {label(s)}", len(nodes)) for i, s in enumerate(steps)]
+        for a, b in zip(ids, ids[1:]):
+            links[(a, b)] = links.get((a, b), 0) + int(units)
+    if not links:  # a Sankey without links breaks plotly.js ("Invalid array length"): say it in words
+        fig = go.Figure()
+        fig.add_annotation(text="Every path is a single event here: there is no sequence of events to draw.",
+                           showarrow=False)
+        return _layout(fig, f"Top {len(rows)} paths", height=200)
+    fig = go.Figure(go.Sankey(node=dict(label=list(nodes), pad=12, thickness=14, color=PALETTE[0]),
+                              link=dict(source=[a for a, _ in links], target=[b for _, b in links], value=list(links.values()))))
+    return _layout(fig, f"Top {len(rows)} paths", height=480)
+
+
+def friction_chart(friction: pd.DataFrame, top: int = 10) -> go.Figure:
+    """Horizontal bars: users (or value) lost per transition, from :func:`helpers.funnel.rank_friction`."""
+    rows = friction.head(top).iloc[::-1]
+    metric = "value_lost" if "value_lost" in rows.columns else "users_lost"
+    seg = rows.columns[0] if rows.columns[0] != "step_index" else None
+    names = [f"{label(a)} → {label(b)}" + (f" ({label(g)})" if seg else "")
+             for a, b, g in zip(rows["from_step"], rows["to_step"], rows[seg] if seg else rows["from_step"])]
+    fig = go.Figure(go.Bar(x=rows[metric], y=names, orientation="h", marker_color=PALETTE[1],
+                           hovertemplate="%{y}<br>%{x:,.0f}<extra></extra>"))
+    fig.update_xaxes(title=metric.replace("_", " "))
+    return _layout(fig, "Where the funnel loses most", height=max(300, 36 * len(rows) + 120))
