@@ -31,13 +31,14 @@ Where things live::
 from __future__ import annotations
 
 from helpers.journey.changes import changes_display, changes_headline, journey_changes, kpi_display, midpoint
-from helpers.journey.kpis import KPIS, stage_kpis, touchpoint_matrix
+from helpers.journey.kpis import KPIS, Kpi, stage_kpis, touchpoint_matrix
 from helpers.journey.progression import JourneyProgression, stage_progression
-from helpers.journey.satisfaction import satisfaction
+from helpers.journey.satisfaction import SURVEYS, satisfaction
 from helpers.journey.stages import Stage, StageMap, StageRule, load_stage_map
+from helpers.stats import Z95
 
 __all__ = [
-    "KPIS", "JourneyProgression", "Stage", "StageMap", "StageRule", "changes_display", "changes_headline",
-    "journey_changes", "kpi_display", "load_stage_map", "midpoint", "satisfaction", "stage_kpis",
-    "stage_progression", "touchpoint_matrix",
+    "changes_display", "changes_headline", "journey_changes", "JourneyProgression", "Kpi", "kpi_display", "KPIS",
+    "load_stage_map", "midpoint", "satisfaction", "Stage", "stage_kpis", "stage_progression", "StageMap",
+    "StageRule", "SURVEYS", "touchpoint_matrix", "Z95",
 ]

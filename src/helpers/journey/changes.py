@@ -10,10 +10,10 @@ import ibis
 import numpy as np
 import pandas as pd
 
-from helpers.funnel import holm_adjust
 from helpers.io import EventDataError, as_ibis, to_utc
 from helpers.journey.kpis import stage_kpis
-from helpers.journey.stages import Z95, StageMap, load_stage_map
+from helpers.journey.stages import StageMap, load_stage_map
+from helpers.stats import Z95, holm_adjust
 
 
 def journey_changes(

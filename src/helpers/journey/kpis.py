@@ -11,11 +11,11 @@ import ibis
 import numpy as np
 import pandas as pd
 
-from helpers.funnel import wilson_interval
 from helpers.io import EventDataError, epoch_us, to_utc_series
 from helpers.journey.progression import JourneyProgression, stage_progression
 from helpers.journey.satisfaction import _nps_summary, _survey_scores
 from helpers.journey.stages import StageMap, _prepare, _tagged
+from helpers.stats import wilson_interval
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ import ibis
 import numpy as np
 import pandas as pd
 
-from helpers.funnel import wilson_interval
 from helpers.io import as_ibis, to_utc
-from helpers.journey.stages import Z95, StageMap, _stage_at, load_stage_map
+from helpers.journey.stages import StageMap, _stage_at, load_stage_map
+from helpers.stats import Z95, wilson_interval
 
 
 def _survey_scores(t: ibis.Table, event: str) -> pd.DataFrame:

@@ -13,8 +13,6 @@ import yaml
 
 from helpers.io import EventDataError, as_ibis, to_utc, to_utc_series
 
-Z95 = 1.959963984540054
-
 
 @dataclass(frozen=True)
 class StageRule:

@@ -57,7 +57,7 @@ def persona_kpis(
     >>> k[["persona", "users", "conversion", "revenue_per_user", "nps", "churn_share"]].values.tolist()
     [['fans', 1, 1.0, 30.0, 100.0, 0.0], ['others', 2, 0.0, 0.0, -100.0, 0.5], ['(all)', 3, 0.3333333333333333, 10.0, 0.0, 0.3333333333333333]]
     """
-    from helpers.funnel import wilson_interval
+    from helpers.stats import wilson_interval
 
     if isinstance(labels, pd.DataFrame):
         if not {"user_id", "persona"} <= set(labels.columns):

@@ -46,12 +46,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from helpers.retention.cohorts import RetentionTable, cohort_retention
+from helpers.retention.cohorts import DAY, RetentionTable, cohort_retention
 from helpers.retention.lifetimes import user_lifetimes
 from helpers.retention.survival import HazardResult, SurvivalResult, hazard_ratios, retention_drivers, survival_curves
 
-__all__ = ["HazardResult", "RetentionTable", "SurvivalResult", "cohort_retention", "hazard_ratios",
-           "retention_drivers", "survival_curves", "user_lifetimes"]
+__all__ = [
+    "cohort_retention", "DAY", "hazard_ratios", "HazardResult", "retention_drivers", "RetentionTable",
+    "survival_curves", "SurvivalResult", "user_lifetimes",
+]
 
 # Moved to helpers.risk; still importable from here. Resolved on first use, because helpers.risk imports
 # helpers.retention.lifetimes (importing it here eagerly would be circular).

@@ -386,7 +386,7 @@ def retention_drivers(
                      "ci_high": hi, "p": p, "phi": phi})
     out = pd.DataFrame(rows, columns=["event", "users", "share", "hazard_ratio", "ci_low", "ci_high", "p", "phi"])
     if len(out):
-        from helpers.funnel import holm_adjust
+        from helpers.stats import holm_adjust
 
         out["p_holm"] = holm_adjust(out["p"].to_numpy())
         out = out.sort_values("hazard_ratio").reset_index(drop=True)
