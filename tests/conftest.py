@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-# Without these, Chromium reaches for Google's services, which this closed network refuses.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+from report_runs import CHROMIUM, CHROMIUM_ARGS
 
 
 @pytest.fixture(scope="session")
@@ -23,38 +18,3 @@ def browser():
         b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield b
         b.close()
-
-
-def page_problems(browser, path: Path) -> tuple[object, list[str]]:
-    """Open a rendered page; return it and the console errors, page errors and failed requests it caused."""
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
-    page.goto(path.as_uri(), wait_until="load")
-    page.wait_for_timeout(300)
-    return page, problems
-
-
-def scratch_project(root: Path) -> Path:
-    """A copy of the project's config and notebooks in ``root`` (data and reports empty): a report run there,
-    with ``JOURNEY_PROJECT_ROOT`` pointing at it, leaves the checkout's data/ and reports/ alone."""
-    import shutil
-
-    from helpers import config
-
-    for folder in ("config", "notebooks"):
-        shutil.copytree(config.PROJECT_ROOT / folder, root / folder)
-    return root
-
-
-def run_report(root: Path, cfg: Path):
-    """``python -m helpers.report run`` on a scratch project, as a scheduled run would (a child process)."""
-    import os
-    import subprocess
-    import sys
-
-    return subprocess.run([sys.executable, "-m", "helpers.report", "run", "--quiet", "--config", str(cfg),
-                           "--reports-dir", str(root / "reports")], cwd=root, capture_output=True, text=True,
-                          env={**os.environ, "JOURNEY_PROJECT_ROOT": str(root)})

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 import shapes
-from conftest import page_problems, run_report, scratch_project
+from report_runs import page_problems, run_report, scratch_project
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ import pytest
 
 from helpers import config, report
 
-from conftest import CHROMIUM, run_report, scratch_project
+from report_runs import CHROMIUM, run_report, scratch_project
 
 playwright = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="no browser at /usr/bin/chromium: install Debian's "
