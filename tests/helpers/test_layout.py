@@ -81,3 +81,30 @@ def test_no_module_is_over_600_lines_and_each_says_what_it_is_for():
     assert not [p for p in sizes if Path(p).stem in ("utils", "util", "misc", "common")]
     undocumented = [p for p in sizes if not ast.get_docstring(ast.parse((SRC / p).read_text()))]
     assert undocumented == []
+
+
+def test_every_import_of_a_helpers_name_resolves_including_those_inside_functions():
+    """Imports inside functions only fail when the function runs (a report page, hours later): check them all."""
+    import json
+
+    sources = {p.as_posix(): p.read_text() for p in SRC.rglob("*.py")}
+    for nb in (SRC.parents[1] / "notebooks").glob("*.ipynb"):
+        cells = json.loads(nb.read_text())["cells"]
+        code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        sources[nb.as_posix()] = "\n".join(line for line in code.splitlines() if not line.lstrip().startswith(("%", "!")))
+    broken = []
+    for where, text in sources.items():
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "helpers":
+                mod = importlib.import_module(node.module)
+                broken += [f"{where}: from {node.module} import {a.name}" for a in node.names
+                           if not hasattr(mod, a.name) and not _is_submodule(node.module, a.name)]
+    assert broken == []
+
+
+def _is_submodule(package: str, name: str) -> bool:
+    try:
+        importlib.import_module(f"{package}.{name}")
+        return True
+    except ImportError:
+        return False

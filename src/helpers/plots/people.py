@@ -32,7 +32,7 @@ def persona_heatmap(model, *, top_features: int = 24):
     cell_text = ratio.map(lambda v: "" if pd.isna(v) else f"{v:.1f}x")
     sns.heatmap(np.log2(ratio.clip(lower=1 / 16, upper=16)), ax=ax, cmap="RdBu_r", center=0, vmin=-3, vmax=3,
                 annot=cell_text, fmt="", annot_kws={"fontsize": 7}, cbar_kws={"label": "log2 ratio to all users"})
-    from helpers.personas import _readable
+    from helpers.personas.features import _readable
 
     ax.set_xticklabels([_mpl_label(_readable(c.get_text())) for c in ax.get_xticklabels()], rotation=40, ha="right",
                        fontsize=8)
