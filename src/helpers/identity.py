@@ -1,0 +1,352 @@
+"""Identity stitching: one person across anonymous ids, devices and logins.
+
+A journey starts anonymous (an ad click, the pricing page, a cart on one
+device) and continues identified after signup or login, often on another
+device. Stitching gives every event the id of the *person*, so that a funnel
+across the signup boundary, a path to purchase and the channel that brought
+someone see one person, not an anonymous user who "drops off" and an
+identified one who "appears from nowhere".
+
+Rules (:func:`stitch_identities`):
+
+- An id is a value in one of ``id_columns`` (those present; default
+  ``anonymous_id``, ``device_id``, ``user_id``); ids are compared within their
+  column, so the same text in two columns is two ids. Empty strings are no id.
+- Links: an event row carrying two or more ids links them (each of its other
+  ids to its identified id, or to its first id in ``id_columns`` order when it
+  has no identified id). An optional ``links`` table (alias or identify calls:
+  two id columns, optionally a ``timestamp``) adds links; a link without a
+  time counts as before every event.
+- Links are applied in timestamp order (a link's time is the first time it
+  was seen; ties by the ids). A link that would put more than
+  ``max_identified_per_person`` distinct identified ids (values of
+  ``identified``) into one person is refused and reported, and the ids stay
+  with the persons they had: a shared laptop whose anonymous id was first
+  linked to Bob stays Bob's when Alice later logs in on it.
+- The person id is the person's identified id (the first seen, when several
+  are allowed), else its earliest anonymous id (first seen; ties by column
+  order, then text).
+- Every event is re-keyed: a row belongs to the person of its identified id
+  when it has one, else to the person of its first id in ``id_columns``
+  order, before and after the first login alike. A row with no id at all is
+  dropped and counted.
+- The result does not depend on the order of the input rows.
+
+Written in ibis: links and ids are aggregated on the backend and persons are
+found by min-label propagation with pointer jumping over the link table (a
+few rounds). Only the components that would hold more than the allowed
+identified ids (shared devices: few) are resolved link by link in timestamp
+order, in pandas.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import ibis
+import numpy as np
+import pandas as pd
+
+from helpers.io import EventDataError, to_utc_series
+
+__all__ = ["ID_COLUMNS", "Stitched", "stitch_identities"]
+
+ID_COLUMNS = ("anonymous_id", "device_id", "user_id")
+_MAX_ROUNDS = 64  # pointer jumping halves distances each round: 64 rounds cover any component
+
+
+@dataclass
+class Stitched:
+    """The re-keyed events and how they were stitched.
+
+    ``events``: the events with ``user_id`` the person id (a DataFrame for a
+    DataFrame, an ibis table for an ibis table). ``identity_map``: one row per
+    id: ``id``, ``id_column``, ``person_id``, ``first_seen``. ``report``: tidy
+    ``measure``, ``value`` rows (persons, ids, ids per person, persons merged
+    across ids, events re-keyed, rows without an id, merges refused).
+    ``refused``: each refused link (its two ids and columns, when it was first
+    seen, and why); it holds raw ids, so it is for the analyst, never a report.
+    """
+
+    events: Any
+    identity_map: pd.DataFrame
+    report: pd.DataFrame
+    refused: pd.DataFrame
+
+    def measure(self, name: str) -> float:
+        """One value of ``report`` by its measure name."""
+        return float(self.report.set_index("measure").loc[name, "value"])
+
+    def headline(self) -> str:
+        """One sentence for the loading page (counts only, no ids)."""
+        r = self.report.set_index("measure")["value"]
+        refused = int(r["merges refused"])
+        text = (f"Identity stitching: {int(r['ids']):,} ids became {int(r['persons']):,} persons "
+                f"({int(r['persons with several ids']):,} seen under more than one id); "
+                f"{int(r['events re-keyed']):,} events were given their person's id.")
+        if refused:
+            text += (f" {refused:,} merge(s) were refused because they would have put more than "
+                     f"{int(r['max identified per person'])} identified id(s) into one person (a shared device "
+                     "or a mistaken identify call); those ids stay with the person they were first linked to.")
+        if int(r["rows without an id"]):
+            text += f" {int(r['rows without an id']):,} rows had no id at all and were dropped."
+        return text
+
+
+def _text(value: ibis.Value) -> ibis.Value:
+    s = value.cast("string")
+    return ibis.ifelse(s == "", ibis.null("string"), s)
+
+
+def _links_table(t: ibis.Table, cols: Sequence[str], identified: str) -> tuple[ibis.Table, ibis.Value, ibis.Value]:
+    """Each row's anchor (the id that keys it) and the links from its other ids to the anchor, first seen when."""
+    order = [identified] + [c for c in cols if c != identified]
+    ids = {c: _text(t[c]) for c in cols}
+    anchor_col = ibis.cases(*[(ids[c].notnull(), c) for c in order], else_=ibis.null("string"))
+    anchor_id = ibis.coalesce(*[ids[c] for c in order])
+    parts = []
+    for c in cols:
+        part = t.select(a_col=anchor_col, a_id=anchor_id, b_col=ibis.literal(c), b_id=ids[c], ts=t.timestamp)
+        parts.append(part.filter(part.b_id.notnull() & (part.a_col != part.b_col)))
+    links = ibis.union(*parts) if len(parts) > 1 else parts[0]
+    return links, anchor_col, anchor_id
+
+
+def _components(edges: ibis.Table) -> ibis.Table:
+    """(node, label): label = the smallest node of the node's connected component, by min-label propagation."""
+    both = edges.select(u=edges.a, v=edges.b).union(edges.select(u=edges.b, v=edges.a)).distinct().cache()
+    labels = both.select(node=both.u).distinct().mutate(label=ibis._.node).cache()
+    for _ in range(_MAX_ROUNDS):
+        nb = both.join(labels, both.v == labels.node).group_by(u=both.u).aggregate(m=labels.label.min())
+        step = labels.join(nb, labels.node == nb.u).select(node=labels.node,
+                                                           label=ibis.least(labels.label, nb.m)).cache()
+        hop = step.select(h_node=step.node, h_label=step.label)  # pointer jumping: take the label's label
+        jumped = step.join(hop, step.label == hop.h_node).select(node=step.node,
+                                                                 label=ibis.least(step.label, hop.h_label)).cache()
+        old = labels.select(o_node=labels.node, o_label=labels.label)
+        changed = jumped.join(old, jumped.node == old.o_node).filter(lambda r: r.label != r.o_label).count()
+        if int(changed.execute()) == 0:
+            return jumped
+        labels = jumped
+    raise RuntimeError("identity stitching did not converge")  # cannot happen: labels only decrease
+
+
+def _greedy(edges: pd.DataFrame, identified_nodes: np.ndarray, max_identified: int) -> tuple[dict[int, int], list[int]]:
+    """Union-find over ``edges`` (a, b, ts) in timestamp order, refusing a union that would hold more than
+    ``max_identified`` identified nodes. Returns node -> root and the positions of the refused edges.
+
+    Only the edges of components that hold too many identified ids come here (shared devices: few), so the
+    loop runs over a small table, link by link, as the rule requires.
+    """
+    parent: dict[int, int] = {}
+    idents: dict[int, set[int]] = {}
+    marked = set(identified_nodes.tolist())
+
+    def find(x: int) -> int:
+        parent.setdefault(x, x)
+        root = x
+        while parent[root] != root:
+            root = parent[root]
+        while parent[x] != root:  # path compression
+            parent[x], x = root, parent[x]
+        return root
+
+    refused = []
+    for pos, a, b in zip(range(len(edges)), edges["a"].to_numpy(), edges["b"].to_numpy()):
+        ra, rb = find(int(a)), find(int(b))
+        if ra == rb:
+            continue
+        ia = idents.get(ra, {ra} & marked)
+        ib = idents.get(rb, {rb} & marked)
+        if len(ia | ib) > max_identified:
+            refused.append(pos)
+            continue
+        parent[rb] = ra
+        idents[ra] = ia | ib
+        idents.pop(rb, None)
+    return {n: find(n) for n in list(parent)}, refused
+
+
+def stitch_identities(
+    events: pd.DataFrame | ibis.Table,
+    id_columns: Sequence[str] = ID_COLUMNS,
+    *,
+    identified: str = "user_id",
+    links: pd.DataFrame | None = None,
+    max_identified_per_person: int = 1,
+) -> Stitched:
+    """Give every event the id of the person behind it (the rules are in the module docstring).
+
+    Parameters
+    ----------
+    events
+        Events with a ``timestamp`` and the id columns; ``user_id`` (or
+        ``identified``) may be null on anonymous rows.
+    id_columns
+        The id columns, in the order that decides which id keys a row without
+        an identified id; those absent from ``events`` are ignored.
+    identified
+        The column of identified (logged-in) ids.
+    links
+        Extra links: a table with two of the id columns (one link per row) and
+        optionally ``timestamp``.
+    max_identified_per_person
+        How many distinct identified ids one person may hold (1: a person is
+        one account).
+
+    Examples
+    --------
+    >>> ev = pd.DataFrame({"anonymous_id": ["a1", "a1", None], "user_id": [None, "alice", "alice"],
+    ...                    "event": ["page_view", "signup", "purchase"],
+    ...                    "timestamp": pd.to_datetime(["2025-01-01", "2025-01-02", "2025-01-03"], utc=True)})
+    >>> s = stitch_identities(ev)
+    >>> s.events["user_id"].tolist()
+    ['alice', 'alice', 'alice']
+    >>> s.identity_map[["id_column", "id", "person_id"]].values.tolist()
+    [['anonymous_id', 'a1', 'alice'], ['user_id', 'alice', 'alice']]
+    """
+    if not isinstance(max_identified_per_person, (int, np.integer)) or max_identified_per_person < 1:
+        raise ValueError(f"max_identified_per_person must be an integer of at least 1, got {max_identified_per_person!r}.")
+    is_frame = isinstance(events, pd.DataFrame)
+    if not is_frame and not isinstance(events, ibis.Table):
+        raise TypeError(f"events must be a pandas DataFrame or an ibis table, got {type(events).__name__}.")
+    columns = list(events.columns)
+    cols = [c for c in dict.fromkeys(id_columns) if c in columns]
+    if identified not in columns:
+        raise EventDataError(f"stitch_identities: the identified column {identified!r} is not in the events "
+                             f"(columns: {', '.join(map(str, columns))}).")
+    if identified not in cols:
+        cols.append(identified)
+    if "timestamp" not in columns:
+        raise EventDataError("stitch_identities: the events need a 'timestamp' column (links apply in time order).")
+    position = {c: i for i, c in enumerate(cols)}
+
+    if is_frame:
+        frame = events.assign(_row=np.arange(len(events), dtype=np.int64))
+        t = ibis.memtable(frame[["_row", "timestamp", *cols]])
+    else:
+        t = events
+    link_rows, anchor_col, anchor_id = _links_table(t, cols, identified)
+    if links is not None:
+        link_rows = ibis.union(link_rows, _extra_links(links, cols, identified, position), distinct=False)
+    edges_by_id = link_rows.group_by(["a_col", "a_id", "b_col", "b_id"]).aggregate(ts=link_rows.ts.min())
+
+    # Every id, with the first time it was seen, numbered in (column, id) order.
+    id_parts = [t.filter(_text(t[c]).notnull()).group_by(id=_text(t[c])).aggregate(first_seen=t.timestamp.min())
+                .mutate(id_column=ibis.literal(c)) for c in cols]
+    if links is not None:  # ids only the links mention
+        for side in ("a", "b"):
+            e = edges_by_id
+            id_parts.append(e.group_by(id=e[f"{side}_id"], id_column=e[f"{side}_col"])
+                            .aggregate(first_seen=ibis.null("timestamp('UTC')"))
+                            .select("id", "first_seen", "id_column"))
+    all_ids = ibis.union(*id_parts, distinct=False) if len(id_parts) > 1 else id_parts[0]
+    all_ids = all_ids.group_by(["id_column", "id"]).aggregate(first_seen=all_ids.first_seen.min())
+    nodes = all_ids.mutate(node=ibis.row_number().over(order_by=[all_ids.id_column, all_ids.id])).cache()
+
+    na = nodes.select(a_col=nodes.id_column, a_id=nodes.id, a=nodes.node)
+    nb = nodes.select(b_col=nodes.id_column, b_id=nodes.id, b=nodes.node)
+    edges = edges_by_id.join(na, ["a_col", "a_id"]).join(nb, ["b_col", "b_id"]).select("a", "b", "ts").cache()
+    labels = _components(edges) if int(edges.count().execute()) else None
+
+    node_df = nodes.to_pyarrow().to_pandas()
+    node_df["id_column"] = node_df["id_column"].astype(str)
+    node_df["first_seen"] = to_utc_series(node_df["first_seen"])
+    node_df = node_df.sort_values("node").reset_index(drop=True)
+    node_df["group"] = node_df["node"].to_numpy()
+    if labels is not None:
+        lab = labels.to_pyarrow().to_pandas().set_index("node")["label"]
+        node_df["group"] = node_df["node"].map(lab).fillna(node_df["node"]).astype(np.int64)
+    node_df["is_identified"] = node_df["id_column"] == identified
+    counts = node_df.groupby("group")["is_identified"].sum()
+    conflicted = counts.index[counts > max_identified_per_person]
+
+    refused = pd.DataFrame(columns=["column_a", "id_a", "column_b", "id_b", "first_seen", "reason"])
+    if len(conflicted):
+        inside = node_df.loc[node_df["group"].isin(conflicted), "node"]
+        mem = ibis.memtable(pd.DataFrame({"n": inside.to_numpy(np.int64)}))
+        ce = edges.join(mem, edges.a == mem.n).select("a", "b", "ts").to_pyarrow().to_pandas()
+        ce["ts"] = to_utc_series(ce["ts"])
+        # time order, links without a time first, ties by the ids (node numbers follow column and id text)
+        ce = ce.assign(_lo=np.minimum(ce["a"], ce["b"]), _hi=np.maximum(ce["a"], ce["b"]))
+        ce = ce.sort_values(["ts", "_lo", "_hi"], na_position="first", kind="mergesort").reset_index(drop=True)
+        roots, refused_pos = _greedy(ce, node_df.loc[node_df["is_identified"], "node"].to_numpy(),
+                                     max_identified_per_person)
+        in_conflict = node_df["group"].isin(conflicted)
+        node_df.loc[in_conflict, "group"] = node_df.loc[in_conflict, "node"].map(roots).fillna(
+            node_df.loc[in_conflict, "node"]).astype(np.int64)
+        bad = ce.iloc[refused_pos]
+        by_node = node_df.set_index("node")
+        refused = pd.DataFrame({
+            "column_a": by_node.loc[bad["a"], "id_column"].to_numpy(), "id_a": by_node.loc[bad["a"], "id"].to_numpy(),
+            "column_b": by_node.loc[bad["b"], "id_column"].to_numpy(), "id_b": by_node.loc[bad["b"], "id"].to_numpy(),
+            "first_seen": bad["ts"].to_numpy(),
+            "reason": f"would put more than {max_identified_per_person} identified id(s) into one person",
+        })
+
+    # The person id: the first identified id, else the earliest anonymous id (ties: column order, then text).
+    node_df["_pos"] = node_df["id_column"].map(position)
+    ranked = node_df.sort_values(["group", "is_identified", "first_seen", "_pos", "id"],
+                                 ascending=[True, False, True, True, True], na_position="last", kind="mergesort")
+    person = ranked.drop_duplicates("group").set_index("group")["id"]
+    node_df["person_id"] = node_df["group"].map(person)
+    identity_map = node_df[["id", "id_column", "person_id", "first_seen"]].sort_values(
+        ["person_id", "id_column", "id"], kind="mergesort").reset_index(drop=True)
+    for c in ("id", "id_column", "person_id"):
+        identity_map[c] = identity_map[c].astype("string[pyarrow]")
+
+    # Re-key every row through its anchor id.
+    keyed = t.mutate(_acol=anchor_col, _aid=anchor_id)
+    mapping = ibis.memtable(identity_map[["id_column", "id", "person_id"]].rename(
+        columns={"id_column": "_acol", "id": "_aid", "person_id": "_person"}))
+    keyed = keyed.left_join(mapping, ["_acol", "_aid"])
+    old = _text(keyed[identified])
+    changed = (old.isnull() | (old != keyed._person)) & keyed._person.notnull()
+    stats = keyed.aggregate(rows=keyed.count(), rekeyed=changed.cast("int64").sum(),
+                            no_id=keyed._person.isnull().cast("int64").sum()).to_pyarrow().to_pandas().iloc[0]
+
+    if is_frame:
+        persons = keyed.select("_row", "_person").to_pyarrow().to_pandas().sort_values("_row")
+        out = events.copy(deep=False)
+        out["user_id"] = pd.array(persons["_person"].to_numpy(), dtype="string[pyarrow]")
+        no_id = out["user_id"].isna().to_numpy()
+        out = out.loc[~no_id].reset_index(drop=True) if no_id.any() else out
+        out.attrs.update(events.attrs)
+    else:
+        out = keyed.filter(keyed._person.notnull()).mutate(**{identified: keyed._person}).drop(
+            "_acol", "_aid", "_person")
+        out = out.select(*columns)
+
+    ids_per_person = node_df.groupby("group").size()
+    # An anonymous person named by an id whose text is also another person's id: downstream they would be one.
+    collisions = int(node_df.drop_duplicates("group")["person_id"].duplicated().sum())
+    if collisions:
+        warnings.warn(f"stitch_identities: {collisions} person id(s) are shared by two persons (an anonymous id "
+                      "with the same text as an identified id); analyses will count each pair as one user.",
+                      UserWarning, stacklevel=2)
+    report = pd.DataFrame({"measure": [
+        "ids", "persons", "persons with several ids", "max ids per person", "events re-keyed", "rows without an id",
+        "merges refused", "person ids shared by two persons", "max identified per person"], "value": [
+        len(identity_map), len(ids_per_person), int((ids_per_person > 1).sum()),
+        int(ids_per_person.max()) if len(ids_per_person) else 0, int(stats["rekeyed"] or 0), int(stats["no_id"] or 0),
+        len(refused), collisions, int(max_identified_per_person)]})
+    return Stitched(out, identity_map, report, refused)
+
+
+def _extra_links(links: pd.DataFrame, cols: Sequence[str], identified: str, position: dict[str, int]) -> ibis.Table:
+    """A links table (two id columns, optionally ``timestamp``) as link rows like those of the events."""
+    if not isinstance(links, pd.DataFrame):
+        raise TypeError(f"links must be a pandas DataFrame, got {type(links).__name__}.")
+    pair = [c for c in links.columns if c in cols]
+    if len(pair) != 2:
+        raise EventDataError(f"links: a links table needs exactly two of the id columns {', '.join(cols)} "
+                             f"(it has {', '.join(map(str, links.columns))}).")
+    first, second = sorted(pair, key=lambda c: (c != identified, position[c]))
+    ts = to_utc_series(links["timestamp"]) if "timestamp" in links.columns else pd.Series(
+        pd.NaT, index=links.index, dtype="datetime64[ns, UTC]")
+    frame = pd.DataFrame({"a_col": first, "a_id": links[first].astype("string"), "b_col": second,
+                          "b_id": links[second].astype("string"), "ts": ts})
+    frame = frame[frame["a_id"].notna() & frame["b_id"].notna() & (frame["a_id"] != "") & (frame["b_id"] != "")]
+    return ibis.memtable(frame.reset_index(drop=True))
