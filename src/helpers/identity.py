@@ -176,8 +176,13 @@ def stitch_identities(
     identified: str = "user_id",
     links: pd.DataFrame | None = None,
     max_identified_per_person: int = 1,
+    _drop_unkeyed: bool = True,
 ) -> Stitched:
     """Give every event the id of the person behind it (the rules are in the module docstring).
+
+    :func:`helpers.io.load_events` calls this on its own (``stitch=``) for the
+    presets that carry several ids and for exports with ``anonymous_id`` or
+    ``device_id`` columns.
 
     Parameters
     ----------
@@ -195,6 +200,11 @@ def stitch_identities(
     max_identified_per_person
         How many distinct identified ids one person may hold (1: a person is
         one account).
+
+    Returns
+    -------
+    Stitched
+        ``events``, ``identity_map``, ``report``, ``refused``.
 
     Examples
     --------
@@ -310,9 +320,10 @@ def stitch_identities(
     if is_frame:
         persons = keyed.select("_row", "_person").to_pyarrow().to_pandas().sort_values("_row")
         out = events.copy(deep=False)
-        out["user_id"] = pd.array(persons["_person"].to_numpy(), dtype="string[pyarrow]")
-        no_id = out["user_id"].isna().to_numpy()
-        out = out.loc[~no_id].reset_index(drop=True) if no_id.any() else out
+        out[identified] = pd.array(persons["_person"].to_numpy(), dtype="string[pyarrow]")
+        no_id = out[identified].isna().to_numpy()
+        if _drop_unkeyed and no_id.any():
+            out = out.loc[~no_id].reset_index(drop=True)
         out.attrs.update(events.attrs)
     else:
         out = keyed.filter(keyed._person.notnull()).mutate(**{identified: keyed._person}).drop(

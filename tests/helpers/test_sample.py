@@ -34,7 +34,7 @@ def test_same_seed_same_journeys_other_seed_other_journeys():
 def test_the_committed_sample_is_what_the_generator_makes(journeys):
     committed = pd.read_parquet(config.SAMPLE_EVENTS)
     assert len(committed) == len(journeys.events)
-    pd.testing.assert_frame_equal(committed, journeys.events, check_dtype=False)
+    pd.testing.assert_frame_equal(committed, journeys.export(), check_dtype=False)
     pd.testing.assert_frame_equal(pd.read_parquet(config.SAMPLE_USERS), journeys.users, check_dtype=False)
 
 
@@ -154,14 +154,44 @@ def test_large_samples_are_written_in_parts_with_unique_ids(tmp_path, monkeypatc
     assert len(events) == j.events.attrs["rows"] > 0 and len(j.events) == 0
     assert len(users) == 300 and users["user_id"].is_unique and users["user_id"].str.len().eq(7).all()
     assert users["user_id"].tolist() == j.truth["user_id"].tolist()
-    assert set(events["user_id"]) <= set(users["user_id"]) and events["user_id"].nunique() > 250
+    assert set(events["user_id"].dropna()) <= set(users["user_id"])
+    from helpers.io import load_events
+
+    assert load_events(tmp_path / "events.parquet")["user_id"].nunique() > 250  # persons, once stitched
+    assert j.identities["anonymous_id"].is_unique and len(j.identities) >= 300
     # the three parts are different draws, not one part repeated under other ids
-    per_part = events.groupby(events["user_id"].str[1:].astype(int).sub(1) // 120).size()
+    known = events[events["user_id"].notna()]
+    per_part = known.groupby(known["user_id"].str[1:].astype(int).sub(1) // 120).size()
     assert per_part.nunique() == 3
-    assert (events["session_id"].str.rsplit("-s", n=1).str[0] == events["user_id"]).all()
+    known = events["user_id"].notna()
+    assert (events["session_id"].str.rsplit("-s", n=1).str[0] == events["user_id"])[known].all()
 
 
 @pytest.mark.parametrize("kwargs", [{"n_users": 0}, {"n_users": 10, "days": 0}])
 def test_bad_arguments_are_refused(kwargs):
     with pytest.raises(ValueError):
         generate_journeys(**kwargs)
+
+
+def test_stitching_the_export_recovers_the_planted_persons_exactly(journeys):
+    """Anonymous visits before signup, second devices and shared laptops: every row goes back to its person."""
+    from helpers.io import load_events
+
+    truth = journeys.events.assign(k=np.arange(len(journeys.events)))
+    export = journeys.export().assign(k=truth["k"])
+    assert 0.25 < journeys.anonymous_rows.mean() < 0.4 and export["user_id"].isna().sum() == journeys.anonymous_rows.sum()
+    loaded = load_events(export, drop_duplicates=False)
+    info = loaded.attrs["helpers.load"]["identity"]
+    pairs = pd.DataFrame({"got": loaded.set_index("k")["user_id"].astype(str),
+                          "true": truth.set_index("k")["user_id"].astype(str)}).drop_duplicates()
+    assert len(pairs) == pairs["got"].nunique() == pairs["true"].nunique() == len(journeys.users)  # a bijection
+    signed = journeys.truth.set_index("user_id")["signed_up_at"].notna()
+    # who signed up keeps their id; who never did is named by their device
+    named = pairs.set_index("true")["got"]
+    yes, no = signed[signed].index, signed[~signed].index
+    assert (named[yes].to_numpy() == yes.to_numpy()).all()
+    first = journeys.identities.query("kind != 'second'").set_index("user_id")["anonymous_id"]
+    assert (named[no].to_numpy() == first[no].to_numpy()).all()
+    shared = journeys.identities.query("kind == 'shared'")
+    assert info["merges refused"] == len(shared) > 30 and info["persons"] == len(journeys.users)
+    assert info["persons with several ids"] == int(signed.sum())

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from helpers.io.reading import _apply_mapping, _label, _na_like, _preset_hint, _read, _resolve_mapping, _where
+from helpers.io.reading import STITCH_COLUMNS, _apply_mapping, _stitching_preset, _label, _na_like, _preset_hint, _read, _resolve_mapping, _where
 from helpers.io.schema import _LOAD_INFO_KEY, CANONICAL_COLUMNS, STRING, EventDataError, _as_string, _closest, _examples
 from helpers.io.timestamps import _TIMESTAMP_UNITS, _bound, _parse_timestamps
 
@@ -30,6 +30,7 @@ def load_events(
     normalize_ids: bool = False,
     default_event: str | None = None,
     drop_duplicates: bool = True,
+    stitch: bool | None = None,
 ) -> pd.DataFrame:
     """Load an event export as the canonical event table (see the module docstring).
 
@@ -64,6 +65,17 @@ def load_events(
         counted, with examples). ``False`` keeps them, for exports where equal
         rows are real repeats (two equal purchases on one day); they are
         still counted.
+    stitch
+        Give every event the id of the person behind it across anonymous ids,
+        devices and logins (:func:`helpers.identity.stitch_identities`).
+        ``None`` (the default) stitches when the export has ids to stitch: the
+        Segment (``anonymousId``), Amplitude (``device_id``), Mixpanel
+        (``$device_id``, ``distinct_id``, ``$user_id``) and GA4
+        (``user_pseudo_id``, ``user_id``) presets, or an ``anonymous_id``,
+        ``distinct_id`` or ``device_id`` column (after ``mapping``). ``False``
+        keeps ``user_id`` as it is (Segment then falls back to ``anonymousId``
+        where ``userId`` is null). The counts are in the load record and
+        :func:`data_quality`.
 
     Returns
     -------
@@ -100,8 +112,15 @@ def load_events(
     label, where = _label(source), _where(source)
     raw = _read(source, preset.rename if preset else {}, preset.user_fallback if preset else None)
     rows_read = len(raw)
+    has_identity = bool(preset and preset.identity)
+    preset, stitching = _stitching_preset(preset, stitch, [str(c) for c in raw.columns])
     df = _apply_mapping(raw, preset, label)
     del raw
+    id_columns = [c for c in STITCH_COLUMNS[:-1] if c in df.columns]
+    if not has_identity and stitch is not False and id_columns and "user_id" in df.columns:
+        stitching = True
+    if not stitching:
+        id_columns = []
 
     if default_event is not None and "event" not in df.columns:
         df = df.assign(event=pd.array([str(default_event)] * len(df), dtype=STRING))
@@ -123,7 +142,7 @@ def load_events(
         normal = normal.mask((normal == "").fillna(False))
         ids_normalized = int((normal != user_id).fillna(False).sum())
         user_id = normal
-    if user_id.isna().all():
+    if user_id.isna().all() and not stitching:
         raise EventDataError(
             f"{label}: column 'user_id' is null in all {rows_read:,} rows, e.g. {_examples(df['user_id'], np.ones(len(df), bool), where)}."
         )
@@ -154,10 +173,24 @@ def load_events(
     # Only ``events`` may hold the columns from here: dropping rows then frees each original as it goes.
     del df, out, user_id, event, timestamp
 
+    identity = None
+    if stitching:
+        from helpers.identity import stitch_identities
+
+        for col in id_columns:
+            events[col] = _as_string(events[col])
+        stitched = stitch_identities(events, id_columns=(*id_columns, "user_id"), _drop_unkeyed=False)
+        events = stitched.events
+        identity = {m: int(v) for m, v in zip(stitched.report["measure"], stitched.report["value"])}
+        del stitched
+        if events["user_id"].isna().all():
+            raise EventDataError(f"{label}: no row has a user id or any of {', '.join(id_columns)}.")
+
     dropped: dict[str, int] = {}
     keep = np.ones(len(events), dtype=bool)
     for reason, mask in (
-        ("null user_id", events["user_id"].isna().to_numpy()),
+        ("null user_id" if not stitching else f"no id (user_id, {', '.join(id_columns)})",
+         events["user_id"].isna().to_numpy()),
         ("null event", events["event"].isna().to_numpy()),
         ("null timestamp", events["timestamp"].isna().to_numpy()),
     ):
@@ -200,6 +233,7 @@ def load_events(
         "duplicate_examples": examples,
         "dropped": dropped,
         **({"ids_normalized": ids_normalized} if normalize_ids else {}),
+        **({"identity": identity, "id_columns": [*id_columns, "user_id"]} if identity is not None else {}),
     }
     return events
 

@@ -47,6 +47,7 @@ class DataQualityReport:
     duplicate_examples: list[dict[str, str]] = field(default_factory=list)
     id_variants: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["key", "ids", "examples"]))
     users_if_normalized: int | None = None
+    identity: dict[str, int] | None = None
 
     @property
     def summary(self) -> pd.DataFrame:
@@ -69,6 +70,9 @@ class DataQualityReport:
             ("users with a single event", f"{self.single_event_users:,} ({self.single_event_users / max(self.users, 1):.1%})"),
             (f"timestamps after {self.as_of:%Y-%m-%d %H:%M} UTC", f"{self.future_timestamps:,}"),
             ("timestamps before 2000", f"{self.pre_2000_timestamps:,}"),
+            *([("identity stitching", f"{self.identity['ids']:,} ids became {self.identity['persons']:,} persons; "
+                f"{self.identity['events re-keyed']:,} events re-keyed; {self.identity['merges refused']:,} merges "
+                "refused")] if self.identity else []),
             ("user ids spelled like a missing value", f"{self.na_like_ids:,} rows"),
             ("user ids differing only by case or spaces",
              f"{int(self.id_variants['ids'].sum()):,} ids that would be {len(self.id_variants):,} users"
@@ -87,6 +91,7 @@ class DataQualityReport:
             "dropped": dict(zip(self.dropped["reason"], self.dropped["rows"].astype(int).tolist())),
             "summary": self.summary.to_dict("records"), "warnings": list(self.warnings),
             "na_like_ids": self.na_like_ids, "users_if_normalized": self.users_if_normalized,
+            "identity": self.identity,
         }
 
     def headline(self) -> str:
@@ -111,8 +116,30 @@ class DataQualityReport:
         if dropped:
             parts.append(f"{dropped:,} rows dropped by rules (" + ", ".join(
                 f"{why}: {n:,}" for why, n in zip(self.dropped["reason"], self.dropped["rows"])) + ")")
+        if self.identity:
+            i = self.identity
+            parts.append(f"{i['ids']:,} anonymous, device and user ids were stitched into {i['persons']:,} persons "
+                         f"({i['events re-keyed']:,} events re-keyed, {i['merges refused']:,} merges refused)")
         parts.append(f"{self.single_event_users:,} users ({self.single_event_users / max(self.users, 1):.1%}) have a single event")
         return "; ".join(parts) + "."
+
+    def identity_note(self) -> str:
+        """A sentence on identity stitching: how many ids became how many persons, or why nothing was stitched."""
+        i = self.identity
+        if not i:
+            return ("Each user id is taken as one person: the export has no anonymous or device id beside it to "
+                    "stitch (or stitching was switched off).")
+        text = (f"{i['ids']:,} ids (anonymous, device and user ids) belong to {i['persons']:,} persons; "
+                f"{i['persons with several ids']:,} persons were seen under more than one id, and "
+                f"{i['events re-keyed']:,} events (visits before signup or login) now carry their person's id.")
+        if i["merges refused"]:
+            text += (f" {i['merges refused']:,} merges were refused because they would have joined two identified "
+                     "accounts (a shared device or a mistaken identify call); such a device stays with the person "
+                     "first seen on it.")
+        if i.get("person ids shared by two persons"):
+            text += (f" {i['person ids shared by two persons']:,} anonymous persons have an id that reads like another "
+                     "person's user id; they are counted as one user.")
+        return text
 
     def _repr_html_(self) -> str:
         html = self.summary.to_html(index=False, border=0)
@@ -222,6 +249,7 @@ def data_quality(
         pre_2000_timestamps=int(totals["pre_2000"]),
         as_of=as_of_ts,
         source=(info or {}).get("source"),
+        identity=(info or {}).get("identity"),
         na_like_ids=int(totals["na_like"]),
         id_variants=variants,
         users_if_normalized=int(totals["users"]) - int((variants["ids"] - 1).sum()),

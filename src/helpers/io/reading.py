@@ -12,9 +12,9 @@ from __future__ import annotations
 import glob as globlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -35,6 +35,11 @@ class Preset:
     a column used where the user column is null (Segment's ``anonymousId``);
     ``strip_prefixes`` shortens flattened property names
     (``properties.page`` becomes ``page`` unless that name is taken).
+    ``identity`` maps the export's id columns onto the stitching columns
+    (``anonymous_id``, ``distinct_id``, ``device_id``, ``user_id``); when the export
+    has ``identified_by`` (default: the column mapped to ``user_id``) and one of
+    them, :func:`~helpers.io.load_events` stitches one person across them
+    (:mod:`helpers.identity`) instead of using ``user_fallback``.
     """
 
     name: str
@@ -42,6 +47,8 @@ class Preset:
     user_fallback: str | None = None
     timestamp_unit: str | None = None
     strip_prefixes: tuple[str, ...] = ()
+    identity: Mapping[str, str] = field(default_factory=dict)
+    identified_by: str | None = None
 
 
 PRESETS: dict[str, Preset] = {
@@ -49,6 +56,7 @@ PRESETS: dict[str, Preset] = {
         "amplitude",
         {"user_id": "user_id", "event_type": "event", "event_time": "timestamp"},
         strip_prefixes=("event_properties.",),
+        identity={"device_id": "device_id"},
     ),
     "segment": Preset(
         "segment",
@@ -56,17 +64,26 @@ PRESETS: dict[str, Preset] = {
         {"userId": "user_id", "event": "event", "timestamp": "timestamp", "channel": "segment_channel"},
         user_fallback="anonymousId",
         strip_prefixes=("properties.",),
+        identity={"anonymousId": "anonymous_id"},
     ),
     "mixpanel": Preset(
         "mixpanel",
         {"event": "event", "properties.distinct_id": "user_id", "properties.time": "timestamp"},
         timestamp_unit="s",
         strip_prefixes=("properties.",),
+        # ID merge exports: distinct_id is the device's before identify and the user's after; $user_id is set once
+        # identified. Without $user_id (older exports) distinct_id stays the user.
+        identity={"properties.$device_id": "device_id", "properties.$user_id": "user_id",
+                  "properties.distinct_id": "distinct_id"},
+        identified_by="properties.$user_id",
     ),
     "ga4": Preset(
         "ga4",
         {"user_pseudo_id": "user_id", "event_name": "event", "event_timestamp": "timestamp"},
         timestamp_unit="us",
+        # user_pseudo_id is the browser or app instance; user_id is set by the site once someone logs in.
+        identity={"user_pseudo_id": "device_id", "user_id": "user_id"},
+        identified_by="user_id",
     ),
 }
 
@@ -462,3 +479,20 @@ def _apply_mapping(df: pd.DataFrame, preset: Preset | None, label: str) -> pd.Da
         else:
             df = df.assign(**{src: df[preset.user_fallback]})
     return df.rename(columns=renamed)
+
+
+STITCH_COLUMNS = ("anonymous_id", "distinct_id", "device_id", "user_id")  # in the order that keys a row
+
+
+def _stitching_preset(preset: Preset | None, stitch: bool | None, columns: Sequence[str]) -> tuple[Preset | None, bool]:
+    """The preset to apply, and whether to stitch identities, given the export's columns."""
+    from dataclasses import replace
+
+    if stitch is False or preset is None or not preset.identity:
+        return preset, False
+    identified_by = preset.identified_by or next((s for s, d in preset.rename.items() if d == "user_id"), "user_id")
+    others = [c for c, d in preset.identity.items() if d != "user_id" and c in columns]
+    if identified_by not in columns or not others:
+        return preset, False
+    rename = {**preset.rename, **{c: d for c, d in preset.identity.items() if c in columns}}
+    return replace(preset, rename=rename, user_fallback=None), True

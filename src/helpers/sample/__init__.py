@@ -23,6 +23,15 @@ What is planted, and returned apart from the events (:class:`Journeys`):
   three weeks before. Users still alive at the end are right-censored;
 - an A/B ``variant`` (users table) that lifts signup -> first_value by
   :data:`VARIANT_LIFT` (absolute) and nothing else directly;
+- devices and logins: every row carries the ``anonymous_id`` of the device
+  it came from. Before signup a person is anonymous on their first device;
+  a quarter of those who sign up later also use a second device, whose
+  sessions begin anonymous and continue logged in; 1% of them sometimes log
+  in on the first device of the person who signed up just before them (a
+  shared household laptop), always logged in there. :meth:`Journeys.export`
+  (what ``write_sample`` writes) has ``user_id`` null on the anonymous rows;
+  ``identities`` holds the truth (device -> person); identity stitching
+  recovers it exactly, persons who never signed up keeping their device id;
 - the funnel probabilities per persona (``truth.funnel``), timestamp ties
   (``app_open`` and the next event in the same second; some ``first_value``
   logged with the last onboarding step), noise events, and exact duplicate
@@ -165,6 +174,15 @@ class Journeys:
     funnel: pd.DataFrame
     observed_until: pd.Timestamp
     personas: tuple[Persona, ...] = field(default=PERSONAS, repr=False)
+    identities: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+    anonymous_rows: np.ndarray | None = field(default=None, repr=False)
+
+    def export(self) -> pd.DataFrame:
+        """The events as a tracking export holds them: ``user_id`` null on the rows before login."""
+        out = self.events.copy(deep=False)
+        if self.anonymous_rows is not None:
+            out["user_id"] = out["user_id"].mask(self.anonymous_rows)
+        return out
 
 
 class _Events:
@@ -405,6 +423,10 @@ def generate_journeys(
     cols["t"] = np.floor(cols["t"])  # whole seconds, as most exports: more ties
     user_ids = _user_ids(n, first_user, id_width)
     events = _to_frame(cols, user_ids, pd.Timestamp(start, tz="UTC"), rng)
+    from helpers.sample.devices import add_devices
+
+    identities, anonymous_rows = add_devices(events, user_ids, np.where(signs_up, np.floor(signup_t), np.inf),
+                          pd.Timestamp(start, tz="UTC"), first_user, seed)
 
     users = pd.DataFrame({
         "user_id": pd.array(user_ids, dtype="string[pyarrow]"),
@@ -441,7 +463,8 @@ def generate_journeys(
         "first_value_B": min(p.first_value + VARIANT_LIFT, 1.0), "add_to_cart": p.cart,
         "checkout_started": p.checkout, "purchase": p.purchase,
     } for p in personas])
-    return Journeys(events, users, truth, pd.DataFrame(hr), funnel, origin + pd.Timedelta(days=days))
+    return Journeys(events, users, truth, pd.DataFrame(hr), funnel, origin + pd.Timedelta(days=days),
+                    identities=identities, anonymous_rows=anonymous_rows)
 
 
 def _user_ids(n: int, first: int = 1, width: int | None = None) -> np.ndarray:
@@ -501,7 +524,7 @@ def write_sample(out_dir: str | Path, n_users: int = 20_000, *, seed: int = 0, s
     out.mkdir(parents=True, exist_ok=True)
     if n_users <= PART_USERS:
         j = generate_journeys(n_users, seed=seed, start=start, days=days)
-        for name, frame in (("events", j.events), ("users", j.users)):
+        for name, frame in (("events", j.export()), ("users", j.users)):
             tmp = out / f".{name}.parquet.tmp"
             frame.to_parquet(tmp, index=False, compression="zstd", coerce_timestamps="us", row_group_size=1_000_000)
             tmp.replace(out / f"{name}.parquet")
@@ -513,13 +536,13 @@ def write_sample(out_dir: str | Path, n_users: int = 20_000, *, seed: int = 0, s
             part_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
             j = generate_journeys(min(PART_USERS, n_users - first), seed=part_seed, start=start, days=days,
                                   first_user=first + 1, id_width=len(str(n_users)))
-            table = pa.Table.from_pandas(j.events, preserve_index=False)
+            table = pa.Table.from_pandas(j.export(), preserve_index=False)
             if writer is None:
                 writer = pq.ParquetWriter(tmp, table.schema, compression="zstd", coerce_timestamps="us")
             writer.write_table(table, row_group_size=1_000_000)
             rows += len(j.events)
             parts.append(j)
-            j.events = j.events.iloc[:0]  # keep the per-user tables only
+            j.events, j.anonymous_rows = j.events.iloc[:0], None  # keep the per-user tables only
     finally:
         if writer is not None:
             writer.close()
@@ -530,7 +553,8 @@ def write_sample(out_dir: str | Path, n_users: int = 20_000, *, seed: int = 0, s
     events = parts[0].events
     events.attrs["rows"] = rows
     return Journeys(events, users, pd.concat([p.truth for p in parts], ignore_index=True), parts[0].hazard_ratios,
-                    parts[0].funnel, parts[0].observed_until)
+                    parts[0].funnel, parts[0].observed_until,
+                    identities=pd.concat([p.identities for p in parts], ignore_index=True))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -547,7 +571,3 @@ def main(argv: list[str] | None = None) -> None:
     out = config.resolve_path(args.out) if args.out else config.SAMPLE_DIR
     j = write_sample(out, args.users, seed=args.seed, start=args.start, days=args.days)
     print(f"wrote {j.events.attrs.get('rows', len(j.events)):,} events of {len(j.users):,} users to {out}")
-
-
-if __name__ == "__main__":
-    main()
