@@ -51,6 +51,7 @@ bench: $(INSTALLED)
 	$(BIN)/python benchmarks/bench_funnel.py
 	$(BIN)/python benchmarks/bench_personas.py
 	$(BIN)/python benchmarks/bench_retention.py
+	$(BIN)/python benchmarks/bench_identity.py
 
 ## strip: remove outputs from the notebooks before committing
 strip: $(INSTALLED)

@@ -148,3 +148,23 @@ def test_churn_before_the_start_is_read_again_on_spark(tables, tmp_path):
     a, b = user_lifetimes(io.open_events(path), **kw), user_lifetimes(spark, **kw)
     same(a, b)
     assert a["churned"].tolist() == [True, False]
+
+
+def test_identity_stitching_is_the_same_on_spark(tables, tmp_path):
+    """The sample as exported (anonymous rows before login, second devices, shared laptops), stitched on both."""
+    from helpers.identity import stitch_identities
+    from helpers.sample import generate_journeys
+
+    exported = generate_journeys(3000, seed=4, days=60).export()
+    path = tmp_path / "export.parquet"
+    exported.to_parquet(path, index=False)
+    duck_events = ibis.duckdb.connect().read_parquet(str(path))
+    _, spark_table = tables
+    spark = spark_table.get_backend().read_parquet(str(path))
+    a, b = stitch_identities(duck_events), stitch_identities(spark)
+    pd.testing.assert_frame_equal(a.identity_map, b.identity_map, check_dtype=False)
+    pd.testing.assert_frame_equal(a.report, b.report)
+    assert a.report.set_index("measure").loc["merges refused", "value"] > 0
+    key = ["session_id", "timestamp", "event", "anonymous_id"]
+    rows = lambda t: t.execute().sort_values(key, kind="mergesort").reset_index(drop=True)[["user_id", *key]]  # noqa: E731
+    same(rows(a.events), rows(b.events))

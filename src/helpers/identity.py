@@ -241,18 +241,18 @@ def stitch_identities(
     link_rows, anchor_col, anchor_id = _links_table(t, cols, identified)
     if links is not None:
         link_rows = ibis.union(link_rows, _extra_links(links, cols, identified, position), distinct=False)
-    edges_by_id = link_rows.group_by(["a_col", "a_id", "b_col", "b_id"]).aggregate(ts=link_rows.ts.min())
-
-    # Every id, with the first time it was seen, numbered in (column, id) order.
-    id_parts = [t.filter(_text(t[c]).notnull()).group_by(id=_text(t[c])).aggregate(first_seen=t.timestamp.min())
-                .mutate(id_column=ibis.literal(c)) for c in cols]
-    if links is not None:  # ids only the links mention
-        for side in ("a", "b"):
-            e = edges_by_id
-            id_parts.append(e.group_by(id=e[f"{side}_id"], id_column=e[f"{side}_col"])
-                            .aggregate(first_seen=ibis.null("timestamp('UTC')"))
-                            .select("id", "first_seen", "id_column"))
-    all_ids = ibis.union(*id_parts, distinct=False) if len(id_parts) > 1 else id_parts[0]
+    edges_by_id = link_rows.group_by(["a_col", "a_id", "b_col", "b_id"]).aggregate(ts=link_rows.ts.min()).cache()
+    # Rows per anchor id (null: rows without an id) in one pass; every id on a row is its anchor or a link's far
+    # end, so anchors and links together know every id and when it was first seen.
+    anchors = t.group_by(a_col=anchor_col, a_id=anchor_id).aggregate(rows=t.count(), first_seen=t.timestamp.min())
+    anchors = anchors.cache()
+    e = edges_by_id
+    id_parts = [anchors.filter(anchors.a_id.notnull()).select(id_column=anchors.a_col, id=anchors.a_id,
+                                                               first_seen=anchors.first_seen),
+                e.select(id_column=e.b_col, id=e.b_id, first_seen=e.ts)]
+    if links is not None:  # ids only the links mention may sit on the near end
+        id_parts.append(e.select(id_column=e.a_col, id=e.a_id, first_seen=e.ts))
+    all_ids = ibis.union(*id_parts, distinct=False)
     all_ids = all_ids.group_by(["id_column", "id"]).aggregate(first_seen=all_ids.first_seen.min())
     nodes = all_ids.mutate(node=ibis.row_number().over(order_by=[all_ids.id_column, all_ids.id])).cache()
 
@@ -312,10 +312,13 @@ def stitch_identities(
     mapping = ibis.memtable(identity_map[["id_column", "id", "person_id"]].rename(
         columns={"id_column": "_acol", "id": "_aid", "person_id": "_person"}))
     keyed = keyed.left_join(mapping, ["_acol", "_aid"])
-    old = _text(keyed[identified])
-    changed = (old.isnull() | (old != keyed._person)) & keyed._person.notnull()
-    stats = keyed.aggregate(rows=keyed.count(), rekeyed=changed.cast("int64").sum(),
-                            no_id=keyed._person.isnull().cast("int64").sum()).to_pyarrow().to_pandas().iloc[0]
+    anchor_rows = anchors.to_pyarrow().to_pandas()
+    keyed_rows = anchor_rows.dropna(subset=["a_id"]).merge(
+        identity_map[["id_column", "id", "person_id"]].astype(str), left_on=["a_col", "a_id"],
+        right_on=["id_column", "id"], how="left")
+    stats = {"no_id": int(anchor_rows.loc[anchor_rows["a_id"].isna(), "rows"].sum()),
+             "rekeyed": int(keyed_rows.loc[(keyed_rows["a_col"] != identified)
+                                           | (keyed_rows["person_id"] != keyed_rows["a_id"]), "rows"].sum())}
 
     if is_frame:
         persons = keyed.select("_row", "_person").to_pyarrow().to_pandas().sort_values("_row")
