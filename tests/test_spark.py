@@ -157,7 +157,7 @@ def test_identity_stitching_is_the_same_on_spark(tables, tmp_path):
 
     exported = generate_journeys(3000, seed=4, days=60).export()
     path = tmp_path / "export.parquet"
-    exported.to_parquet(path, index=False)
+    exported.to_parquet(path, index=False, coerce_timestamps="us")  # Spark reads microseconds
     duck_events = ibis.duckdb.connect().read_parquet(str(path))
     _, spark_table = tables
     spark = spark_table.get_backend().read_parquet(str(path))

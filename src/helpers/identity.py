@@ -41,6 +41,7 @@ order, in pandas.
 
 from __future__ import annotations
 
+import uuid
 import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -114,17 +115,29 @@ def _links_table(t: ibis.Table, cols: Sequence[str], identified: str) -> tuple[i
     return links, anchor_col, anchor_id
 
 
+def _materialize(expr: ibis.Table) -> ibis.Table:
+    """The table computed now. On Spark a cached table keeps its whole lineage, which grows with every round of
+    propagation until planning runs out of memory; a local checkpoint cuts it."""
+    con = expr.get_backend()
+    if con.name != "pyspark":
+        return expr.cache()
+    frame = con._session.sql(con.compile(expr)).localCheckpoint()  # ibis has no checkpoint of its own
+    name = f"_stitch_{uuid.uuid4().hex}"
+    frame.createOrReplaceTempView(name)
+    return con.table(name)
+
+
 def _components(edges: ibis.Table) -> ibis.Table:
     """(node, label): label = the smallest node of the node's connected component, by min-label propagation."""
-    both = edges.select(u=edges.a, v=edges.b).union(edges.select(u=edges.b, v=edges.a)).distinct().cache()
-    labels = both.select(node=both.u).distinct().mutate(label=ibis._.node).cache()
+    both = _materialize(edges.select(u=edges.a, v=edges.b).union(edges.select(u=edges.b, v=edges.a)).distinct())
+    labels = _materialize(both.select(node=both.u).distinct().mutate(label=ibis._.node))
     for _ in range(_MAX_ROUNDS):
         nb = both.join(labels, both.v == labels.node).group_by(u=both.u).aggregate(m=labels.label.min())
-        step = labels.join(nb, labels.node == nb.u).select(node=labels.node,
-                                                           label=ibis.least(labels.label, nb.m)).cache()
+        step = _materialize(labels.join(nb, labels.node == nb.u).select(node=labels.node,
+                                                                        label=ibis.least(labels.label, nb.m)))
         hop = step.select(h_node=step.node, h_label=step.label)  # pointer jumping: take the label's label
-        jumped = step.join(hop, step.label == hop.h_node).select(node=step.node,
-                                                                 label=ibis.least(step.label, hop.h_label)).cache()
+        jumped = _materialize(step.join(hop, step.label == hop.h_node).select(
+            node=step.node, label=ibis.least(step.label, hop.h_label)))
         old = labels.select(o_node=labels.node, o_label=labels.label)
         changed = jumped.join(old, jumped.node == old.o_node).filter(lambda r: r.label != r.o_label).count()
         if int(changed.execute()) == 0:
