@@ -55,6 +55,7 @@ from helpers.io import EventDataError, to_utc_series
 __all__ = ["ID_COLUMNS", "Stitched", "stitch_identities"]
 
 ID_COLUMNS = ("anonymous_id", "device_id", "user_id")
+_UTC = ibis.dtype("timestamp('UTC')")
 _MAX_ROUNDS = 64  # pointer jumping halves distances each round: 64 rounds cover any component
 
 
@@ -101,18 +102,26 @@ def _text(value: ibis.Value) -> ibis.Value:
     return ibis.ifelse(s == "", ibis.null("string"), s)
 
 
-def _links_table(t: ibis.Table, cols: Sequence[str], identified: str) -> tuple[ibis.Table, ibis.Value, ibis.Value]:
-    """Each row's anchor (the id that keys it) and the links from its other ids to the anchor, first seen when."""
+def _combinations(t: ibis.Table, cols: Sequence[str], identified: str) -> tuple[ibis.Table, ibis.Value, ibis.Value]:
+    """One pass over the events: each distinct combination of ids on a row, with its row count and first time,
+    and the row's anchor (the id that keys it: its identified id, else its first id in ``cols`` order)."""
     order = [identified] + [c for c in cols if c != identified]
     ids = {c: _text(t[c]) for c in cols}
     anchor_col = ibis.cases(*[(ids[c].notnull(), c) for c in order], else_=ibis.null("string"))
     anchor_id = ibis.coalesce(*[ids[c] for c in order])
+    combos = t.group_by(a_col=anchor_col, a_id=anchor_id, **{f"_id_{i}": ids[c] for i, c in enumerate(cols)}).aggregate(
+        rows=t.count(), ts=t.timestamp.min()).cache()
+    return combos, anchor_col, anchor_id
+
+
+def _links_table(combos: ibis.Table, cols: Sequence[str]) -> ibis.Table:
+    """Links from each combination's other ids to its anchor, with the first time seen."""
     parts = []
-    for c in cols:
-        part = t.select(a_col=anchor_col, a_id=anchor_id, b_col=ibis.literal(c), b_id=ids[c], ts=t.timestamp)
+    for i, c in enumerate(cols):
+        part = combos.select(a_col=combos.a_col, a_id=combos.a_id, b_col=ibis.literal(c), b_id=combos[f"_id_{i}"],
+                             ts=combos.ts.cast(_UTC))
         parts.append(part.filter(part.b_id.notnull() & (part.a_col != part.b_col)))
-    links = ibis.union(*parts) if len(parts) > 1 else parts[0]
-    return links, anchor_col, anchor_id
+    return ibis.union(*parts) if len(parts) > 1 else parts[0]
 
 
 def _materialize(expr: ibis.Table) -> ibis.Table:
@@ -251,14 +260,14 @@ def stitch_identities(
         t = ibis.memtable(frame[["_row", "timestamp", *cols]])
     else:
         t = events
-    link_rows, anchor_col, anchor_id = _links_table(t, cols, identified)
+    combos, anchor_col, anchor_id = _combinations(t, cols, identified)
+    link_rows = _links_table(combos, cols)
     if links is not None:
         link_rows = ibis.union(link_rows, _extra_links(links, cols, identified, position), distinct=False)
     edges_by_id = link_rows.group_by(["a_col", "a_id", "b_col", "b_id"]).aggregate(ts=link_rows.ts.min()).cache()
     # Rows per anchor id (null: rows without an id) in one pass; every id on a row is its anchor or a link's far
     # end, so anchors and links together know every id and when it was first seen.
-    anchors = t.group_by(a_col=anchor_col, a_id=anchor_id).aggregate(rows=t.count(), first_seen=t.timestamp.min())
-    anchors = anchors.cache()
+    anchors = combos.group_by(["a_col", "a_id"]).aggregate(rows=combos.rows.sum(), first_seen=combos.ts.min()).cache()
     e = edges_by_id
     id_parts = [anchors.filter(anchors.a_id.notnull()).select(id_column=anchors.a_col, id=anchors.a_id,
                                                                first_seen=anchors.first_seen),
@@ -267,71 +276,79 @@ def stitch_identities(
         id_parts.append(e.select(id_column=e.a_col, id=e.a_id, first_seen=e.ts))
     all_ids = ibis.union(*id_parts, distinct=False)
     all_ids = all_ids.group_by(["id_column", "id"]).aggregate(first_seen=all_ids.first_seen.min())
-    nodes = all_ids.mutate(node=ibis.row_number().over(order_by=[all_ids.id_column, all_ids.id])).cache()
+    # Node numbers follow (column order, id text): every tie below is broken by them, whatever the row order.
+    column_pos = ibis.cases(*[(all_ids.id_column == c, i) for i, c in enumerate(cols)], else_=len(cols))
+    nodes = all_ids.mutate(node=ibis.row_number().over(order_by=[column_pos, all_ids.id])).cache()
 
     na = nodes.select(a_col=nodes.id_column, a_id=nodes.id, a=nodes.node)
     nb = nodes.select(b_col=nodes.id_column, b_id=nodes.id, b=nodes.node)
     edges = edges_by_id.join(na, ["a_col", "a_id"]).join(nb, ["b_col", "b_id"]).select("a", "b", "ts").cache()
     labels = _components(edges) if int(edges.count().execute()) else None
 
-    node_df = nodes.to_pyarrow().to_pandas()
-    node_df["id_column"] = node_df["id_column"].astype(str)
-    node_df["first_seen"] = to_utc_series(node_df["first_seen"])
-    node_df = node_df.sort_values("node").reset_index(drop=True)
-    node_df["group"] = node_df["node"].to_numpy()
+    # Per id from here: arrays indexed by node number (0-based after the sort), no string sorting.
+    table = nodes.to_pyarrow().sort_by("node")
+    n_nodes = table.num_rows
+    node = table["node"].to_numpy().astype(np.int64)
+    if n_nodes and not (node == np.arange(n_nodes)).all():
+        raise RuntimeError("node numbers are not 0..n-1")  # row_number is 0-based in ibis
+    id_column = table["id_column"].to_numpy(zero_copy_only=False).astype(str)
+    first_seen = to_utc_series(table["first_seen"].to_pandas())
+    seen_ns = first_seen.to_numpy(dtype="datetime64[ns]").view(np.int64).copy()
+    seen_ns[first_seen.isna().to_numpy()] = np.iinfo(np.int64).max  # never seen in the events: last
+    ids = table["id"]
+    group = node.copy()
     if labels is not None:
-        lab = labels.to_pyarrow().to_pandas().set_index("node")["label"]
-        node_df["group"] = node_df["node"].map(lab).fillna(node_df["node"]).astype(np.int64)
-    node_df["is_identified"] = node_df["id_column"] == identified
-    counts = node_df.groupby("group")["is_identified"].sum()
-    conflicted = counts.index[counts > max_identified_per_person]
+        lab = labels.to_pyarrow()
+        group[lab["node"].to_numpy().astype(np.int64)] = lab["label"].to_numpy().astype(np.int64)
+    is_identified = id_column == identified
+    counts = np.bincount(group, weights=is_identified, minlength=n_nodes)
+    conflicted = counts > max_identified_per_person  # by group (a group is named by its smallest node)
 
     refused = pd.DataFrame(columns=["column_a", "id_a", "column_b", "id_b", "first_seen", "reason"])
-    if len(conflicted):
-        inside = node_df.loc[node_df["group"].isin(conflicted), "node"]
-        mem = ibis.memtable(pd.DataFrame({"n": inside.to_numpy(np.int64)}))
+    if conflicted.any():
+        inside = node[conflicted[group]]
+        mem = ibis.memtable(pd.DataFrame({"n": inside}))
         ce = edges.join(mem, edges.a == mem.n).select("a", "b", "ts").to_pyarrow().to_pandas()
         ce["ts"] = to_utc_series(ce["ts"])
-        # time order, links without a time first, ties by the ids (node numbers follow column and id text)
+        # time order, links without a time first, ties by the ids (through their node numbers)
         ce = ce.assign(_lo=np.minimum(ce["a"], ce["b"]), _hi=np.maximum(ce["a"], ce["b"]))
         ce = ce.sort_values(["ts", "_lo", "_hi"], na_position="first", kind="mergesort").reset_index(drop=True)
-        roots, refused_pos = _greedy(ce, node_df.loc[node_df["is_identified"], "node"].to_numpy(),
-                                     max_identified_per_person)
-        in_conflict = node_df["group"].isin(conflicted)
-        node_df.loc[in_conflict, "group"] = node_df.loc[in_conflict, "node"].map(roots).fillna(
-            node_df.loc[in_conflict, "node"]).astype(np.int64)
+        roots, refused_pos = _greedy(ce, node[is_identified], max_identified_per_person)
+        moved = np.fromiter(roots.keys(), dtype=np.int64, count=len(roots))
+        group[moved] = np.fromiter(roots.values(), dtype=np.int64, count=len(roots))
         bad = ce.iloc[refused_pos]
-        by_node = node_df.set_index("node")
+        a_n, b_n = bad["a"].to_numpy(np.int64), bad["b"].to_numpy(np.int64)
         refused = pd.DataFrame({
-            "column_a": by_node.loc[bad["a"], "id_column"].to_numpy(), "id_a": by_node.loc[bad["a"], "id"].to_numpy(),
-            "column_b": by_node.loc[bad["b"], "id_column"].to_numpy(), "id_b": by_node.loc[bad["b"], "id"].to_numpy(),
-            "first_seen": bad["ts"].to_numpy(),
+            "column_a": id_column[a_n], "id_a": ids.take(a_n).to_pylist(),
+            "column_b": id_column[b_n], "id_b": ids.take(b_n).to_pylist(), "first_seen": bad["ts"].to_numpy(),
             "reason": f"would put more than {max_identified_per_person} identified id(s) into one person",
         })
 
-    # The person id: the first identified id, else the earliest anonymous id (ties: column order, then text).
-    node_df["_pos"] = node_df["id_column"].map(position)
-    ranked = node_df.sort_values(["group", "is_identified", "first_seen", "_pos", "id"],
-                                 ascending=[True, False, True, True, True], na_position="last", kind="mergesort")
-    person = ranked.drop_duplicates("group").set_index("group")["id"]
-    node_df["person_id"] = node_df["group"].map(person)
-    identity_map = node_df[["id", "id_column", "person_id", "first_seen"]].sort_values(
-        ["person_id", "id_column", "id"], kind="mergesort").reset_index(drop=True)
-    for c in ("id", "id_column", "person_id"):
-        identity_map[c] = identity_map[c].astype("string[pyarrow]")
+    # The person id: the first identified id, else the earliest anonymous id (ties: column order, then text,
+    # which is node order).
+    order = np.lexsort((node, seen_ns, ~is_identified, group))
+    heads, first_in = np.unique(group[order], return_index=True)
+    person_node = np.empty(n_nodes, dtype=np.int64)
+    person_node[heads] = node[order][first_in]
+    person_of = person_node[group]
+    listing = np.lexsort((node, group))  # each person's ids together
+    text = lambda arr: pd.arrays.ArrowStringArray(arr.cast("string") if arr.type != "string" else arr)  # noqa: E731
+    identity_map = pd.DataFrame({
+        "id": text(ids.take(listing)), "id_column": pd.array(id_column[listing], dtype="string[pyarrow]"),
+        "person_id": text(ids.take(person_of[listing])), "first_seen": first_seen.iloc[listing].reset_index(drop=True)})
 
     # Re-key every row through its anchor id.
     keyed = t.mutate(_acol=anchor_col, _aid=anchor_id)
     mapping = ibis.memtable(identity_map[["id_column", "id", "person_id"]].rename(
         columns={"id_column": "_acol", "id": "_aid", "person_id": "_person"}))
     keyed = keyed.left_join(mapping, ["_acol", "_aid"])
-    anchor_rows = anchors.to_pyarrow().to_pandas()
-    keyed_rows = anchor_rows.dropna(subset=["a_id"]).merge(
-        identity_map[["id_column", "id", "person_id"]].astype(str), left_on=["a_col", "a_id"],
-        right_on=["id_column", "id"], how="left")
-    stats = {"no_id": int(anchor_rows.loc[anchor_rows["a_id"].isna(), "rows"].sum()),
-             "rekeyed": int(keyed_rows.loc[(keyed_rows["a_col"] != identified)
-                                           | (keyed_rows["person_id"] != keyed_rows["a_id"]), "rows"].sum())}
+    anchor_rows = anchors.left_join(na, [anchors.a_col == na.a_col, anchors.a_id == na.a_id]).select(
+        anchors.rows, na.a).to_pyarrow().to_pandas()
+    keyed_at = anchor_rows["a"].notna().to_numpy()
+    a_nodes = anchor_rows["a"].to_numpy()[keyed_at].astype(np.int64)
+    rows = anchor_rows["rows"].to_numpy()
+    stats = {"no_id": int(rows[~keyed_at].sum()),
+             "rekeyed": int(rows[keyed_at][(~is_identified[a_nodes]) | (person_of[a_nodes] != a_nodes)].sum())}
 
     if is_frame:
         persons = keyed.select("_row", "_person").to_pyarrow().to_pandas().sort_values("_row")
@@ -346,9 +363,10 @@ def stitch_identities(
             "_acol", "_aid", "_person")
         out = out.select(*columns)
 
-    ids_per_person = node_df.groupby("group").size()
+    ids_per_person = np.bincount(group, minlength=n_nodes)
+    ids_per_person = ids_per_person[ids_per_person > 0]
     # An anonymous person named by an id whose text is also another person's id: downstream they would be one.
-    collisions = int(node_df.drop_duplicates("group")["person_id"].duplicated().sum())
+    collisions = int(pd.Series(text(ids.take(np.unique(person_node[heads])))).duplicated().sum())
     if collisions:
         warnings.warn(f"stitch_identities: {collisions} person id(s) are shared by two persons (an anonymous id "
                       "with the same text as an identified id); analyses will count each pair as one user.",
@@ -376,4 +394,5 @@ def _extra_links(links: pd.DataFrame, cols: Sequence[str], identified: str, posi
     frame = pd.DataFrame({"a_col": first, "a_id": links[first].astype("string"), "b_col": second,
                           "b_id": links[second].astype("string"), "ts": ts})
     frame = frame[frame["a_id"].notna() & frame["b_id"].notna() & (frame["a_id"] != "") & (frame["b_id"] != "")]
-    return ibis.memtable(frame.reset_index(drop=True))
+    t = ibis.memtable(frame.reset_index(drop=True))
+    return t.mutate(ts=t.ts.cast(_UTC))
