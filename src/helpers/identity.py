@@ -49,6 +49,7 @@ from typing import Any, Sequence
 import ibis
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from helpers.io import EventDataError, to_utc_series
 
@@ -137,9 +138,14 @@ def _materialize(expr: ibis.Table) -> ibis.Table:
 
 
 def _components(edges: ibis.Table) -> ibis.Table:
-    """(node, label): label = the smallest node of the node's connected component, by min-label propagation."""
+    """(node, label): label = the smallest node of the node's connected component, by min-label propagation.
+
+    Each round a node takes the smallest label among itself and its neighbours, then its label's label
+    (pointer jumping). Labels only decrease, so an unchanged sum of labels means nothing changed.
+    """
     both = _materialize(edges.select(u=edges.a, v=edges.b).union(edges.select(u=edges.b, v=edges.a)).distinct())
-    labels = _materialize(both.select(node=both.u).distinct().mutate(label=ibis._.node))
+    labels = _materialize(both.group_by(node=both.u).aggregate(label=ibis.least(both.u.min(), both.v.min())))
+    total = int(labels.label.sum().execute())
     for _ in range(_MAX_ROUNDS):
         nb = both.join(labels, both.v == labels.node).group_by(u=both.u).aggregate(m=labels.label.min())
         step = _materialize(labels.join(nb, labels.node == nb.u).select(node=labels.node,
@@ -147,11 +153,10 @@ def _components(edges: ibis.Table) -> ibis.Table:
         hop = step.select(h_node=step.node, h_label=step.label)  # pointer jumping: take the label's label
         jumped = _materialize(step.join(hop, step.label == hop.h_node).select(
             node=step.node, label=ibis.least(step.label, hop.h_label)))
-        old = labels.select(o_node=labels.node, o_label=labels.label)
-        changed = jumped.join(old, jumped.node == old.o_node).filter(lambda r: r.label != r.o_label).count()
-        if int(changed.execute()) == 0:
+        now = int(jumped.label.sum().execute())
+        if now == total:
             return jumped
-        labels = jumped
+        labels, total = jumped, now
     raise RuntimeError("identity stitching did not converge")  # cannot happen: labels only decrease
 
 
@@ -339,8 +344,8 @@ def stitch_identities(
 
     # Re-key every row through its anchor id.
     keyed = t.mutate(_acol=anchor_col, _aid=anchor_id)
-    mapping = ibis.memtable(identity_map[["id_column", "id", "person_id"]].rename(
-        columns={"id_column": "_acol", "id": "_aid", "person_id": "_person"}))
+    mapping = ibis.memtable(pa.table({"_acol": pa.array(id_column[listing]), "_aid": ids.take(listing),
+                                      "_person": ids.take(person_of[listing])}))
     keyed = keyed.left_join(mapping, ["_acol", "_aid"])
     anchor_rows = anchors.left_join(na, [anchors.a_col == na.a_col, anchors.a_id == na.a_id]).select(
         anchors.rows, na.a).to_pyarrow().to_pandas()
