@@ -50,6 +50,7 @@ import ibis
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from helpers.io import EventDataError, to_utc_series
 
@@ -66,7 +67,7 @@ class Stitched:
 
     ``events``: the events with ``user_id`` the person id (a DataFrame for a
     DataFrame, an ibis table for an ibis table). ``identity_map``: one row per
-    id: ``id``, ``id_column``, ``person_id``, ``first_seen``. ``report``: tidy
+    id (in column order, then by id): ``id``, ``id_column``, ``person_id``, ``first_seen``. ``report``: tidy
     ``measure``, ``value`` rows (persons, ids, ids per person, persons merged
     across ids, events re-keyed, rows without an id, merges refused).
     ``refused``: each refused link (its two ids and columns, when it was first
@@ -110,8 +111,12 @@ def _combinations(t: ibis.Table, cols: Sequence[str], identified: str) -> tuple[
     ids = {c: _text(t[c]) for c in cols}
     anchor_col = ibis.cases(*[(ids[c].notnull(), c) for c in order], else_=ibis.null("string"))
     anchor_id = ibis.coalesce(*[ids[c] for c in order])
-    combos = t.group_by(a_col=anchor_col, a_id=anchor_id, **{f"_id_{i}": ids[c] for i, c in enumerate(cols)}).aggregate(
-        rows=t.count(), ts=t.timestamp.min()).cache()
+    # Group on the ids alone (the anchor is a function of them): a narrower key than with the anchor in it.
+    combos = t.group_by(**{f"_id_{i}": ids[c] for i, c in enumerate(cols)}).aggregate(
+        rows=t.count(), ts=t.timestamp.min())
+    ids_c = {c: combos[f"_id_{i}"] for i, c in enumerate(cols)}
+    combos = combos.mutate(a_col=ibis.cases(*[(ids_c[c].notnull(), c) for c in order], else_=ibis.null("string")),
+                           a_id=ibis.coalesce(*[ids_c[c] for c in order])).cache()
     return combos, anchor_col, anchor_id
 
 
@@ -283,7 +288,8 @@ def stitch_identities(
     all_ids = all_ids.group_by(["id_column", "id"]).aggregate(first_seen=all_ids.first_seen.min())
     # Node numbers follow (column order, id text): every tie below is broken by them, whatever the row order.
     column_pos = ibis.cases(*[(all_ids.id_column == c, i) for i, c in enumerate(cols)], else_=len(cols))
-    nodes = all_ids.mutate(node=ibis.row_number().over(order_by=[column_pos, all_ids.id])).cache()
+    nodes = all_ids.mutate(node=ibis.row_number().over(order_by=[column_pos, all_ids.id]),
+                           is_identified=all_ids.id_column == identified).cache()
 
     na = nodes.select(a_col=nodes.id_column, a_id=nodes.id, a=nodes.node)
     nb = nodes.select(b_col=nodes.id_column, b_id=nodes.id, b=nodes.node)
@@ -296,16 +302,15 @@ def stitch_identities(
     node = table["node"].to_numpy().astype(np.int64)
     if n_nodes and not (node == np.arange(n_nodes)).all():
         raise RuntimeError("node numbers are not 0..n-1")  # row_number is 0-based in ibis
-    id_column = table["id_column"].to_numpy(zero_copy_only=False).astype(str)
-    first_seen = to_utc_series(table["first_seen"].to_pandas())
-    seen_ns = first_seen.to_numpy(dtype="datetime64[ns]").view(np.int64).copy()
-    seen_ns[first_seen.isna().to_numpy()] = np.iinfo(np.int64).max  # never seen in the events: last
+    columns_arr = table["id_column"].combine_chunks()
+    is_identified = table["is_identified"].to_numpy()
+    seen = pc.cast(table["first_seen"], pa.timestamp("ns", tz="UTC"))
+    seen_ns = pc.fill_null(pc.cast(seen, pa.int64()), np.iinfo(np.int64).max).to_numpy()  # never seen: last
     ids = table["id"]
     group = node.copy()
     if labels is not None:
         lab = labels.to_pyarrow()
         group[lab["node"].to_numpy().astype(np.int64)] = lab["label"].to_numpy().astype(np.int64)
-    is_identified = id_column == identified
     counts = np.bincount(group, weights=is_identified, minlength=n_nodes)
     conflicted = counts > max_identified_per_person  # by group (a group is named by its smallest node)
 
@@ -324,28 +329,29 @@ def stitch_identities(
         bad = ce.iloc[refused_pos]
         a_n, b_n = bad["a"].to_numpy(np.int64), bad["b"].to_numpy(np.int64)
         refused = pd.DataFrame({
-            "column_a": id_column[a_n], "id_a": ids.take(a_n).to_pylist(),
-            "column_b": id_column[b_n], "id_b": ids.take(b_n).to_pylist(), "first_seen": bad["ts"].to_numpy(),
+            "column_a": columns_arr.take(a_n).to_pylist(), "id_a": ids.take(a_n).to_pylist(),
+            "column_b": columns_arr.take(b_n).to_pylist(), "id_b": ids.take(b_n).to_pylist(),
+            "first_seen": bad["ts"].to_numpy(),
             "reason": f"would put more than {max_identified_per_person} identified id(s) into one person",
         })
 
     # The person id: the first identified id, else the earliest anonymous id (ties: column order, then text,
     # which is node order).
     order = np.lexsort((node, seen_ns, ~is_identified, group))
-    heads, first_in = np.unique(group[order], return_index=True)
+    in_order = group[order]
+    first_in = np.flatnonzero(np.r_[True, in_order[1:] != in_order[:-1]])  # sorted by group: where each begins
+    heads = in_order[first_in]
     person_node = np.empty(n_nodes, dtype=np.int64)
     person_node[heads] = node[order][first_in]
     person_of = person_node[group]
-    listing = np.lexsort((node, group))  # each person's ids together
+    person_ids = ids.take(person_of)
     text = lambda arr: pd.arrays.ArrowStringArray(arr.cast("string") if arr.type != "string" else arr)  # noqa: E731
-    identity_map = pd.DataFrame({
-        "id": text(ids.take(listing)), "id_column": pd.array(id_column[listing], dtype="string[pyarrow]"),
-        "person_id": text(ids.take(person_of[listing])), "first_seen": first_seen.iloc[listing].reset_index(drop=True)})
+    identity_map = pd.DataFrame({"id": text(ids), "id_column": text(columns_arr), "person_id": text(person_ids),
+                                 "first_seen": seen.to_pandas()})
 
     # Re-key every row through its anchor id.
     keyed = t.mutate(_acol=anchor_col, _aid=anchor_id)
-    mapping = ibis.memtable(pa.table({"_acol": pa.array(id_column[listing]), "_aid": ids.take(listing),
-                                      "_person": ids.take(person_of[listing])}))
+    mapping = ibis.memtable(pa.table({"_acol": columns_arr, "_aid": ids, "_person": person_ids}))
     keyed = keyed.left_join(mapping, ["_acol", "_aid"])
     anchor_rows = anchors.left_join(na, [anchors.a_col == na.a_col, anchors.a_id == na.a_id]).select(
         anchors.rows, na.a).to_pyarrow().to_pandas()
@@ -371,7 +377,8 @@ def stitch_identities(
     ids_per_person = np.bincount(group, minlength=n_nodes)
     ids_per_person = ids_per_person[ids_per_person > 0]
     # An anonymous person named by an id whose text is also another person's id: downstream they would be one.
-    collisions = int(pd.Series(text(ids.take(np.unique(person_node[heads])))).duplicated().sum())
+    named = ids.take(person_node[heads])
+    collisions = len(named) - pc.count_distinct(named).as_py()
     if collisions:
         warnings.warn(f"stitch_identities: {collisions} person id(s) are shared by two persons (an anonymous id "
                       "with the same text as an identified id); analyses will count each pair as one user.",
