@@ -196,7 +196,42 @@ def _first_bad_json_line(path: Path) -> str:
     return "the file is not JSON lines"
 
 
+def _read_jsonl_arrow(path: Path) -> pd.DataFrame | None:
+    """JSON lines through Arrow: integers stay exact int64 (pandas reads a column of large ids with a null through
+    float, merging distinct ids), nested objects flatten to dotted names. None when Arrow cannot read the file
+    (mixed types in a column, a line that is no object): the pandas reader then reads it or names the problem."""
+    import pyarrow.json as pj
+
+    try:
+        with pa.input_stream(str(path), compression="detect") as stream:
+            table = pj.read_json(stream)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError):
+        return None
+    if table.num_rows == 0:
+        return None
+    # A `null` line reads as a row of nulls here; the pandas reader names it as the error it is.
+    empty = np.logical_and.reduce([c.is_null().to_numpy(zero_copy_only=False) for c in table.columns])
+    if np.any(empty):
+        return None
+    while any(pa.types.is_struct(f.type) for f in table.schema):
+        table = table.flatten()
+    names = table.column_names
+    clash = sorted({n for n in names if names.count(n) > 1})
+    if clash:
+        raise EventDataError(
+            f"{path}: the nested key {clash[0].split('.')[0]!r} flattens to {clash[0]!r}, and the records also have "
+            f"a top-level key {clash[0]!r}; both cannot be kept. Rename one of them in the export.")
+    ints = {pa.int8(): pd.Int64Dtype(), pa.int16(): pd.Int64Dtype(), pa.int32(): pd.Int64Dtype(),
+            pa.int64(): pd.Int64Dtype()}
+    df = table.to_pandas(types_mapper=ints.get)
+    df.columns = [str(c) for c in df.columns]
+    return df
+
+
 def _read_jsonl(path: Path) -> pd.DataFrame:
+    df = _read_jsonl_arrow(path)
+    if df is not None:
+        return df
     try:
         df = pd.read_json(path, lines=True, dtype=False, convert_dates=False)
     except (ValueError, AttributeError, TypeError) as exc:  # AttributeError: a line that is an array, number or null

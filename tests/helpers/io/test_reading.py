@@ -255,3 +255,14 @@ def test_whitespace_separated_txt_with_default_event_and_real_repeats_kept(tmp_p
     q = data_quality(kept, as_of="2000-01-01")
     assert "1 duplicate rows were kept as real repeats" in q.headline()
     assert any("rule: rows equal to an earlier row in every column" in w for w in q.warnings)
+
+
+def test_json_ids_beyond_two_to_the_53_stay_exact_and_distinct(tmp_path):
+    """Through float, 2**53 + 1 and 2**53 + 2 and this 19-digit pair would merge; a null id must not force float."""
+    big = [9007199254740993, 9007199254740994, 1234567890123456789, 1234567890123456788]
+    rows = [{"user_id": u, "event": "e", "timestamp": "2025-01-01T00:00:00Z", "order_id": u} for u in big]
+    rows.append({"user_id": None, "event": "e", "timestamp": "2025-01-01T00:00:00Z", "order_id": None})
+    ev = load_events(write(tmp_path / "big.jsonl", "\n".join(json.dumps(r) for r in rows)))
+    assert ev["user_id"].tolist() == [str(u) for u in big]
+    assert ev["order_id"].astype(str).tolist() == [str(u) for u in big]
+    assert ev.attrs["helpers.load"]["duplicates_removed"] == 0 and ev.attrs["helpers.load"]["dropped"] == {"null user_id": 1}
