@@ -161,6 +161,12 @@ def load_events(
                 f"{label}: column 'value' has {int(bad.sum()):,} value(s) that are not numbers, e.g. "
                 f"{_examples(df['value'], bad, where)}."
             )
+        infinite = np.isinf(value.to_numpy())
+        if infinite.any():  # a sum over them is inf or NaN: every revenue total would be unreadable
+            raise EventDataError(
+                f"{label}: column 'value' has {int(infinite.sum()):,} infinite value(s), e.g. "
+                f"{_examples(df['value'], infinite, where)}; revenue and scores must be finite numbers."
+            )
         out["value"] = value
         del value
     properties = [c for c in df.columns if c not in out]

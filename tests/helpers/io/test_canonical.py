@@ -100,3 +100,10 @@ def test_na_like_user_ids_are_ids_and_are_reported_as_suspicious(tmp_path):
     q = data_quality(ev, as_of="2025-02-01")
     assert q.na_like_ids == 5
     assert "5 rows" in " ".join(q.warnings) and "user ids spelled like a missing value" in q.summary["check"].tolist()
+
+
+@pytest.mark.parametrize("text", ["inf", "-inf", "Infinity"])  # 1e309 is refused as no number
+def test_an_infinite_value_is_an_error_with_its_row(tmp_path, text):
+    path = write(tmp_path / "v.csv", f"user_id,event,timestamp,value\nu1,purchase,2025-01-01,5\nu2,purchase,2025-01-02,{text}\n")
+    with pytest.raises(EventDataError, match=rf"v.csv: column 'value' has 1 infinite value\(s\), e.g. row 2 \(line 3\): '{text}'"):
+        load_events(path)
