@@ -8,6 +8,8 @@ Reports show audience sizes and definitions (:func:`audience_summary`), never id
 
 from __future__ import annotations
 
+import csv
+
 import re
 from pathlib import Path
 from typing import Any, Sequence
@@ -24,11 +26,27 @@ __all__ = ["STANDARD", "at_risk", "audience_summary", "dropped_at_step", "export
 
 
 
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet reads as the start of a formula
+
+
+def _spreadsheet_safe(value: Any) -> Any:
+    """A text field a spreadsheet will not run: a leading apostrophe before a formula character (OWASP)."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_PREFIXES) else value
+
+
 def export_audience(users: pd.Series | pd.Index | Sequence[str] | pd.DataFrame, name: str, *, reason: str,
                     as_of: Any, directory: str | Path | None = None) -> dict:
     """Write an audience (CSV and Parquet, atomically) and return its summary (``name``, ``users``, ``reason``, paths).
 
     ``users``: user ids (a DataFrame must have ``user_id``); duplicates are written once.
+
+    The CSV is safe to open in a spreadsheet or import into a CRM: every field
+    is quoted (an id with a comma, quote, line feed or bare carriage return
+    stays one field), and a field that begins with ``=``, ``+``, ``-``, ``@``,
+    a tab or a carriage return, which a spreadsheet would run as a formula,
+    is written with a leading apostrophe (``'=HYPERLINK(...)``): strip one
+    leading apostrophe from such ids on import (:data:`FORMULA_PREFIXES`).
+    The Parquet file keeps every id exactly as it is.
 
     Examples
     --------
@@ -61,7 +79,7 @@ def export_audience(users: pd.Series | pd.Index | Sequence[str] | pd.DataFrame, 
         path = folder / f"{name}.{kind}"
         tmp = folder / f".{name}.{kind}.tmp"
         if kind == "csv":
-            table.to_csv(tmp, index=False)
+            table.map(_spreadsheet_safe).to_csv(tmp, index=False, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
         else:
             table.to_parquet(tmp, index=False)
         tmp.replace(path)

@@ -67,3 +67,20 @@ def test_at_risk_takes_users_above_the_threshold(sample_risk):
     assert "calibrated" in reason
     with pytest.raises(ValueError):
         at_risk(r, 50)
+
+
+def test_audience_csv_quotes_every_field_and_disarms_formulas_and_parquet_keeps_ids_exact(tmp_path):
+    import csv
+
+    hostile = ["=HYPERLINK(\"http://x\",\"y\")", "+1", "-2", "@SUM(A1)", "\tTAB", "cr\rinside", "comma,id",
+               'quote"id', "line\nfeed", "plain"]
+    export_audience(hostile, "hostile", reason="test", as_of="2025-01-01", directory=tmp_path)
+    raw = (tmp_path / "hostile.csv").read_bytes()
+    with open(tmp_path / "hostile.csv", newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["user_id", "audience", "reason", "as_of"] and len(rows) == 1 + len(hostile)
+    written = [r[0] for r in rows[1:]]
+    expected = sorted(hostile)
+    assert written == ["'" + i if i.startswith(("=", "+", "-", "@", "\t", "\r")) else i for i in expected]
+    assert all(line.startswith(b'"') for line in raw.split(b"\r\n") if line and not line.startswith((b"inside", b"feed")))
+    assert sorted(pd.read_parquet(tmp_path / "hostile.parquet")["user_id"]) == expected  # exact in Parquet
