@@ -236,3 +236,16 @@ def test_the_backend_comes_from_the_config(tmp_path):
     (tmp_path / "bad.yaml").write_text(base + "backend: snowflake\n")
     with pytest.raises(ConfigError, match="backend must be 'duckdb' or 'pyspark'"):
         load_config(tmp_path / "bad.yaml")
+
+
+def test_privacy_check_finds_ids_glued_into_names_with_underscores_or_hyphens(tmp_path):
+    from helpers.report.privacy import privacy_problems
+
+    page = tmp_path / "p.html"
+    ids = {"u000001", "anon-7f3a9c21e0b4", "user_00042"}
+    for text, leaks in [("<p>email_open_u000001</p>", 1), ("<p>session u000001-s3</p>", 1),
+                        ("<p>seen on anon-7f3a9c21e0b4-2</p>", 1), ("<p>key user_00042_x and u000001</p>", 2),
+                        ("<p>u0000012 and anon-7f3a9c21e0b</p>", 0)]:
+        page.write_text(f"<html><body>{text}</body></html>")
+        problems = privacy_problems([page], ids)
+        assert (f"{leaks} raw user id(s)" in problems[0]) if leaks else problems == [], text

@@ -28,14 +28,33 @@ def _load_ids(path: Path | None) -> set[str]:
     return {i for i in ids.to_pylist() if i and (len(i) >= 9 or (len(i) >= 4 and re.search(r"[A-Za-z]", i)))}
 
 
+def _tokens(text: str) -> set[str]:
+    """Every word of ``text`` and every run of its parts joined by ``_`` or ``-``: an id glued into a longer name
+    (``email_open_u000001``, ``u000001-s3``) is found, and so is an id that itself holds ``_`` or ``-``."""
+    words = set(re.split(r"[\s<>\"'=,;:(){}\[\]|/\\]+", text))
+    out = set(words)
+    for word in words:
+        if "_" not in word and "-" not in word:
+            continue
+        parts = re.split(r"([_-])", word)  # words and their separators, alternating
+        pieces = parts[::2]
+        if len(pieces) > 12:  # a long slug: its single parts, and pairs, are enough to find an id in it
+            out.update(pieces)
+            out.update(a + sep + b for a, sep, b in zip(pieces, parts[1::2], pieces[1:]))
+            continue
+        for i in range(len(pieces)):
+            for j in range(i + 1, len(pieces) + 1):
+                out.add("".join(parts[2 * i:2 * j - 1]))
+    return out
+
+
 def privacy_problems(html_paths: Iterable[Path], ids: set[str]) -> list[str]:
     """Raw user ids or e-mail addresses found in rendered reports, as messages that do not repeat them."""
     problems = []
     for path in html_paths:
         text = _visible_text(path.read_text(encoding="utf-8"))
         emails = set(EMAIL.findall(text))
-        tokens = set(re.split(r"[\s<>\"'=,;:(){}\[\]|/\\]+", text)) if ids else set()
-        leaked = tokens & ids
+        leaked = _tokens(text) & ids if ids else set()
         if emails:
             problems.append(f"{path.name}: {len(emails)} e-mail address(es)")
         if leaked:
