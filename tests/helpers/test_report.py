@@ -249,3 +249,15 @@ def test_privacy_check_finds_ids_glued_into_names_with_underscores_or_hyphens(tm
         page.write_text(f"<html><body>{text}</body></html>")
         problems = privacy_problems([page], ids)
         assert (f"{leaks} raw user id(s)" in problems[0]) if leaks else problems == [], text
+
+
+def test_a_partial_run_never_becomes_latest_unless_asked(two_notebooks, capsys):
+    tmp, first, second = two_notebooks
+    cfg = make_config(tmp, [{"name": "first", "path": str(first)}, {"name": "second", "path": str(second)}])
+    reports_dir = tmp / "reports"
+    full = report.run(cfg, quiet=True, reports_dir=reports_dir)
+    assert report.main(["run", "--config", str(cfg), "--only", "second", "--quiet", "--reports-dir", str(reports_dir)]) == 0
+    assert "reports/latest unchanged" in capsys.readouterr().out
+    assert (reports_dir / "latest").resolve() == full.run_dir.resolve()
+    asked = report.run(cfg, only=["second"], quiet=True, reports_dir=reports_dir, latest=True)
+    assert (reports_dir / "latest").resolve() == asked.run_dir.resolve()

@@ -10,7 +10,8 @@
 - A run is written to ``reports/.tmp-<run_id>/`` and moved to
   ``reports/<run_id>/`` (run id: UTC time plus a short hash of the config and
   overrides) only when every notebook ran, every HTML rendered and the
-  privacy check passed; ``reports/latest`` then points to it. A failure keeps
+  privacy check passed; ``reports/latest`` then points to it (not for a partial
+  run with ``--only``, unless ``--latest``). A failure keeps
   the partial run in ``reports/failed/<run_id>/`` and leaves ``latest`` and
   earlier runs untouched.
 - The HTML has no code, no parameter cells, no warnings or logs; plotly.js is

@@ -116,8 +116,12 @@ def _failing_line(cell: nbformat.NotebookNode, n_lines: int) -> int | None:
 
 
 def run(config_path: str | os.PathLike[str], *, overrides: Iterable[str] | Mapping = (), only: Sequence[str] | None = None,
-        quiet: bool = False, reports_dir: str | os.PathLike[str] | None = None) -> RunResult:
+        quiet: bool = False, reports_dir: str | os.PathLike[str] | None = None,
+        latest: bool | None = None) -> RunResult:
     """Execute the notebooks of a report config and publish the run atomically (see the module docstring).
+
+    ``latest``: point ``reports/latest`` at the run. By default a full run does and a partial one (``only``)
+    does not, so that stakeholders never open a one-page report as the latest.
 
     Raises :class:`ConfigError` before anything runs, :class:`NotebookFailed`
     (or :class:`PrivacyError`) after moving the partial run to
@@ -183,7 +187,8 @@ def run(config_path: str | os.PathLike[str], *, overrides: Iterable[str] | Mappi
         (tmp / "index.html").write_text(_index_html(meta, _findings(tmp, [nb.name for nb in selected])), encoding="utf-8")
         final = reports / run_id
         os.replace(tmp, final)
-        _point_latest(reports, final)
+        if latest if latest is not None else not only:
+            _point_latest(reports, final)
     except BaseException:
         if tmp.exists():  # interrupted or failed outside a notebook: keep what there is for debugging
             failed = reports / "failed" / run_id
@@ -269,10 +274,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", action="append", default=None, metavar="NAME",
                    help="run only this notebook (repeatable; the others' outputs must already exist)")
     p.add_argument("--reports-dir", default=None, help="where runs are written (default: reports/)")
+    p.add_argument("--latest", action="store_true",
+                   help="point reports/latest at this run even when it is partial (--only)")
     p.add_argument("--quiet", action="store_true", help="no progress bars (for cron)")
     args = parser.parse_args(argv)
     try:
-        result = run(args.config, overrides=args.param, only=args.only, quiet=args.quiet, reports_dir=args.reports_dir)
+        result = run(args.config, overrides=args.param, only=args.only, quiet=args.quiet, reports_dir=args.reports_dir,
+                     latest=True if args.latest else None)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
@@ -285,5 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quiet:
         for name, seconds in result.durations.items():
             print(f"  {name:28} {seconds:6.1f} s")
-    print(f"report written to {result.run_dir} (reports/latest)")
+    published = args.latest or not args.only
+    print(f"report written to {result.run_dir}" + (" (reports/latest)" if published else
+                                                    " (a partial run: reports/latest unchanged; --latest to point it here)"))
     return 0
