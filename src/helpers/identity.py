@@ -297,11 +297,12 @@ def stitch_identities(
     labels = _components(edges) if int(edges.count().execute()) else None
 
     # Per id from here: arrays indexed by node number (0-based after the sort), no string sorting.
-    table = nodes.to_pyarrow().sort_by("node")
+    table = nodes.to_pyarrow()
     n_nodes = table.num_rows
-    node = table["node"].to_numpy().astype(np.int64)
-    if n_nodes and not (node == np.arange(n_nodes)).all():
-        raise RuntimeError("node numbers are not 0..n-1")  # row_number is 0-based in ibis
+    row_of = np.empty(n_nodes, dtype=np.int64)  # node numbers are a permutation of 0..n-1 (row_number)
+    row_of[table["node"].to_numpy().astype(np.int64)] = np.arange(n_nodes)
+    table = table.take(row_of)
+    node = np.arange(n_nodes, dtype=np.int64)
     columns_arr = table["id_column"].combine_chunks()
     is_identified = table["is_identified"].to_numpy()
     seen = pc.cast(table["first_seen"], pa.timestamp("ns", tz="UTC"))
@@ -377,8 +378,11 @@ def stitch_identities(
     ids_per_person = np.bincount(group, minlength=n_nodes)
     ids_per_person = ids_per_person[ids_per_person > 0]
     # An anonymous person named by an id whose text is also another person's id: downstream they would be one.
-    named = ids.take(person_node[heads])
-    collisions = len(named) - pc.count_distinct(named).as_py()
+    # Only a person named by an anonymous id can share its name: identified ids are unique in their column.
+    anonymous_heads = person_node[heads][~is_identified[person_node[heads]]]
+    named = ids.take(anonymous_heads)
+    clash_with_identified = int(pc.sum(pc.is_in(named, value_set=ids.filter(pa.array(is_identified)))).as_py() or 0)
+    collisions = clash_with_identified + len(named) - pc.count_distinct(named).as_py()
     if collisions:
         warnings.warn(f"stitch_identities: {collisions} person id(s) are shared by two persons (an anonymous id "
                       "with the same text as an identified id); analyses will count each pair as one user.",
