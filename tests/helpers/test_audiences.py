@@ -14,18 +14,7 @@ from helpers.audiences import (
     stalled_new_users,
 )
 from helpers.funnel import compute_funnel
-
-
-def log(*rows):
-    """rows: (user, event, ISO time[, value])."""
-    df = pd.DataFrame([r + (None,) * (4 - len(r)) for r in rows], columns=["user_id", "event", "timestamp", "value"])
-    df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True, format="ISO8601")
-    df["value"] = df["value"].astype(float)
-    return df
-
-
-def ts(text):
-    return pd.Timestamp(text, tz="UTC")
+from event_logs import log
 
 
 

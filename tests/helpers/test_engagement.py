@@ -3,22 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from helpers.engagement import lifecycle, stickiness
-
-
-def log(*rows):
-    """rows: (user, event, ISO time[, value])."""
-    df = pd.DataFrame([r + (None,) * (4 - len(r)) for r in rows], columns=["user_id", "event", "timestamp", "value"])
-    df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True, format="ISO8601")
-    df["value"] = df["value"].astype(float)
-    return df
-
-
-def ts(text):
-    return pd.Timestamp(text, tz="UTC")
+from event_logs import log, ts
 
 
 

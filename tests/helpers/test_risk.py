@@ -10,14 +10,7 @@ import pytest
 
 from helpers.io import EventDataError
 from helpers.risk import _cross_fitted, _isotonic, churn_risk, health_score
-
-
-def log(*rows):
-    """rows: (user, event, ISO time[, value])."""
-    df = pd.DataFrame([r + (None,) * (4 - len(r)) for r in rows], columns=["user_id", "event", "timestamp", "value"])
-    df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True, format="ISO8601")
-    df["value"] = df["value"].astype(float)
-    return df
+from event_logs import log
 
 
 def test_churn_risk_meets_the_quality_bar_on_the_sample(sample_risk):
