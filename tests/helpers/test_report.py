@@ -261,3 +261,18 @@ def test_a_partial_run_never_becomes_latest_unless_asked(two_notebooks, capsys):
     assert (reports_dir / "latest").resolve() == full.run_dir.resolve()
     asked = report.run(cfg, only=["second"], quiet=True, reports_dir=reports_dir, latest=True)
     assert (reports_dir / "latest").resolve() == asked.run_dir.resolve()
+
+
+def test_a_wrong_privacy_id_source_is_an_error_not_a_silent_skip(two_notebooks, capsys):
+    tmp, first, second = two_notebooks
+    nbs = [{"name": "second", "path": str(second)}]
+    not_parquet = tmp / "ids.csv"
+    not_parquet.write_text("user_id\nu1\n")
+    code = report.main(["run", "--config", str(make_config(tmp, nbs, ids_from=str(not_parquet))), "--quiet",
+                        "--reports-dir", str(tmp / "r1")])
+    assert code == 2 and "is not a readable Parquet file" in capsys.readouterr().err
+    assert not (tmp / "r1").exists() or not list((tmp / "r1").iterdir())  # nothing ran
+    code = report.main(["run", "--config", str(make_config(tmp, nbs, ids_from=str(tmp / "typo.parquet"))), "--quiet",
+                        "--reports-dir", str(tmp / "r2")])
+    assert code == 1 and "does not exist after the run" in capsys.readouterr().err
+    assert not (tmp / "r2" / "latest").exists()

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Iterable
 
 from helpers.report.pages import _visible_text
-from helpers.report.settings import NotebookFailed
+from helpers.report.settings import ConfigError, NotebookFailed
 
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 
@@ -17,8 +17,29 @@ class PrivacyError(NotebookFailed):
     """A rendered report would show raw user ids or e-mail addresses (exit code 1)."""
 
 
+def check_id_source(path: Path | None, *, after_run: bool = False) -> None:
+    """A configured id source must be a Parquet file with ``user_id``: before the run when it exists already,
+    and after it in any case (the run may create it). A typo must not switch the privacy check off."""
+    if path is None:
+        return
+    if not path.exists():
+        if after_run:
+            raise ConfigError(f"privacy.ids_from {str(path)!r} does not exist after the run, so the pages cannot be "
+                               "checked for raw user ids; correct the path (or set it to null to check e-mails only).")
+        return
+    import pyarrow.parquet as pq
+
+    try:
+        names = pq.read_schema(path).names
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same configuration error
+        raise ConfigError(f"privacy.ids_from {str(path)!r} is not a readable Parquet file ({type(exc).__name__}).") from None
+    if "user_id" not in names:
+        raise ConfigError(f"privacy.ids_from {str(path)!r} has no 'user_id' column (columns: {', '.join(names)}).")
+
+
 def _load_ids(path: Path | None) -> set[str]:
-    if path is None or not path.exists():
+    check_id_source(path, after_run=True)
+    if path is None:
         return set()
     import pyarrow.compute as pc
     import pyarrow.parquet as pq

@@ -25,7 +25,7 @@ import nbformat
 from helpers import config
 from helpers.report.notes import RUN_DIR_ENV, RUN_SALT_ENV
 from helpers.report.pages import _INDEX_CSP, _notebook_title, render_html
-from helpers.report.privacy import PrivacyError, _load_ids, privacy_problems
+from helpers.report.privacy import PrivacyError, _load_ids, check_id_source, privacy_problems
 from helpers.report.settings import (
     ConfigError,
     NotebookFailed,
@@ -133,6 +133,7 @@ def run(config_path: str | os.PathLike[str], *, overrides: Iterable[str] | Mappi
     cfg = load_config(config_path)
     parsed = parse_overrides(overrides) if not isinstance(overrides, Mapping) else dict(overrides)
     params = resolve_parameters(cfg, parsed, only)
+    check_id_source(cfg.privacy_ids_from)  # an unreadable id source is a configuration error before anything runs
     reports = Path(reports_dir) if reports_dir else config.REPORTS_DIR
     reports.mkdir(parents=True, exist_ok=True)
     run_id = _run_id(cfg, parsed, only)
@@ -173,7 +174,11 @@ def run(config_path: str | os.PathLike[str], *, overrides: Iterable[str] | Mappi
             header = (f'<div class="report-header"><a href="index.html">{html.escape(cfg.title)}</a> · '
                       f"run {run_date} · {html.escape(data_range)}</div>")
             htmls.append(render_html(tmp / nb.path.name, tmp / f"{nb.path.stem}.html", header=header))
-        problems = privacy_problems(htmls, _load_ids(cfg.privacy_ids_from))
+        try:
+            ids = _load_ids(cfg.privacy_ids_from)
+        except ConfigError as exc:  # the id source vanished or never appeared: no page is published unchecked
+            _fail(tmp, reports, run_id, f"privacy check failed, nothing published: {exc}", PrivacyError)
+        problems = privacy_problems(htmls, ids)
         if problems:
             _fail(tmp, reports, run_id, "privacy check failed, nothing published:\n  " + "\n  ".join(problems), PrivacyError)
         meta = {
