@@ -276,3 +276,15 @@ def test_a_wrong_privacy_id_source_is_an_error_not_a_silent_skip(two_notebooks, 
                         "--reports-dir", str(tmp / "r2")])
     assert code == 1 and "does not exist after the run" in capsys.readouterr().err
     assert not (tmp / "r2" / "latest").exists()
+
+
+def test_two_runs_with_the_same_run_id_are_numbered_not_a_traceback(two_notebooks, monkeypatch):
+    from helpers.report import runner
+
+    tmp, first, second = two_notebooks
+    cfg = make_config(tmp, [{"name": "second", "path": str(second)}])
+    monkeypatch.setattr(runner, "_run_id", lambda *a: "20250101T000000Z-same")  # as if started in the same second
+    a = report.run(cfg, quiet=True, reports_dir=tmp / "reports")
+    b = report.run(cfg, quiet=True, reports_dir=tmp / "reports")
+    assert (a.run_id, b.run_id) == ("20250101T000000Z-same", "20250101T000000Z-same-2")
+    assert (tmp / "reports" / "latest").resolve() == b.run_dir.resolve()

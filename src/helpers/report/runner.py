@@ -136,9 +136,16 @@ def run(config_path: str | os.PathLike[str], *, overrides: Iterable[str] | Mappi
     check_id_source(cfg.privacy_ids_from)  # an unreadable id source is a configuration error before anything runs
     reports = Path(reports_dir) if reports_dir else config.REPORTS_DIR
     reports.mkdir(parents=True, exist_ok=True)
-    run_id = _run_id(cfg, parsed, only)
-    tmp = reports / f".tmp-{run_id}"
-    tmp.mkdir()
+    run_id = base_id = _run_id(cfg, parsed, only)
+    for attempt in range(2, 1000):  # two runs of one config in the same second: the later one is numbered
+        tmp = reports / f".tmp-{run_id}"
+        if not (reports / run_id).exists():
+            try:
+                tmp.mkdir()
+                break
+            except FileExistsError:
+                pass
+        run_id = f"{base_id}-{attempt}"
     selected = [nb for nb in cfg.notebooks if not only or nb.name in only]
     durations: dict[str, float] = {}
     started = time.time()
