@@ -108,16 +108,17 @@ def _combinations(t: ibis.Table, cols: Sequence[str], identified: str) -> tuple[
     """One pass over the events: each distinct combination of ids on a row, with its row count and first time,
     and the row's anchor (the id that keys it: its identified id, else its first id in ``cols`` order)."""
     order = [identified] + [c for c in cols if c != identified]
+
+    def anchor(ids: dict[str, ibis.Value]) -> tuple[ibis.Value, ibis.Value]:
+        return (ibis.cases(*[(ids[c].notnull(), c) for c in order], else_=ibis.null("string")),
+                ibis.coalesce(*[ids[c] for c in order]))
+
     ids = {c: _text(t[c]) for c in cols}
-    anchor_col = ibis.cases(*[(ids[c].notnull(), c) for c in order], else_=ibis.null("string"))
-    anchor_id = ibis.coalesce(*[ids[c] for c in order])
     # Group on the ids alone (the anchor is a function of them): a narrower key than with the anchor in it.
     combos = t.group_by(**{f"_id_{i}": ids[c] for i, c in enumerate(cols)}).aggregate(
         rows=t.count(), ts=t.timestamp.min())
-    ids_c = {c: combos[f"_id_{i}"] for i, c in enumerate(cols)}
-    combos = combos.mutate(a_col=ibis.cases(*[(ids_c[c].notnull(), c) for c in order], else_=ibis.null("string")),
-                           a_id=ibis.coalesce(*[ids_c[c] for c in order])).cache()
-    return combos, anchor_col, anchor_id
+    a_col, a_id = anchor({c: combos[f"_id_{i}"] for i, c in enumerate(cols)})
+    return combos.mutate(a_col=a_col, a_id=a_id).cache(), *anchor(ids)
 
 
 def _links_table(combos: ibis.Table, cols: Sequence[str]) -> ibis.Table:
@@ -296,7 +297,7 @@ def stitch_identities(
     edges = edges_by_id.join(na, ["a_col", "a_id"]).join(nb, ["b_col", "b_id"]).select("a", "b", "ts").cache()
     labels = _components(edges) if int(edges.count().execute()) else None
 
-    # Per id from here: arrays indexed by node number (0-based after the sort), no string sorting.
+    # Per id from here: arrays indexed by node number (row_number: 0..n-1), no string sorting.
     table = nodes.to_pyarrow()
     n_nodes = table.num_rows
     row_of = np.empty(n_nodes, dtype=np.int64)  # node numbers are a permutation of 0..n-1 (row_number)
