@@ -72,7 +72,7 @@ def export_audience(users: pd.Series | pd.Index | Sequence[str] | pd.DataFrame, 
     stamp = to_utc(as_of)
     table = pd.DataFrame({"user_id": ids.to_numpy(), "audience": name, "reason": reason,
                           "as_of": stamp.isoformat()})
-    folder = resolve_path(directory) if directory is not None else AUDIENCES_DIR
+    folder = resolve_path(directory if directory is not None else AUDIENCES_DIR)
     folder.mkdir(parents=True, exist_ok=True)
     paths = {}
     for kind in ("csv", "parquet"):

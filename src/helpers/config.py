@@ -28,12 +28,20 @@ PROCESSED_EVENTS = PROCESSED_DIR / "events.parquet"
 PROCESSED_PERSONAS = PROCESSED_DIR / "personas.parquet"
 
 
+# During a report run, the folders a run writes (hand-offs, audiences) are the run's own copies, published with
+# the run when it succeeds (helpers.report.workspace): two runs at once never read each other's files.
+RUN_DATA_ENV = "HELPERS_RUN_DATA"
+RUN_SCOPED_FOLDERS = ("processed", "audiences")
+
+
 def resolve_path(path: str | os.PathLike[str]) -> Path:
     """Return ``path`` as an absolute path, relative paths taken from the project root.
 
     Notebooks run with their own folder as working directory; resolving
     against the root lets a parameter say ``data/raw/export.csv`` wherever
-    the notebook is executed from.
+    the notebook is executed from. Inside a report run, a path under
+    ``data/processed/`` or ``data/audiences/`` is the run's own copy of it
+    (see :mod:`helpers.report.workspace`).
 
     Examples
     --------
@@ -43,4 +51,11 @@ def resolve_path(path: str | os.PathLike[str]) -> Path:
     '/tmp/x.csv'
     """
     p = Path(path).expanduser()
-    return p if p.is_absolute() else PROJECT_ROOT / p
+    p = p if p.is_absolute() else PROJECT_ROOT / p
+    workspace = os.environ.get(RUN_DATA_ENV)
+    if workspace:
+        normal = Path(os.path.normpath(p))
+        for name in RUN_SCOPED_FOLDERS:
+            if normal.is_relative_to(DATA_DIR / name):
+                return Path(workspace) / name / normal.relative_to(DATA_DIR / name)
+    return p

@@ -96,6 +96,7 @@ def test_notebook_parameters_read_union_annotations_and_comments():
     ({"notebooks": [{"path": "notebooks/nope.ipynb"}]}, "does not exist"),
     ({"notebooks": [{"name": "x"}]}, "needs at least a 'path'"),
     ({"notebook": []}, "unknown key"),
+    ({"notebooks": [{"path": "notebooks"}]}, "is a folder, not a notebook"),
 ])
 def test_bad_configs_are_config_errors(tmp_path, content, match):
     path = tmp_path / "c.yaml"
@@ -193,6 +194,11 @@ def test_a_report_that_would_show_a_raw_user_id_or_email_is_not_published(tmp_pa
     assert "customer-000123" not in str(err.value)  # the message does not repeat the id
     assert not (tmp_path / "reports" / "latest").exists()
     assert isinstance(err.value, NotebookFailed)
+    # the failed run keeps why, not the pages that show the id (a workflow may upload reports/failed)
+    kept = {p.name for p in err.value.failed_dir.iterdir()}
+    assert "error.txt" in kept and not [k for k in kept if k.endswith((".html", ".ipynb"))]
+    assert not any("customer-000123" in p.read_text(errors="replace") for p in err.value.failed_dir.rglob("*")
+                   if p.is_file())
 
 
 def test_privacy_check_finds_emails_but_ignores_plotlys_own_bundle(tmp_path):
@@ -288,3 +294,44 @@ def test_two_runs_with_the_same_run_id_are_numbered_not_a_traceback(two_notebook
     b = report.run(cfg, quiet=True, reports_dir=tmp / "reports")
     assert (a.run_id, b.run_id) == ("20250101T000000Z-same", "20250101T000000Z-same-2")
     assert (tmp / "reports" / "latest").resolve() == b.run_dir.resolve()
+
+
+def test_a_date_anywhere_in_a_parameter_is_passed_as_text(two_notebooks):
+    tmp, first, second = two_notebooks
+    nb = make_notebook(tmp / "03_dates.ipynb", ["print('cuts', cuts, type(cuts[0]).__name__)"],
+                       params="cuts: list = []  # dates")
+    (tmp / "dates.yaml").write_text("notebooks:\n  - {name: dates, path: %s, parameters: {cuts: [2025-01-01]}}\n"
+                                    "privacy: {ids_from: null}\n" % nb)
+    assert report.parse_overrides(["cuts=[2025-02-01, {at: 2025-03-01}]"]) == \
+        {None: {"cuts": ["2025-02-01", {"at": "2025-03-01"}]}}
+    result = report.run(tmp / "dates.yaml", quiet=True, reports_dir=tmp / "reports")
+    ran = nbformat.read(result.run_dir / "03_dates.ipynb", as_version=4)
+    assert "cuts ['2025-01-01'] str" in "".join(o.get("text", "") for c in ran.cells if c.cell_type == "code"
+                                                  for o in c.outputs)
+
+
+def test_a_reports_folder_that_cannot_be_written_is_a_configuration_error(two_notebooks, capsys):
+    tmp, first, second = two_notebooks
+    cfg = make_config(tmp, [{"name": "second", "path": str(second)}])
+    (tmp / "a_file").write_text("")  # a folder under a file cannot be made, even by root
+    code = report.main(["run", "--config", str(cfg), "--quiet", "--reports-dir", str(tmp / "a_file" / "reports")])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot start a run in" in err and "must be writable" in err and "Traceback" not in err
+
+
+def test_a_full_disk_while_rendering_fails_the_run_by_name_and_publishes_nothing(two_notebooks, capsys, monkeypatch):
+    import errno
+
+    from helpers.report import runner
+
+    tmp, first, second = two_notebooks
+    cfg = make_config(tmp, [{"name": "second", "path": str(second)}])
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp / "reports" / "x.html"))
+
+    monkeypatch.setattr(runner, "render_html", full)
+    code = report.main(["run", "--config", str(cfg), "--quiet", "--reports-dir", str(tmp / "reports")])
+    err = capsys.readouterr().err
+    assert code == 1 and "the run could not be written: No space left on device" in err and "Traceback" not in err
+    assert not (tmp / "reports" / "latest").exists() and not list((tmp / "reports").glob(".tmp-*"))

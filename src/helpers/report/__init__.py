@@ -12,8 +12,12 @@
   overrides) only when every notebook ran, every HTML rendered and the
   privacy check passed; ``reports/latest`` then points to it (not for a partial
   run with ``--only``, unless ``--latest``). A failure keeps
-  the partial run in ``reports/failed/<run_id>/`` and leaves ``latest`` and
-  earlier runs untouched.
+  the partial run in ``reports/failed/<run_id>/`` (without its pages when they
+  failed the privacy check) and leaves ``latest`` and earlier runs untouched.
+- Isolation: during a run ``data/processed/`` and ``data/audiences/`` are the
+  run's own copies, published with its reports and ``latest`` under one lock
+  when it succeeds (:mod:`helpers.report.workspace`): concurrent runs never
+  read each other's files, and a run killed mid-way is cleaned up by the next.
 - The HTML has no code, no parameter cells, no warnings or logs; plotly.js is
   embedded once per file and nothing is fetched from the network.
 - Privacy: no raw user id (from the processed events) or e-mail address may
@@ -40,6 +44,7 @@ Where things live::
     pages.py     render_html and the Content-Security-Policy
     privacy.py   privacy_problems: raw ids and e-mail addresses in pages
     runner.py    run and main: execute, render, check, publish, index
+    workspace.py a run's own data folders, publishing them, cleaning up abandoned runs
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -34,6 +34,17 @@ from helpers.report.settings import (
     parse_overrides,
     resolve_parameters,
 )
+from helpers.report.workspace import (
+    OWNER_FILE,
+    changed_folders,
+    claim,
+    clean_abandoned,
+    discard_workspace,
+    open_workspace,
+    publish_lock,
+    publish_workspace,
+    warn,
+)
 
 PACKAGES = ("ibis-framework", "duckdb", "pandas", "pyarrow", "numpy", "scikit-learn", "lifelines", "plotly",
             "seaborn", "papermill", "nbconvert")
@@ -41,11 +52,13 @@ PACKAGES = ("ibis-framework", "duckdb", "pandas", "pyarrow", "numpy", "scikit-le
 
 @dataclass
 class RunResult:
-    """A finished run: its folder, id, and seconds per notebook."""
+    """A finished run: its folder, id, seconds per notebook, and the data folders it changed but did not publish
+    (a partial run that does not become ``latest``)."""
 
     run_dir: Path
     run_id: str
     durations: dict[str, float]
+    unpublished: list[str] = field(default_factory=list)  # data folders a partial run changed but did not publish
 
 
 def _git_commit() -> str | None:
@@ -77,11 +90,23 @@ def _run_id(cfg: ReportConfig, overrides: Mapping[str | None, Mapping[str, Any]]
     return f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{digest}"
 
 
-def _fail(tmp: Path, reports_dir: Path, run_id: str, message: str, cls: type[NotebookFailed] = NotebookFailed):
+def _fail(tmp: Path, reports_dir: Path, run_id: str, message: str, cls: type[NotebookFailed] = NotebookFailed,
+          workspace: Path | None = None):
+    """Keep the partial run in ``reports/failed/<run_id>/`` (without its pages when they failed the privacy check:
+    they show what must not be shown), delete its data copy, raise ``cls``."""
+    discard_workspace(workspace)
     failed = reports_dir / "failed" / run_id
-    failed.parent.mkdir(parents=True, exist_ok=True)
-    (tmp / "error.txt").write_text(message + "\n")
-    shutil.move(str(tmp), failed)
+    try:
+        if issubclass(cls, PrivacyError):
+            for page in [*tmp.glob("*.html"), *tmp.glob("*.ipynb")]:
+                page.unlink()
+        (tmp / OWNER_FILE).unlink(missing_ok=True)
+        failed.parent.mkdir(parents=True, exist_ok=True)
+        (tmp / "error.txt").write_text(message + "\n")
+        shutil.move(str(tmp), failed)
+    except OSError as exc:  # a full disk: say what failed, keep what is there
+        message += f"\n(the partial run could not be moved to {failed}: {exc.strerror}; it is in {tmp})"
+        failed = tmp
     raise cls(message, failed)
 
 
@@ -135,28 +160,29 @@ def run(config_path: str | os.PathLike[str], *, overrides: Iterable[str] | Mappi
     params = resolve_parameters(cfg, parsed, only)
     check_id_source(cfg.privacy_ids_from)  # an unreadable id source is a configuration error before anything runs
     reports = Path(reports_dir) if reports_dir else config.REPORTS_DIR
-    reports.mkdir(parents=True, exist_ok=True)
-    run_id = base_id = _run_id(cfg, parsed, only)
-    for attempt in range(2, 1000):  # two runs of one config in the same second: the later one is numbered
-        tmp = reports / f".tmp-{run_id}"
-        if not (reports / run_id).exists():
-            try:
-                tmp.mkdir()
-                break
-            except FileExistsError:
-                pass
-        run_id = f"{base_id}-{attempt}"
+    try:
+        reports.mkdir(parents=True, exist_ok=True)
+        with publish_lock():
+            warn(clean_abandoned(reports))
+        run_id, tmp = _reserve(reports, _run_id(cfg, parsed, only))
+        claim(tmp)
+        workspace = open_workspace(run_id)
+    except OSError as exc:
+        raise ConfigError(f"cannot start a run in {reports} and {config.INTERIM_DIR}: {exc.strerror} "
+                          f"({exc.filename}); the reports and data folders must be writable.") from None
     selected = [nb for nb in cfg.notebooks if not only or nb.name in only]
     durations: dict[str, float] = {}
     started = time.time()
     from helpers.io import BACKEND_ENV, SPARK_MASTER_ENV
 
     saved_env = {k: os.environ.get(k) for k in (RUN_DIR_ENV, RUN_SALT_ENV, "HELPERS_NOTEBOOK", BACKEND_ENV,
-                                                SPARK_MASTER_ENV)}
+                                                SPARK_MASTER_ENV, config.RUN_DATA_ENV)}
     os.environ[RUN_DIR_ENV], os.environ[RUN_SALT_ENV] = str(tmp), secrets.token_hex(16)
+    os.environ[config.RUN_DATA_ENV] = str(workspace)  # hand-offs and audiences: this run's own copies
     os.environ[BACKEND_ENV] = cfg.backend  # the notebooks' kernels open their events on it
     if cfg.spark_master:
         os.environ[SPARK_MASTER_ENV] = cfg.spark_master
+    becomes_latest = latest if latest is not None else not only
     try:
         bar = tqdm(selected, desc="notebooks", unit="nb", disable=quiet, leave=False)
         for nb in bar:
@@ -169,39 +195,16 @@ def run(config_path: str | os.PathLike[str], *, overrides: Iterable[str] | Mappi
                                     progress_bar=not quiet, log_output=False, report_mode=True)
             except Exception as exc:  # PapermillExecutionError, a dead kernel, a missing kernel...
                 durations[nb.name] = time.perf_counter() - t0
-                _fail(tmp, reports, run_id, _describe_failure(nb.name, nb.path, executed, exc))
+                _fail(tmp, reports, run_id, _describe_failure(nb.name, nb.path, executed, exc), workspace=workspace)
             durations[nb.name] = time.perf_counter() - t0
-        record_facts = json.loads((tmp / "record.json").read_text()) if (tmp / "record.json").exists() else {}
-        data = record_facts.get("data", {})
-        run_date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started))
-        data_range = f"data {data.get('first', '?')[:10]} to {data.get('last', '?')[:10]} (UTC)" if data else "data range unknown"
-        titles = {nb.name: _notebook_title(nb.path) for nb in selected}
-        htmls = []
-        for nb in selected:
-            header = (f'<div class="report-header"><a href="index.html">{html.escape(cfg.title)}</a> · '
-                      f"run {run_date} · {html.escape(data_range)}</div>")
-            htmls.append(render_html(tmp / nb.path.name, tmp / f"{nb.path.stem}.html", header=header))
         try:
-            ids = _load_ids(cfg.privacy_ids_from)
-        except ConfigError as exc:  # the id source vanished or never appeared: no page is published unchecked
-            _fail(tmp, reports, run_id, f"privacy check failed, nothing published: {exc}", PrivacyError)
-        problems = privacy_problems(htmls, ids)
-        if problems:
-            _fail(tmp, reports, run_id, "privacy check failed, nothing published:\n  " + "\n  ".join(problems), PrivacyError)
-        meta = {
-            "run_id": run_id, "title": cfg.title, "config": str(cfg.source), "started": run_date,
-            "seconds": round(time.time() - started, 1), "durations": {k: round(v, 1) for k, v in durations.items()},
-            "parameters": params, "git_commit": _git_commit(), "versions": _versions(), "record": record_facts,
-            "notebooks": [{"name": nb.name, "file": f"{nb.path.stem}.html", "title": titles[nb.name],
-                           "index_first": nb.index_first} for nb in selected],
-        }
-        (tmp / "run.json").write_text(json.dumps(meta, indent=2, default=str))
-        (tmp / "index.html").write_text(_index_html(meta, _findings(tmp, [nb.name for nb in selected])), encoding="utf-8")
-        final = reports / run_id
-        os.replace(tmp, final)
-        if latest if latest is not None else not only:
-            _point_latest(reports, final)
+            final, unpublished = _render_and_publish(cfg, selected, params, durations, started, tmp, reports, run_id, workspace,
+                                        becomes_latest)
+        except OSError as exc:  # a full disk or a folder that became read-only while rendering or publishing
+            _fail(tmp, reports, run_id, f"the run could not be written: {exc.strerror} ({exc.filename})",
+                  workspace=workspace)
     except BaseException:
+        discard_workspace(workspace)
         if tmp.exists():  # interrupted or failed outside a notebook: keep what there is for debugging
             failed = reports / "failed" / run_id
             failed.parent.mkdir(parents=True, exist_ok=True)
@@ -213,7 +216,71 @@ def run(config_path: str | os.PathLike[str], *, overrides: Iterable[str] | Mappi
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-    return RunResult(final, run_id, durations)
+    return RunResult(final, run_id, durations, unpublished)
+
+
+def _reserve(reports: Path, base_id: str) -> tuple[str, Path]:
+    """The run's id and its temporary folder, created; two runs of one config in the same second are numbered."""
+    run_id = base_id
+    for attempt in range(2, 1000):
+        tmp = reports / f".tmp-{run_id}"
+        if not (reports / run_id).exists() and not (reports / "failed" / run_id).exists():
+            try:
+                tmp.mkdir()
+                return run_id, tmp
+            except FileExistsError:
+                pass
+        run_id = f"{base_id}-{attempt}"
+    raise ConfigError(f"{reports}: a thousand runs with the id {base_id} exist already.")
+
+
+def _render_and_publish(cfg: ReportConfig, selected: list, params: dict, durations: dict[str, float], started: float,
+                        tmp: Path, reports: Path, run_id: str, workspace: Path,
+                        becomes_latest: bool) -> tuple[Path, list[str]]:
+    """Render every executed notebook, check privacy, write the index, then publish the run (its reports and, when
+    it becomes ``latest``, its data folders) under one lock. Returns the published folder and the data folders
+    the run changed but did not publish."""
+    record_facts = json.loads((tmp / "record.json").read_text()) if (tmp / "record.json").exists() else {}
+    data = record_facts.get("data", {})
+    run_date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started))
+    data_range = f"data {data.get('first', '?')[:10]} to {data.get('last', '?')[:10]} (UTC)" if data else "data range unknown"
+    titles = {nb.name: _notebook_title(nb.path) for nb in selected}
+    htmls = []
+    for nb in selected:
+        header = (f'<div class="report-header"><a href="index.html">{html.escape(cfg.title)}</a> · '
+                  f"run {run_date} · {html.escape(data_range)}</div>")
+        htmls.append(render_html(tmp / nb.path.name, tmp / f"{nb.path.stem}.html", header=header))
+    try:
+        # this run's events (config.resolve_path points data/processed at the run's copy)
+        ids = _load_ids(config.resolve_path(cfg.privacy_ids_from) if cfg.privacy_ids_from else None)
+    except ConfigError as exc:  # the id source vanished or never appeared: no page is published unchecked
+        _fail(tmp, reports, run_id, f"privacy check failed, nothing published: {exc}", PrivacyError, workspace)
+    problems = privacy_problems(htmls, ids)
+    if problems:
+        _fail(tmp, reports, run_id, "privacy check failed, nothing published:\n  " + "\n  ".join(problems),
+              PrivacyError, workspace)
+    meta = {
+        "run_id": run_id, "title": cfg.title, "config": str(cfg.source), "started": run_date,
+        "seconds": round(time.time() - started, 1), "durations": {k: round(v, 1) for k, v in durations.items()},
+        "parameters": params, "git_commit": _git_commit(), "versions": _versions(), "record": record_facts,
+        "notebooks": [{"name": nb.name, "file": f"{nb.path.stem}.html", "title": titles[nb.name],
+                       "index_first": nb.index_first} for nb in selected],
+    }
+    (tmp / "run.json").write_text(json.dumps(meta, indent=2, default=str))
+    (tmp / "index.html").write_text(_index_html(meta, _findings(tmp, [nb.name for nb in selected])), encoding="utf-8")
+    (tmp / OWNER_FILE).unlink(missing_ok=True)
+    final = reports / run_id
+    unpublished: list[str] = []
+    with publish_lock():  # the reports, the hand-offs and the audiences readers see come from one run
+        if becomes_latest:
+            publish_workspace(workspace, run_id)
+        else:
+            unpublished = changed_folders(workspace)
+        os.replace(tmp, final)
+        if becomes_latest:
+            _point_latest(reports, final)
+    discard_workspace(workspace)  # what was not published (a partial run's data) goes
+    return final, unpublished
 
 
 def _point_latest(reports: Path, target: Path) -> None:
@@ -299,6 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     except NotebookFailed as exc:
         print(f"run failed: {exc}\npartial run kept in {exc.failed_dir}", file=sys.stderr)
         return 1
+    except OSError as exc:  # the disk filled up, or a folder became unwritable, outside any notebook
+        print(f"run failed: {exc.strerror or exc} ({exc.filename}); nothing was published", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("run interrupted; partial run kept under reports/failed/", file=sys.stderr)
         return 1
@@ -308,4 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     published = args.latest or not args.only
     print(f"report written to {result.run_dir}" + (" (reports/latest)" if published else
                                                     " (a partial run: reports/latest unchanged; --latest to point it here)"))
+    if result.unpublished:
+        print(f"this partial run changed {' and '.join('data/' + f for f in result.unpublished)}, which stays as the "
+              "latest run left it; rerun with --latest to publish them with this run", file=sys.stderr)
     return 0

@@ -98,18 +98,21 @@ def load_config(path: str | os.PathLike[str]) -> ReportConfig:
         nb_path = config.resolve_path(item["path"])
         if not nb_path.exists():
             raise ConfigError(f"{path}: notebooks[{i}]: {nb_path} does not exist.")
+        if not nb_path.is_file():
+            raise ConfigError(f"{path}: notebooks[{i}]: {nb_path} is a folder, not a notebook (.ipynb).")
         name = str(item.get("name") or nb_path.stem)
         if any(n.name == name for n in notebooks):
             raise ConfigError(f"{path}: two notebooks are named {name!r}.")
         params = item.get("parameters") or {}
         if not isinstance(params, dict):
             raise ConfigError(f"{path}: notebooks[{i}].parameters must be a mapping.")
-        notebooks.append(NotebookSpec(name, nb_path, dict(params), bool(item.get("index_first", False))))
+        notebooks.append(NotebookSpec(name, nb_path, _dates_as_text(params), bool(item.get("index_first", False))))
     if not notebooks:
         raise ConfigError(f"{path}: no notebooks listed under 'notebooks'.")
     params = raw.get("parameters") or {}
     if not isinstance(params, dict):
         raise ConfigError(f"{path}: 'parameters' must be a mapping.")
+    params = _dates_as_text(params)
     ids_from = (raw.get("privacy") or {}).get("ids_from", "data/processed/events.parquet")
     return ReportConfig(dict(params), notebooks, path, str(raw.get("title") or ReportConfig.title),
                         config.resolve_path(ids_from) if ids_from else None, text, backend, spark.get("master"))
@@ -135,8 +138,26 @@ def parse_overrides(items: Iterable[str]) -> dict[str | None, dict[str, Any]]:
             parsed = value
         if isinstance(parsed, (datetime.date, datetime.datetime)):
             parsed = value  # YAML reads 2025-01-01 as a date; notebooks take dates as text
-        out.setdefault(notebook or None, {})[name] = parsed
+        out.setdefault(notebook or None, {})[name] = _dates_as_text(parsed)
     return out
+
+
+def _dates_as_text(value: Any) -> Any:
+    """YAML reads ``2025-01-01`` as a date, anywhere in a value (``[2025-01-01, 2025-02-01]``); notebooks take
+    dates as text, and papermill cannot pass a date object: every date becomes its ISO text.
+
+    Examples
+    --------
+    >>> _dates_as_text({"cuts": [datetime.date(2025, 1, 1), "x"], "n": 3})
+    {'cuts': ['2025-01-01', 'x'], 'n': 3}
+    """
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _dates_as_text(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_dates_as_text(v) for v in value]
+    return value
 
 
 def notebook_parameters(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
@@ -222,7 +243,13 @@ def resolve_parameters(cfg: ReportConfig, overrides: Mapping[str | None, Mapping
     for target in [t for t in overrides if t is not None] + list(only or []):
         if target not in names:
             raise ConfigError(f"no notebook named {target!r} in {cfg.source}; notebooks: {', '.join(names)}.")
-    declared = {nb.name: notebook_parameters(nb.path) for nb in cfg.notebooks}
+    declared = {}
+    for nb in cfg.notebooks:
+        try:
+            declared[nb.name] = notebook_parameters(nb.path)
+        except (OSError, ValueError, SyntaxError) as exc:  # not a notebook, or its parameters cell is not Python
+            raise ConfigError(f"notebook {nb.name!r}: {nb.path} cannot be read as a notebook "
+                              f"({type(exc).__name__}: {str(exc)[:200]}).") from None
     cli_shared = dict(overrides.get(None, {}))
     shared = {**cfg.parameters, **cli_shared}
     for key in shared:
