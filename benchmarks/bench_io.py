@@ -1,4 +1,4 @@
-"""Benchmark loading: time and peak memory of load_events and open_events on ~10M events.
+"""Benchmark loading: time and peak memory of load_events (Parquet and CSV) and open_events on ~10M events.
 
 Usage: ``python benchmarks/bench_io.py [--users 500000] [--workdir DIR]``
 (``make bench``). Each measurement runs in its own Python process, so its
@@ -67,12 +67,15 @@ def main() -> None:
     j = generate_journeys(args.users, seed=0)
     generated = time.perf_counter() - t0
     write_events(j.events, path)
+    csv_path = workdir / "events.csv"  # the same events as a CSV export (timestamps as ISO text)
+    j.events.to_csv(csv_path, index=False)
     n_events = len(j.events)
     del j
     print(f"generated {n_events:,} events of {args.users:,} users in {generated:.1f} s; "
           f"Parquet {path.stat().st_size / 1e6:.0f} MB; {os.cpu_count()} cores, {platform.python_version()}")
 
     rows = [measure(path, step) for step in ("duckdb_scan", "open_events+count", "open_events+users_per_event", "load_events")]
+    rows.append({**measure(csv_path, "load_events"), "step": "load_events (CSV)"})
     gb = 1024**3
     print(f"{'step':32} {'seconds':>8} {'peak GB':>8} {'above baseline GB':>18} {'table GB':>9} {'ratio':>6}")
     for r in rows:

@@ -139,7 +139,7 @@ def test_unknown_preset_lists_the_known_ones():
     ("broken.parquet", b"not parquet at all", "cannot read as Parquet"),
     ("broken.jsonl", b'{"user_id": "u"}\n{not json\n', r"line 2 is not valid JSON"),
     ("events.xlsx", b"PK", "unknown file type"),
-    ("binary.csv", b"\xff\xfe\x00\x01\x02", "cannot read as CSV"),
+    ("binary.csv", b"\xff\xfe\x00\x01\x02", "is not UTF-8 text"),
 ])
 def test_unreadable_files_are_errors_that_name_the_file(tmp_path, name, content, match):
     path = tmp_path / name
@@ -266,3 +266,28 @@ def test_json_ids_beyond_two_to_the_53_stay_exact_and_distinct(tmp_path):
     assert ev["user_id"].tolist() == [str(u) for u in big]
     assert ev["order_id"].astype(str).tolist() == [str(u) for u in big]
     assert ev.attrs["helpers.load"]["duplicates_removed"] == 0 and ev.attrs["helpers.load"]["dropped"] == {"null user_id": 1}
+
+
+def test_csv_is_read_as_text_with_quoted_newlines_empty_fields_missing_and_duplicate_headers_named(tmp_path):
+    path = tmp_path / "e.csv"
+    path.write_bytes(b'\xef\xbb\xbfuser_id,event,timestamp,note,note\r\n'
+                     b'u1,visit,2025-01-01T00:00:00Z,"two\nlines",a\r\n'
+                     b'u2,visit,2025-01-01T00:00:01Z,"",NA\r\n'
+                     b'u3,"a, b",2025-01-01T00:00:02Z,,00123\r\n')
+    ev = load_events(path)
+    assert ev["user_id"].tolist() == ["u1", "u2", "u3"] and ev["event"].tolist() == ["visit", "visit", "a, b"]
+    assert ev["note"].iloc[0] == "two\nlines" and ev["note"].iloc[1:].isna().all()  # quoted or not, empty is missing
+    assert ev["note.1"].tolist() == ["a", "NA", "00123"]  # text stays text: 'NA' is a value, 00123 keeps its zeros
+
+
+def test_a_csv_row_with_the_wrong_number_of_fields_is_an_error_naming_the_row(tmp_path):
+    path = write(tmp_path / "e.csv", "user_id,event,timestamp\nu1,visit,2025-01-01\nu2,visit,with,comma,2025-01-02\n")
+    with pytest.raises(EventDataError, match=r"e.csv: a row has 5 fields where the header has 3 .*visit,with,comma"):
+        load_events(path)
+
+
+def test_a_csv_that_is_not_utf8_is_an_error_that_says_how_to_convert_it(tmp_path):
+    path = tmp_path / "e.csv"
+    path.write_bytes("user_id,event,timestamp\nu1,caf\xe9,2025-01-01\n".encode("latin-1"))
+    with pytest.raises(EventDataError, match=r"e.csv: the file is not UTF-8 text, e.g. line 2: .*iconv"):
+        load_events(path)
