@@ -48,6 +48,7 @@ import pandas as pd
 from scipy import stats
 
 from helpers.io import EventDataError, as_ibis, epoch_us, to_utc, to_utc_series
+from helpers.units import declare
 from helpers.stats import holm_adjust, wilson_interval  # noqa: F401 (public here too, where they were first)
 
 __all__ = ["FunnelResult", "Step", "compare_segments", "comparison_headline", "compute_funnel", "rank_friction",
@@ -447,7 +448,7 @@ def _summarise(per_user: pd.DataFrame, steps: list[Step], window: pd.Timedelta, 
         if seg_name is not None:
             table.insert(0, seg_name, name)
         tables.append(table)
-    table = pd.concat(tables, ignore_index=True)
+    table = declare(pd.concat(tables, ignore_index=True), _TABLE_UNITS, hidden=["step_index"], headers=_TABLE_HEADERS)
     out = per_user.rename(columns={"reached": "furthest_step", "start": "attempt_start",
                                    **{f"t_{k}": f"step_{k}_at" for k in range(1, n + 1)}})
     front = ["user_id", "furthest_step", "in_progress", "attempt_start"] + ([seg_name] if seg_name else [])
@@ -457,6 +458,47 @@ def _summarise(per_user: pd.DataFrame, steps: list[Step], window: pd.Timedelta, 
 
 # ----------------------------------------------------------------------------- comparing segments
 
+# What the result tables hold, for every page that shows them (helpers.units).
+_TABLE_UNITS = {"users": "count", "conversion_from_start": "rate", "conversion_from_previous": "rate",
+                "dropped": "count", "in_progress": "count", "median_time_from_previous": "duration",
+                "median_time_from_start": "duration"}
+_TABLE_HEADERS = {"users": "Users", "conversion_from_start": "Conversion from start",
+                  "conversion_from_previous": "Conversion from previous step", "dropped": "Dropped",
+                  "in_progress": "Still in progress", "median_time_from_previous": "Median time from previous step",
+                  "median_time_from_start": "Median time from start"}
+_COMPARE_UNITS = {"entered": "count", "converted": "count", "conversion": "rate", "ci_low": "rate", "ci_high": "rate",
+                  "difference": "rate", "difference_ci_low": "rate", "difference_ci_high": "rate",
+                  "p_value": "p_value", "p_holm": "p_value"}
+_COMPARE_HEADERS = {"from_step": "From step", "step": "To step", "entered": "Users at the previous step",
+                    "converted": "Users converted", "difference": "Difference (points)",
+                    "p_value": "p", "p_holm": "p (Holm-adjusted)"}
+_FRICTION_UNITS = {"users": "count", "users_lost": "count", "in_progress": "count", "downstream_conversion": "rate",
+                   "share_lost": "rate", "value_lost": "money"}
+_FRICTION_HEADERS = {"from_step": "From step", "to_step": "To step", "users": "Users at the step",
+                     "users_lost": "Users lost", "in_progress": "Still in progress",
+                     "downstream_conversion": "Of those passing, reach the end", "share_lost": "Share lost",
+                     "value_lost": "Value lost"}
+
+
+def _difference_interval(k1: np.ndarray, n1: np.ndarray, k0: np.ndarray, n0: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """Newcombe's hybrid score interval (his method 10) for p1 - p0, built from the two Wilson intervals: the
+    interval of the lift itself, which is what a reader of a difference needs (not the variant's rate's).
+
+    Examples
+    --------
+    >>> lo, hi = _difference_interval(np.array([56.]), np.array([70.]), np.array([48.]), np.array([80.]))
+    >>> round(float(lo[0]), 4), round(float(hi[0]), 4)  # Newcombe (1998), Statist. Med. 17:873, 56/70 - 48/80
+    (0.0524, 0.3339)
+    """
+    l1, u1 = wilson_interval(k1, n1)
+    l0, u0 = wilson_interval(k0, n0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p1, p0 = k1 / n1, k0 / n0
+    d = p1 - p0
+    return d - np.sqrt((p1 - l1) ** 2 + (u0 - p0) ** 2), d + np.sqrt((u1 - p1) ** 2 + (p0 - l0) ** 2)
+
+
 
 def compare_segments(result: FunnelResult, baseline: str | None = None, *, min_users: int = 30) -> pd.DataFrame:
     """Conversion per step and segment, with Wilson intervals and Holm-corrected tests against a baseline.
@@ -465,7 +507,9 @@ def compare_segments(result: FunnelResult, baseline: str | None = None, *, min_u
     the previous step), ``converted`` (users at this step), ``conversion``
     (step from previous) with its 95% Wilson interval, ``difference`` to the
     baseline segment (or, with ``baseline=None``, to all other segments
-    pooled), a two-sided two-proportion z-test ``p_value`` and ``p_holm``
+    pooled) with its own 95% interval (``difference_ci_low``/``_high``,
+    Newcombe's hybrid score interval; empty for the baseline itself),
+    a two-sided two-proportion z-test ``p_value`` and ``p_holm``
     (Holm over all comparisons made), and ``small`` when fewer than
     ``min_users`` entered the step.
 
@@ -510,13 +554,19 @@ def compare_segments(result: FunnelResult, baseline: str | None = None, *, min_u
             rows.append({seg: s, "step_index": step_index, "step": g.loc[s, "step"],
                          "from_step": result.steps[step_index - 2].label, "entered": int(n1), "converted": int(k1),
                          "conversion": p1, "difference": (p1 - p0) if not np.isnan(p0) else np.nan,
+                         "_k0": float(k0), "_n0": float(n0) if compared else np.nan,
                          "p_value": p_value, "small": n1 < min_users})
     out = pd.DataFrame(rows)
     lo, hi = wilson_interval(out["converted"].to_numpy(float), out["entered"].to_numpy(float))
     out.insert(out.columns.get_loc("conversion") + 1, "ci_low", lo)
     out.insert(out.columns.get_loc("ci_low") + 1, "ci_high", hi)
+    d_lo, d_hi = _difference_interval(out["converted"].to_numpy(float), out["entered"].to_numpy(float),
+                                      out["_k0"].to_numpy(), out["_n0"].to_numpy())
+    out.insert(out.columns.get_loc("difference") + 1, "difference_ci_low", d_lo)
+    out.insert(out.columns.get_loc("difference_ci_low") + 1, "difference_ci_high", d_hi)
+    out = out.drop(columns=["_k0", "_n0"])
     out["p_holm"] = holm_adjust(out["p_value"].to_numpy())
-    return out.reset_index(drop=True)
+    return declare(out.reset_index(drop=True), _COMPARE_UNITS, hidden=["step_index", "small"], headers=_COMPARE_HEADERS)
 
 
 def rank_friction(result: FunnelResult, value_per_conversion: float | None = None) -> pd.DataFrame:
@@ -544,7 +594,8 @@ def rank_friction(result: FunnelResult, value_per_conversion: float | None = Non
     if value_per_conversion is not None:
         out["value_lost"] = out["users_lost"] * out["downstream_conversion"].fillna(0) * value_per_conversion
         sort = ["value_lost", "users_lost"]
-    return out.sort_values(sort, ascending=False, ignore_index=True)
+    return declare(out.sort_values(sort, ascending=False, ignore_index=True), _FRICTION_UNITS, hidden=["step_index"],
+                   headers=_FRICTION_HEADERS)
 
 
 def comparison_headline(comparison: pd.DataFrame) -> str:
@@ -557,8 +608,8 @@ def comparison_headline(comparison: pd.DataFrame) -> str:
     verb = "lifts" if row["difference"] > 0 else "lowers"
     verdict = "significant" if row["p_holm"] < 0.05 else "not significant"
     return (f"{seg} {row[seg]} {verb} {row['from_step']} → {row['step']} by {abs(row['difference']) * 100:.1f} points "
-            f"({row['conversion']:.1%}, 95% CI {row['ci_low']:.1%}-{row['ci_high']:.1%}; Holm-adjusted p = {row['p_holm']:.2g}, "
-            f"{verdict}).")
+            f"(95% CI of the difference {row['difference_ci_low'] * 100:+.1f} to {row['difference_ci_high'] * 100:+.1f} "
+            f"points; {row['conversion']:.1%} converted; Holm-adjusted p = {row['p_holm']:.2g}, {verdict}).")
 
 
 def value_per_conversion(events: pd.DataFrame | ibis.Table, event: str = "purchase") -> float | None:

@@ -101,40 +101,93 @@ def _days_text(days: float) -> str:
     return f"{days * 24:.1f} h" if days < 1 else f"{days:.1f} days"
 
 
-def styled(table: pd.DataFrame, *, percent: Sequence[str] = (), precision: int = 2, limit: int = 120):
-    """A display-ready table: counts with thousands separators, shares as percentages, durations rounded.
+SHOWN_ROWS = 10  # a longer table shows its first rows, the rest one click away
 
-    Columns named ``conversion*``, ``share*``, ``survival_*``, ``ci_*``,
-    ``difference`` or listed in ``percent`` are shown as percentages. Every other cell, and every
-    column name, is text from the data: shortened to ``limit`` characters and
-    HTML-escaped (a name may carry ``<script>``).
+
+class Table:
+    """A table for a report page: every cell already formatted and escaped (see :func:`styled`).
+
+    ``data`` is the formatted frame; it displays as HTML in a notebook and in the report.
+    """
+
+    def __init__(self, data: pd.DataFrame, numeric: list[str], caption: str | None = None):
+        self.data, self.numeric, self.caption = data, numeric, caption
+
+    def _table(self, frame: pd.DataFrame) -> str:
+        align = {c: "text-align: right; white-space: nowrap" for c in self.numeric}
+        style = frame.style.hide(axis="index")
+        for col, css in align.items():
+            style = style.set_properties(subset=[col], **{k.strip(): v.strip() for k, v in
+                                                         (p.split(":") for p in css.split(";"))})
+        if self.caption:
+            style = style.set_caption(escape(self.caption, None))
+        return style.to_html()
+
+    def to_html(self) -> str:
+        """The table as HTML; after :data:`SHOWN_ROWS` rows the whole table sits behind "Show all N rows"."""
+        if len(self.data) <= SHOWN_ROWS:
+            return self._table(self.data)
+        return (self._table(self.data.head(SHOWN_ROWS))
+                + f"<details><summary>Show all {len(self.data):,} rows</summary>{self._table(self.data)}</details>")
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+
+def styled(table: pd.DataFrame, *, percent: Sequence[str] = (), precision: int = 2, limit: int = 120,
+           caption: str | None = None) -> Table:
+    """A display-ready table: each number shown as what it is, headers in words, intervals as one column.
+
+    What a column holds comes from the result that made it (:mod:`helpers.units`: rates as percentages,
+    ratios and scores as numbers, counts without decimals, p values as ``< 0.001``, durations as ``4 h 16 min``);
+    ``percent`` marks more columns as rates. A pair ``ci_low``/``ci_high`` becomes one ``95% CI`` column in the
+    unit of its estimate. Columns the result declares hidden are left out. Every other cell, and every column
+    name, is text from the data: shortened to ``limit`` characters and HTML-escaped (a name may carry
+    ``<script>``). Tables longer than ten rows show the rest behind a click.
 
     Examples
     --------
     >>> html = styled(pd.DataFrame({"event": ["<b>x</b>"], "users": [1200]})).to_html()
     >>> "&lt;b&gt;x&lt;/b&gt;" in html, "1,200" in html, "<b>x" in html
     (True, True, False)
+    >>> t = pd.DataFrame({"covariate": ["plan"], "hazard_ratio": [0.52], "ci_low": [0.461], "ci_high": [0.577]})
+    >>> styled(t).data.to_dict("records")
+    [{'Covariate': 'plan', 'Hazard ratio': '0.52', '95% CI': '0.46–0.58'}]
     """
-    fmt: dict[str, Any] = {}
-    text = lambda v: "" if _is_missing(v) else escape(v, limit)  # noqa: E731 - the formatter of text cells
-    for col in table.columns:
-        dtype = table[col].dtype
-        if col in percent or str(col).startswith(("conversion", "share", "ci_", "goal_share", "downstream", "survival_")) or col in ("difference", "churn_share"):
-            fmt[col] = "{:.1%}"
-        elif str(col).startswith("p_"):
-            fmt[col] = "{:.3g}"
-        elif pd.api.types.is_bool_dtype(dtype):
-            fmt[col] = text
-        elif pd.api.types.is_integer_dtype(dtype):
-            fmt[col] = "{:,}"
-        elif pd.api.types.is_float_dtype(dtype):
-            fmt[col] = "{:,.%df}" % precision
-        elif pd.api.types.is_timedelta64_dtype(dtype):
-            fmt[col] = lambda v: "" if pd.isna(v) else str(pd.Timedelta(v).round("min"))
+    from helpers import units
+
+    table = table.copy(deep=False)
+    for col in percent:
+        units.declare(table, {col: "rate"})
+    hidden = set(table.attrs.get("hidden", ()))
+    columns = [c for c in table.columns if c not in hidden]
+    out: dict[str, pd.Series] = {}
+    numeric: list[str] = []
+    for col in columns:
+        name = str(col)
+        if name.endswith("ci_high") and name.replace("ci_high", "ci_low") in table.columns:
+            continue  # shown with its ci_low
+        kind = units.kind_of(table, col)
+        if name.endswith("ci_low") and name.replace("ci_low", "ci_high") in table.columns:
+            high = name.replace("ci_low", "ci_high")
+            stem = name.replace("ci_low", "").strip("_")
+            head = f"{escape(units.header(table, stem), limit)} 95% CI" if stem else "95% CI"
+            lows = table[col].map(lambda v: units.format_value(v, kind))
+            highs = table[high].map(lambda v: units.format_value(v, kind))
+            out[head] = pd.Series([f"{a}–{b}" if a and b else "" for a, b in zip(lows, highs)], index=table.index)
+            numeric.append(head)
+            continue
+        head = escape(units.header(table, col), limit)
+        if kind == "text":
+            out[head] = table[col].map(lambda v: "" if _is_missing(v) else escape(v, limit))
         else:
-            fmt[col] = text
-    return (table.style.format(fmt, na_rep="").format_index(text, axis=1).format_index(text, axis=0)
-            .hide(axis="index"))
+            if kind == "number" and precision != 2:
+                out[head] = table[col].map(lambda v: "" if _is_missing(v) else f"{float(v):,.{precision}f}")
+            else:
+                out[head] = table[col].map(lambda v, k=kind: units.format_value(v, k))
+            numeric.append(head)
+    data = pd.DataFrame(out, index=table.index).reset_index(drop=True)
+    return Table(data, numeric, caption)
 
 
 def _is_missing(value: Any) -> bool:
