@@ -73,6 +73,33 @@ def test_the_data_page_has_its_three_charts_and_the_index_links_every_report(sam
     page.close()
 
 
+_TABLES_JS = """() => [...document.querySelectorAll('table')].map(t => ({
+    head: [...t.querySelectorAll('thead th')].map(th => th.innerText.trim()),
+    rows: [...t.querySelectorAll('tbody tr')].map(tr => [...tr.querySelectorAll('td, th')].map(c => c.innerText.trim()))}))"""
+
+
+def test_every_interval_is_in_the_unit_of_its_estimate(sample_run, browser):
+    """A hazard ratio's or an NPS's interval is never shown as a percentage; a rate's always is."""
+    checked = 0
+    for path in sorted(sample_run.run_dir.glob("*.html")):
+        page = browser.new_page()
+        page.goto(path.as_uri(), wait_until="load")
+        for table in page.evaluate(_TABLES_JS):
+            head = table["head"]
+            for i, name in enumerate(head):
+                if "95% CI" not in name or i == 0:
+                    continue
+                stem = name.replace("95% CI", "").strip()
+                estimate = head.index(stem) if stem in head else i - 1
+                for row in table["rows"]:
+                    if len(row) != len(head) or not row[i] or "too few" in row[estimate]:
+                        continue
+                    assert ("%" in row[i]) == ("%" in row[estimate]), (path.name, head[estimate], row[estimate], row[i])
+                    checked += 1
+        page.close()
+    assert checked > 20
+
+
 def test_no_report_is_larger_than_15_mb(sample_run):
     sizes = {p.name: p.stat().st_size for p in sample_run.run_dir.glob("*.html")}
     assert max(sizes.values()) < 15 * 1024**2, sizes

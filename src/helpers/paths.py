@@ -27,6 +27,7 @@ import pandas as pd
 
 from helpers.funnel import FunnelResult
 from helpers.io import EventDataError, as_ibis, epoch_us
+from helpers.units import declare
 
 __all__ = ["paths_before_drop", "sessionize", "top_paths", "transition_matrix"]
 
@@ -161,7 +162,10 @@ def top_paths(
     if goal is not None:
         counts["goal_share"] = counts["goal_units"] / counts["units"]
         cols.append("goal_share")
-    return counts.sort_values(["units", "path"], ascending=[False, True], ignore_index=True)[cols].head(top)
+    out = counts.sort_values(["units", "path"], ascending=[False, True], ignore_index=True)[cols].head(top)
+    return declare(out, {"steps": "count", "units": "count", "users": "count", "share": "rate", "goal_share": "rate"},
+                   headers={"units": f"{unit.removesuffix('_id').capitalize()}s", "share": "Share",
+                            "goal_share": f"Share reaching {goal}" if goal else "Share reaching the goal"})
 
 
 def transition_matrix(events: pd.DataFrame | ibis.Table, *, top_events: int = 15) -> pd.DataFrame:
@@ -226,4 +230,8 @@ def paths_before_drop(
                           ignore_index=True)
     paths["share"] = paths["users"] / len(dropped)
     paths.insert(0, "after_step", labels[k - 1])
-    return paths.sort_values(["users", "path"], ascending=[False, True], ignore_index=True).head(top)
+    out = paths.sort_values(["users", "path"], ascending=[False, True], ignore_index=True).head(top)
+    # one path per user here, so "units" repeats "users"
+    return declare(out, {"steps": "count", "users": "count", "share": "rate"}, hidden=["units"],
+                   headers={"after_step": "After step", "path": "What they did next", "users": "Users",
+                            "share": "Share of those who dropped"})

@@ -28,6 +28,7 @@ import pandas as pd
 
 from helpers.io import EventDataError, as_ibis, to_utc, utc_naive
 from helpers.retention.lifetimes import _observed_until
+from helpers.units import declare
 
 RISK_FEATURES = ("recency_days", "events_30d", "active_days_30d", "breadth", "tenure_days", "purchases",
                  "mean_survey_score", "support_tickets_30d")
@@ -345,9 +346,11 @@ def churn_risk(
     X, p = score(cph, cols, fill, until)
     contrib = (X.to_numpy() - cph._norm_mean.reindex(cols).to_numpy()) * cph.params_.reindex(cols).to_numpy()
     order = np.argsort(-contrib, axis=1)[:, :3]
-    names = np.array(cols, dtype=object)
+    # A factor says which way it pushes: "persona is not X" when not being in X is what raises the risk.
+    above, below = _factor_words(cols, covariates)
+    is_above = np.take_along_axis(X.to_numpy() > cph._norm_mean.reindex(cols).to_numpy(), order, axis=1)
     picked = np.take_along_axis(contrib, order, axis=1) > 0
-    chosen = pd.DataFrame(np.where(picked, names[order], ""), index=X.index)
+    chosen = pd.DataFrame(np.where(picked, np.where(is_above, above[order], below[order]), ""), index=X.index)
     factors = chosen[0].str.cat([chosen[1], chosen[2]], sep=", ").str.replace(r"(, )+$", "", regex=True)
     factors = factors.str.replace(r"^(, )+", "", regex=True).str.replace(r"(, ){2,}", ", ", regex=True)
     scores = pd.DataFrame({"user_id": X.index, "churn_probability": p, "calibrated_probability": mapping(p),
@@ -355,9 +358,35 @@ def churn_risk(
                            "top_factors": factors.to_numpy()}).sort_values("churn_probability", ascending=False)
     coefficients = cph.summary[["exp(coef)", "exp(coef) lower 95%", "exp(coef) upper 95%", "p"]].rename(columns={
         "exp(coef)": "hazard_ratio", "exp(coef) lower 95%": "ci_low", "exp(coef) upper 95%": "ci_high"})
-    coefficients = coefficients.reset_index().rename(columns={"covariate": "feature"})
+    coefficients = declare(coefficients.reset_index().rename(columns={"covariate": "feature"}),
+                           {"hazard_ratio": "ratio", "ci_low": "ratio", "ci_high": "ratio", "p": "p_value"},
+                           headers={"hazard_ratio": "Hazard ratio (per unit)"})
     checked = pd.DataFrame({"user_id": Xv.index, "churn_probability": pv, "churned": yv["churned"].to_numpy()})
     return RiskResult(scores.reset_index(drop=True), validation, calibration, coefficients, horizon_td, until, checked)
+
+
+def _factor_words(cols: Sequence[str], covariates: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Each model column in words, for a user above and below its mean: a one-hot level of a covariate reads
+    ``persona is X`` / ``persona is not X``, a behaviour ``sessions 30d higher than usual`` / ``... lower ...``.
+
+    Examples
+    --------
+    >>> above, below = _factor_words(["sessions_30d", "persona_Deal hunter"], ["persona"])
+    >>> above.tolist(), below.tolist()
+    (['sessions 30d higher than usual', 'persona is Deal hunter'], ['sessions 30d lower than usual', 'persona is not Deal hunter'])
+    """
+    above, below = [], []
+    for col in cols:
+        owner = next((c for c in covariates if col.startswith(f"{c}_")), None)
+        if owner is not None:
+            level = col[len(owner) + 1:]
+            above.append(f"{owner} is {level}")
+            below.append(f"{owner} is not {level}")
+        else:
+            words = col.replace("_", " ")
+            above.append(f"{words} higher than usual")
+            below.append(f"{words} lower than usual")
+    return np.array(above, dtype=object), np.array(below, dtype=object)
 
 
 def _covariates(users: pd.DataFrame | None, covariates: Sequence[str]) -> pd.DataFrame | None:
@@ -453,11 +482,19 @@ def risk_by_segment(risk: RiskResult, segment: pd.Series, *, threshold: float = 
     s = risk.scores.assign(segment=risk.scores["user_id"].map(seg).astype(object).fillna("(none)"))
     out = s.groupby("segment").agg(users=("user_id", "size"), mean_probability=(risk.probability, "mean"),
                                    share_at_risk=(risk.probability, lambda p: float((p >= threshold).mean())))
-    return out.sort_values("mean_probability", ascending=False).reset_index().rename(columns={"segment": segment.name or "segment"})
+    out = out.sort_values("mean_probability", ascending=False).reset_index().rename(columns={"segment": segment.name or "segment"})
+    return declare(out, {"users": "count", "mean_probability": "rate", "share_at_risk": "rate"}, headers={
+        "users": "Active users", "mean_probability": "Mean churn probability",
+        "share_at_risk": f"Share at or above {threshold:.0%}"})
 
 
 def risk_factor_counts(risk: RiskResult, *, min_decile: int = 9) -> pd.DataFrame:
     """How often each feature is among the top factors of the users in risk deciles ``min_decile``-10."""
     top = risk.scores[risk.scores["risk_decile"] >= min_decile]["top_factors"]
     counts = top.str.split(", ").explode().replace("", np.nan).dropna().value_counts()
-    return pd.DataFrame({"factor": counts.index, "users": counts.to_numpy(), "share": counts.to_numpy() / max(len(top), 1)})
+    out = pd.DataFrame({"factor": counts.index, "users": counts.to_numpy(), "share": counts.to_numpy() / max(len(top), 1)})
+    out.attrs["caption"] = (f"What pushes the risk up for the {len(top):,} riskiest active users (risk deciles "
+                            f"{min_decile}–10 of {len(risk.scores):,} scored): how many have each factor among their "
+                            "top three, in the direction it pushes.")
+    return declare(out, {"users": "count", "share": "rate"}, headers={
+        "factor": "Factor (raises the risk)", "users": "Riskiest users with it", "share": "Share of the riskiest users"})

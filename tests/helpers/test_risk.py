@@ -135,3 +135,30 @@ def test_churn_risk_says_clearly_when_every_user_at_the_validation_cut_churned()
     ev = pd.DataFrame(rows, columns=["user_id", "event", "timestamp"])
     with pytest.raises(EventDataError, match=r"every active user churned.*nothing to validate"):
         churn_risk(ev, horizon="30D", lookback="60D", observed_until=t0 + pd.Timedelta(days=130))
+
+
+def test_each_top_factor_says_which_way_it_pushes_and_agrees_with_the_model(sample_events):
+    """A persona that lowers the risk appears as "persona is not X" for users outside it, never as "persona is X"."""
+    from helpers.risk import risk_factor_counts
+    from helpers.sample import generate_journeys
+
+    users = generate_journeys(20_000, seed=0).truth[["user_id", "persona"]]  # the planted personas as a covariate
+    r = churn_risk(sample_events, users=users, covariates=["persona"])
+    hr = dict(zip(r.coefficients["feature"], r.coefficients["hazard_ratio"]))
+    persona = dict(zip(users["user_id"].astype(str), users["persona"]))
+    seen = 0
+    for uid, factors in zip(r.scores["user_id"], r.scores["top_factors"]):
+        for factor in filter(None, factors.split(", ")):
+            if factor.startswith("persona is not "):
+                level = factor.removeprefix("persona is not ")
+                assert persona[uid] != level and hr[f"persona_{level}"] < 1, factor
+                seen += 1
+            elif factor.startswith("persona is "):
+                level = factor.removeprefix("persona is ")
+                assert persona[uid] == level and hr[f"persona_{level}"] > 1, factor
+                seen += 1
+            else:
+                assert factor.endswith((" higher than usual", " lower than usual")), factor
+    assert seen > 100  # the persona is among the reasons of many users
+    counts = risk_factor_counts(r)
+    assert counts.attrs["caption"].startswith("What pushes the risk up for the ") and counts["users"].is_monotonic_decreasing

@@ -24,7 +24,7 @@ Where things live::
     stages.py        StageMap, load_stage_map: the stages and the rules that place an event in one
     progression.py   stage_progression: reach, current stage, flows
     kpis.py          KPIS, stage_kpis, touchpoint_matrix
-    satisfaction.py  satisfaction: NPS and CSAT per stage
+    satisfaction.py  satisfaction, satisfaction_display: NPS, CSAT and CES per stage (minimum responses)
     changes.py       journey_changes: before and after a date, equal windows, tested
 """
 
@@ -33,12 +33,12 @@ from __future__ import annotations
 from helpers.journey.changes import changes_display, changes_headline, journey_changes, kpi_display, midpoint
 from helpers.journey.kpis import KPIS, Kpi, stage_kpis, touchpoint_matrix
 from helpers.journey.progression import JourneyProgression, stage_progression
-from helpers.journey.satisfaction import SURVEYS, satisfaction
+from helpers.journey.satisfaction import MIN_RESPONSES, SURVEYS, satisfaction, satisfaction_display
 from helpers.journey.stages import Stage, StageMap, StageRule, load_stage_map
 from helpers.stats import Z95
 
 __all__ = [
     "changes_display", "changes_headline", "journey_changes", "JourneyProgression", "Kpi", "kpi_display", "KPIS",
-    "load_stage_map", "midpoint", "satisfaction", "Stage", "stage_kpis", "stage_progression", "StageMap",
+    "load_stage_map", "MIN_RESPONSES", "midpoint", "satisfaction", "satisfaction_display", "Stage", "stage_kpis", "stage_progression", "StageMap",
     "StageRule", "SURVEYS", "touchpoint_matrix", "Z95",
 ]

@@ -137,11 +137,14 @@ def _fmt(value: float, unit: str) -> str:
 
 def kpi_display(kpis: pd.DataFrame) -> pd.DataFrame:
     """:func:`stage_kpis` as text for a report table: stage, KPI, value with its unit, interval, definition."""
+    from helpers.journey.satisfaction import MIN_RESPONSES
+
     interval = [("" if pd.isna(lo) else f"{_fmt(lo, u)} – {_fmt(hi, u)}")
                 for lo, hi, u in zip(kpis["ci_low"], kpis["ci_high"], kpis["unit"])]
-    return pd.DataFrame({"stage": kpis["stage"], "KPI": kpis["kpi"].str.replace("_", " "),
-                         "value": [_fmt(v, u) for v, u in zip(kpis["value"], kpis["unit"])],
-                         "95% interval": interval, "definition": kpis["definition"]})
+    value = [f"too few responses ({int(n)} of {MIN_RESPONSES} needed)" if u == "score" and n < MIN_RESPONSES
+             else _fmt(v, u) for v, u, n in zip(kpis["value"], kpis["unit"], kpis["denominator"].fillna(0))]
+    return pd.DataFrame({"Stage": kpis["stage"], "KPI": kpis["kpi"].str.replace("_", " "), "Value": value,
+                         "95% CI": interval, "Definition": kpis["definition"]})
 
 
 def changes_display(changes: pd.DataFrame) -> pd.DataFrame:
@@ -149,10 +152,12 @@ def changes_display(changes: pd.DataFrame) -> pd.DataFrame:
     units = changes["unit"]
     diff = [("" if pd.isna(d) else (f"{d * 100:+.1f} pts" if u == "share" else f"{d:+,.2f}"))
             for d, u in zip(changes["difference"], units)]
-    return pd.DataFrame({"stage": changes["stage"], "KPI": changes["kpi"].str.replace("_", " "),
-                         "before": [_fmt(v, u) for v, u in zip(changes["value_before"], units)],
-                         "after": [_fmt(v, u) for v, u in zip(changes["value_after"], units)],
-                         "change": diff, "p (Holm)": changes["p_holm"].map(lambda p: "" if pd.isna(p) else f"{p:.2g}")})
+    from helpers.units import format_value
+
+    return pd.DataFrame({"Stage": changes["stage"], "KPI": changes["kpi"].str.replace("_", " "),
+                         "Before": [_fmt(v, u) for v, u in zip(changes["value_before"], units)],
+                         "After": [_fmt(v, u) for v, u in zip(changes["value_after"], units)],
+                         "Change": diff, "p (Holm-adjusted)": changes["p_holm"].map(lambda p: format_value(p, "p_value"))})
 
 
 def changes_headline(changes: pd.DataFrame) -> str:

@@ -102,5 +102,8 @@ def _progression(t: ibis.Table, tagged: ibis.Table, stage_map: StageMap, until: 
                                    ["forward", "skip"], "back")
     flows.insert(0, "from_stage", [names[int(i)] for i in flows["_from"]])
     flows.insert(1, "to_stage", [names[int(i)] for i in flows["_stage"]])
-    flows = flows[["from_stage", "to_stage", "direction", "users", "moves"]]
+    from helpers.units import declare
+
+    flows = declare(flows[["from_stage", "to_stage", "direction", "users", "moves"]], {"users": "count", "moves": "count"},
+                    headers={"from_stage": "From stage", "to_stage": "To stage"})
     return JourneyProgression(stages, flows, reached, until)

@@ -36,6 +36,8 @@ def _nps_summary(scores: pd.Series) -> dict:
             "ci_low": 100 * (p - d - half), "ci_high": 100 * (p - d + half)}
 
 
+MIN_RESPONSES = 30  # below this, a score is shown as "too few responses" (its interval is still shown)
+
 SURVEYS = {
     "nps": ("nps_response", "0-10; NPS = % promoters (9-10) - % detractors (0-6), -100..100"),
     "csat": ("csat_response", "1-5; CSAT = % satisfied (4 or 5)"),
@@ -49,6 +51,7 @@ def satisfaction(
     stage_map: StageMap | str | Path | Mapping[str, Any] | None = None,
     by: pd.Series | None = None,
     observed_until: Any = None,
+    min_responses: int = MIN_RESPONSES,
 ) -> pd.DataFrame:
     """NPS, CSAT and CES from survey events where present, overall, by stage and by a user-level segment.
 
@@ -56,7 +59,9 @@ def satisfaction(
     in when they answered (the stage of their latest stage event at or before the
     answer). ``by``: a Series indexed by ``user_id`` (e.g. persona). Columns:
     ``metric``, ``breakdown`` (overall / stage / the Series name), ``group``,
-    ``respondents``, ``value``, ``ci_low``, ``ci_high``, ``convention``.
+    ``respondents``, ``value``, ``ci_low``, ``ci_high``, ``convention``, ``too_few`` (fewer than
+    ``min_responses`` respondents: the value is computed, but pages show "too few responses" with its interval,
+    since an NPS of 4 answers moves by 50 points with one answer).
     Score conventions are in :data:`SURVEYS` (event names from the map's ``kpi_events``).
     """
     t = as_ibis(events)
@@ -81,7 +86,37 @@ def satisfaction(
                 rows.append({"metric": metric, "breakdown": breakdown, "group": group, "respondents": len(part),
                              **_survey_value(metric, part["score"].astype(float)), "convention": convention})
     cols = ["metric", "breakdown", "group", "respondents", "value", "ci_low", "ci_high", "convention"]
-    return pd.DataFrame(rows, columns=cols)
+    out = pd.DataFrame(rows, columns=cols)
+    out["too_few"] = out["respondents"] < min_responses
+    out.attrs["min_responses"] = min_responses
+    return out
+
+
+def satisfaction_display(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`satisfaction` as text for a report: each score in its own unit (NPS points, CSAT share, CES mean),
+    "too few responses" below the minimum, and the interval always.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"metric": ["nps", "csat"], "breakdown": "overall", "group": "all", "respondents": [4, 200],
+    ...                   "value": [50.0, 0.81], "ci_low": [-10.0, 0.75], "ci_high": [100.0, 0.86], "convention": "",
+    ...                   "too_few": [True, False]})
+    >>> satisfaction_display(t)[["Score", "95% CI"]].values.tolist()
+    [['too few responses (4 of 30 needed)', '-10.0 – 100.0'], ['81.0%', '75.0% – 86.0%']]
+    """
+    need = table.attrs.get("min_responses", MIN_RESPONSES)
+
+    def fmt(value: float, metric: str) -> str:
+        if pd.isna(value):
+            return ""
+        return f"{value:.1%}" if metric == "csat" else f"{value:.1f}"
+
+    score = [f"too few responses ({n} of {need} needed)" if few else fmt(v, m)
+             for v, m, n, few in zip(table["value"], table["metric"], table["respondents"], table["too_few"])]
+    interval = ["" if pd.isna(lo) else f"{fmt(lo, m)} – {fmt(hi, m)}"
+                for lo, hi, m in zip(table["ci_low"], table["ci_high"], table["metric"])]
+    return pd.DataFrame({"Survey": table["metric"].str.upper(), "Breakdown": table["breakdown"], "Group": table["group"],
+                         "Respondents": table["respondents"].map("{:,}".format), "Score": score, "95% CI": interval})
 
 
 def _survey_value(metric: str, scores: pd.Series) -> dict:

@@ -155,8 +155,15 @@ def persona_table(model: PersonaModel, kpis: pd.DataFrame) -> pd.DataFrame:
     out = model.summary().merge(k.drop(columns=[c for c in ("name", "users") if c in k.columns]), on="persona", how="left")
     revenue = out["revenue_per_user"] * out["users"]
     out["revenue_share"] = revenue / revenue.sum() if revenue.sum() > 0 else np.nan
-    return out[["name", "description", "users", "share", "conversion", "revenue_per_user", "revenue_share", "nps",
-                "nps_respondents", "churn_share"]]
+    from helpers.units import declare
+
+    out = out[["name", "description", "users", "share", "conversion", "revenue_per_user", "revenue_share", "nps",
+               "nps_respondents", "churn_share"]]
+    return declare(out, {"users": "count", "share": "rate", "conversion": "rate", "revenue_per_user": "money",
+                         "revenue_share": "rate", "nps": "score", "nps_respondents": "count", "churn_share": "rate"},
+                   headers={"name": "Persona", "description": "What sets it apart", "share": "Share of users",
+                            "revenue_per_user": "Revenue per user", "revenue_share": "Share of revenue", "nps": "NPS",
+                            "nps_respondents": "NPS respondents", "churn_share": "Churned"})
 
 
 def kpi_headline(table: pd.DataFrame, kpis: pd.DataFrame | None = None) -> str:

@@ -143,7 +143,8 @@ def styled(table: pd.DataFrame, *, percent: Sequence[str] = (), precision: int =
     ``percent`` marks more columns as rates. A pair ``ci_low``/``ci_high`` becomes one ``95% CI`` column in the
     unit of its estimate. Columns the result declares hidden are left out. Every other cell, and every column
     name, is text from the data: shortened to ``limit`` characters and HTML-escaped (a name may carry
-    ``<script>``). Tables longer than ten rows show the rest behind a click.
+    ``<script>``). Tables longer than ten rows show the rest behind a click. The caption is ``caption`` or the
+    one the result carries (``attrs["caption"]``: which users, how many).
 
     Examples
     --------
@@ -163,17 +164,20 @@ def styled(table: pd.DataFrame, *, percent: Sequence[str] = (), precision: int =
     columns = [c for c in table.columns if c not in hidden]
     out: dict[str, pd.Series] = {}
     numeric: list[str] = []
+    names = {str(c): c for c in columns}
     for col in columns:
         name = str(col)
-        if name.endswith("ci_high") and name.replace("ci_high", "ci_low") in table.columns:
-            continue  # shown with its ci_low
+        if name.endswith("_high") and name[:-5] + "_low" in names or name == "ci_high" and "ci_low" in names:
+            continue  # shown with its lower bound
         kind = units.kind_of(table, col)
-        if name.endswith("ci_low") and name.replace("ci_low", "ci_high") in table.columns:
-            high = name.replace("ci_low", "ci_high")
-            stem = name.replace("ci_low", "").strip("_")
+        high = "ci_high" if name == "ci_low" else name[:-4] + "_high" if name.endswith("_low") else None
+        if high in names:
+            stem = "" if name == "ci_low" else name[:-4].removesuffix("_ci")
+            if stem in names and col not in table.attrs.get("units", {}):
+                kind = units.kind_of(table, names[stem])
             head = f"{escape(units.header(table, stem), limit)} 95% CI" if stem else "95% CI"
-            lows = table[col].map(lambda v: units.format_value(v, kind))
-            highs = table[high].map(lambda v: units.format_value(v, kind))
+            lows = table[col].map(lambda v, k=kind: units.format_value(v, k))
+            highs = table[names[high]].map(lambda v, k=kind: units.format_value(v, k))
             out[head] = pd.Series([f"{a}–{b}" if a and b else "" for a, b in zip(lows, highs)], index=table.index)
             numeric.append(head)
             continue
@@ -187,7 +191,7 @@ def styled(table: pd.DataFrame, *, percent: Sequence[str] = (), precision: int =
                 out[head] = table[col].map(lambda v, k=kind: units.format_value(v, k))
             numeric.append(head)
     data = pd.DataFrame(out, index=table.index).reset_index(drop=True)
-    return Table(data, numeric, caption)
+    return Table(data, numeric, caption if caption is not None else table.attrs.get("caption"))
 
 
 def _is_missing(value: Any) -> bool:

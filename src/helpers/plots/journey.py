@@ -42,9 +42,13 @@ def journey_map(progression, *, touchpoints: pd.DataFrame | None = None, satisfa
             row = satisfaction[(satisfaction["metric"] == "nps") & (satisfaction["breakdown"] == "stage")
                                & (satisfaction["group"] == name)]
             if len(row):
-                nps = float(row["value"].iloc[0])
-                colour = "#1a7f37" if nps >= 30 else ("#b42318" if nps < 0 else "#9a6700")
-                lines.append(f"<span style='color:{colour}'>NPS {nps:+.0f} (n={int(row['respondents'].iloc[0])})</span>")
+                nps, n = float(row["value"].iloc[0]), int(row["respondents"].iloc[0])
+                if "too_few" in row and bool(row["too_few"].iloc[0]):  # one answer would move it by tens of points
+                    lines.append(f"<span style='color:#666'>NPS: too few responses (n={n})</span>")
+                else:
+                    colour = "#1a7f37" if nps >= 30 else ("#b42318" if nps < 0 else "#9a6700")
+                    lines.append(f"<span style='color:{colour}'>NPS {nps:+.0f} (95% CI {float(row['ci_low'].iloc[0]):+.0f} "
+                                 f"to {float(row['ci_high'].iloc[0]):+.0f}, n={n})</span>")
         below.append("<br>".join(filter(None, lines)))
     fig.update_xaxes(tickvals=x, ticktext=[f"<b>{label(n)}</b><br>{b}" for n, b in zip(stages["stage"], below)])
     fig.update_yaxes(title="users who reached the stage", range=[0, top * 1.35])
@@ -72,7 +76,11 @@ def touchpoint_heatmap(touchpoints: pd.DataFrame, value: str = "users") -> go.Fi
 
 def kpi_tiles(kpis: pd.DataFrame, *, columns: int = 4) -> go.Figure:
     """One tile per available KPI from :func:`helpers.journey.stage_kpis`, with its stage and interval."""
-    rows = kpis[kpis["available"]].reset_index(drop=True)
+    from helpers.journey.satisfaction import MIN_RESPONSES
+
+    # A score on too few answers is no headline: the table below says "too few responses" with its interval.
+    few = (kpis["unit"] == "score") & (kpis["denominator"].fillna(0) < MIN_RESPONSES)
+    rows = kpis[kpis["available"] & ~few].reset_index(drop=True)
     n_rows = max(1, int(np.ceil(len(rows) / columns)))
     fig = go.Figure()
     if rows.empty:

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from helpers.io import US_PER_DAY, EventDataError, as_ibis, epoch_us
+from helpers.units import declare
 
 
 @dataclass
@@ -158,6 +159,11 @@ def survival_curves(
             row.update({f"survival_{d}d": s, f"survival_{d}d_low": lo, f"survival_{d}d_high": hi})
         medians.append(row)
     med = pd.DataFrame(medians).replace([np.inf, -np.inf], np.nan)
+    declare(med, {"users": "count", "churned": "count", "median_days": "days", "median_low": "days",
+                  "median_high": "days", **{c: "rate" for c in med.columns if str(c).startswith("survival_")}},
+            headers={"group": "Group", "users": "Users", "churned": "Churned", "median_days": "Median lifetime",
+                     "median": "Median lifetime",  # the header of its interval (median_low, median_high)
+                     **{f"survival_{_days_label(d)}d": f"Still active after {_days_label(d)} days" for d in at}})
     p = float("nan")
     if groups.nunique() > 1:
         p = float(multivariate_logrank_test(df[duration_col], groups, df[event_col]).p_value)
@@ -287,6 +293,8 @@ def hazard_ratios(
         "ci_high": s.loc[[m[0] for m in rows_meta], "exp(coef) upper 95%"].to_numpy(),
         "p": s.loc[[m[0] for m in rows_meta], "p"].to_numpy(),
     })
+    declare(table, {"hazard_ratio": "ratio", "ci_low": "ratio", "ci_high": "ratio", "p": "p_value"},
+            headers={"hazard_ratio": "Hazard ratio", "baseline": "Compared with"})
     # The Schoenfeld-residual test grows quadratically (82 s at 100k rows against 8 s for the fit): a diagnostic,
     # so above ph_rows it runs on a model refitted to a random ph_rows of them (lifelines tests a model on its own data).
     checked = cph
@@ -392,4 +400,7 @@ def retention_drivers(
         out = out.sort_values("hazard_ratio").reset_index(drop=True)
     out.attrs.update(landmark_days=first_days, users=len(life), adjusted_for=adjust_for if adjust is not None else None,
                      note=note)
-    return out
+    return declare(out, {"users": "count", "share": "rate", "hazard_ratio": "ratio", "ci_low": "ratio",
+                         "ci_high": "ratio", "p": "p_value", "p_holm": "p_value", "phi": "number"},
+                   headers={"users": "Users who did it", "share": "Share of users", "hazard_ratio": "Hazard ratio",
+                            "p_holm": "p (Holm-adjusted)", "phi": "Correlation (phi)"})

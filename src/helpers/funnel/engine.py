@@ -1,40 +1,4 @@
-"""Conversion funnels: who reaches each step, who drops, who is still in progress.
-
-Semantics (each sentence is pinned by a test):
-
-- A step is an event name, ``"*"`` for any event, a list of event names
-  (any of them: ``["product1", "product2"]``), or ``Step(event, where={...})``
-  whose property filters must match exactly.
-- A step whose events are not in the data is warned about, naming the
-  closest event names, and counted as reached by nobody (``absent_steps``).
-- ``order="ordered"``: a user reaches step k when some occurrence of step 1 is
-  followed by an occurrence of step 2 at or after it, step 3 at or after that,
-  and so on; other events may come in between. Steps are matched greedily,
-  each to the earliest qualifying moment; several consecutive steps may share
-  a moment when it holds a separate event for each of them.
-- ``order="strict"``: as ordered, and no event of any name happens strictly
-  between (in time) two consecutive matched steps.
-- ``order="any"``: the steps may happen in any order; an attempt starts at any
-  funnel event, and reaches step k when steps 1..k each occur (as separate
-  occurrences where a step repeats) within the window from that start. A
-  step's time is when the first k steps had all happened.
-- Every step after the first must happen within ``conversion_window`` of the
-  attempt's start (inclusive). Every occurrence of step 1 (in ``any``: of any
-  step) starts an attempt; each user counts once, at the furthest step of
-  their best attempt, the earliest such attempt when several tie.
-- The same event used in two steps needs two separate occurrences; events
-  with equal timestamps count in funnel order.
-- ``exclusions=[("cancel", 1, 2)]``: an attempt with a ``cancel`` event strictly
-  between its matched steps 1 and 2 (0-based indices into ``steps``) is void
-  and not counted at all; a later clean attempt still counts.
-- ``by``: an event column, read at the counted attempt's first event (first
-  touch), or a user-level Series/DataFrame mapped on ``user_id``; missing
-  values form the segment ``"(none)"``.
-- Censoring: events after ``observed_until`` (default: the last timestamp) are
-  ignored; a user whose counted attempt started less than
-  ``conversion_window`` before ``observed_until`` and has not finished is
-  ``in_progress`` at their step, not ``dropped``.
-"""
+"""The funnel engine: compute_funnel and its result (the rules are in :mod:`helpers.funnel`)."""
 
 from __future__ import annotations
 
@@ -45,17 +9,22 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 import ibis
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from helpers.io import EventDataError, as_ibis, epoch_us, to_utc, to_utc_series
 from helpers.units import declare
-from helpers.stats import holm_adjust, wilson_interval  # noqa: F401 (public here too, where they were first)
-
-__all__ = ["FunnelResult", "Step", "compare_segments", "comparison_headline", "compute_funnel", "rank_friction",
-           "holm_adjust", "value_per_conversion", "wilson_interval"]
 
 NONE_SEGMENT = "(none)"
 Order = Literal["ordered", "strict", "any"]
+
+# What the result tables hold, for every page that shows them (helpers.units).
+_TABLE_UNITS = {"users": "count", "conversion_from_start": "rate", "conversion_from_previous": "rate",
+                "dropped": "count", "in_progress": "count", "median_time_from_previous": "duration",
+                "median_time_from_start": "duration"}
+_TABLE_HEADERS = {"users": "Users", "conversion_from_start": "Conversion from start",
+                  "conversion_from_previous": "Conversion from previous step", "dropped": "Dropped",
+                  "in_progress": "Still in progress", "median_time_from_previous": "Median time from previous step",
+                  "median_time_from_start": "Median time from start"}
+
 
 
 @dataclass(frozen=True)
@@ -151,7 +120,7 @@ class FunnelResult:
         text = (f"Of {started:,} users who did {self.steps[0].label}, {done:,} ({done / started:.1%}) reached "
                 f"{self.steps[-1].label} within {_readable(self.conversion_window)}")
         if worst:
-            text += (f"; the biggest drop-off is {self.steps[k - 1].label} → {self.steps[k].label}: {worst:,} users "
+            text += (f"; the most users are lost at {self.steps[k - 1].label} → {self.steps[k].label}: {worst:,} "
                      f"({worst / entered:.1%} of those who got there) went no further")
         waiting = int(pu["in_progress"].sum())
         return text + (f"; {waiting:,} are still within their window." if waiting else ".")
@@ -456,176 +425,3 @@ def _summarise(per_user: pd.DataFrame, steps: list[Step], window: pd.Timedelta, 
     return FunnelResult(table, out, steps, window, order, seg_name, until)
 
 
-# ----------------------------------------------------------------------------- comparing segments
-
-# What the result tables hold, for every page that shows them (helpers.units).
-_TABLE_UNITS = {"users": "count", "conversion_from_start": "rate", "conversion_from_previous": "rate",
-                "dropped": "count", "in_progress": "count", "median_time_from_previous": "duration",
-                "median_time_from_start": "duration"}
-_TABLE_HEADERS = {"users": "Users", "conversion_from_start": "Conversion from start",
-                  "conversion_from_previous": "Conversion from previous step", "dropped": "Dropped",
-                  "in_progress": "Still in progress", "median_time_from_previous": "Median time from previous step",
-                  "median_time_from_start": "Median time from start"}
-_COMPARE_UNITS = {"entered": "count", "converted": "count", "conversion": "rate", "ci_low": "rate", "ci_high": "rate",
-                  "difference": "rate", "difference_ci_low": "rate", "difference_ci_high": "rate",
-                  "p_value": "p_value", "p_holm": "p_value"}
-_COMPARE_HEADERS = {"from_step": "From step", "step": "To step", "entered": "Users at the previous step",
-                    "converted": "Users converted", "difference": "Difference (points)",
-                    "p_value": "p", "p_holm": "p (Holm-adjusted)"}
-_FRICTION_UNITS = {"users": "count", "users_lost": "count", "in_progress": "count", "downstream_conversion": "rate",
-                   "share_lost": "rate", "value_lost": "money"}
-_FRICTION_HEADERS = {"from_step": "From step", "to_step": "To step", "users": "Users at the step",
-                     "users_lost": "Users lost", "in_progress": "Still in progress",
-                     "downstream_conversion": "Of those passing, reach the end", "share_lost": "Share lost",
-                     "value_lost": "Value lost"}
-
-
-def _difference_interval(k1: np.ndarray, n1: np.ndarray, k0: np.ndarray, n0: np.ndarray
-                         ) -> tuple[np.ndarray, np.ndarray]:
-    """Newcombe's hybrid score interval (his method 10) for p1 - p0, built from the two Wilson intervals: the
-    interval of the lift itself, which is what a reader of a difference needs (not the variant's rate's).
-
-    Examples
-    --------
-    >>> lo, hi = _difference_interval(np.array([56.]), np.array([70.]), np.array([48.]), np.array([80.]))
-    >>> round(float(lo[0]), 4), round(float(hi[0]), 4)  # Newcombe (1998), Statist. Med. 17:873, 56/70 - 48/80
-    (0.0524, 0.3339)
-    """
-    l1, u1 = wilson_interval(k1, n1)
-    l0, u0 = wilson_interval(k0, n0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p1, p0 = k1 / n1, k0 / n0
-    d = p1 - p0
-    return d - np.sqrt((p1 - l1) ** 2 + (u0 - p0) ** 2), d + np.sqrt((u1 - p1) ** 2 + (p0 - l0) ** 2)
-
-
-
-def compare_segments(result: FunnelResult, baseline: str | None = None, *, min_users: int = 30) -> pd.DataFrame:
-    """Conversion per step and segment, with Wilson intervals and Holm-corrected tests against a baseline.
-
-    For every step after the first and every segment: ``entered`` (users at
-    the previous step), ``converted`` (users at this step), ``conversion``
-    (step from previous) with its 95% Wilson interval, ``difference`` to the
-    baseline segment (or, with ``baseline=None``, to all other segments
-    pooled) with its own 95% interval (``difference_ci_low``/``_high``,
-    Newcombe's hybrid score interval; empty for the baseline itself),
-    a two-sided two-proportion z-test ``p_value`` and ``p_holm``
-    (Holm over all comparisons made), and ``small`` when fewer than
-    ``min_users`` entered the step.
-
-    Examples
-    --------
-    >>> toy = pd.DataFrame({"user_id": list("abcd") * 2, "event": ["visit"] * 4 + ["buy"] * 4,
-    ...                     "timestamp": pd.to_datetime(["2025-01-01"] * 4 + ["2025-01-02"] * 4, utc=True)})
-    >>> r = compute_funnel(toy, ["visit", "buy"], by=pd.Series({"a": "A", "b": "A", "c": "B", "d": "B"}, name="variant"))
-    >>> compare_segments(r, baseline="A")[["variant", "conversion", "difference"]].values.tolist()
-    [['A', 1.0, 0.0], ['B', 1.0, 0.0]]
-    """
-    if result.by is None:
-        raise EventDataError("compare_segments needs a funnel computed with by=...")
-    seg = result.by
-    table = result.table.sort_values([seg, "step_index"])
-    table = table.assign(entered=table.groupby(seg)["users"].shift(1)).dropna(subset=["entered"])
-    table = table.rename(columns={"users": "converted"})
-    table["entered"] = table["entered"].astype(int)
-    segments = sorted(table[seg].unique())
-    if baseline is not None and baseline not in segments:
-        raise EventDataError(f"baseline {baseline!r} is not a segment; segments: {segments}.")
-    rows = []
-    for step_index, g in table.groupby("step_index"):
-        g = g.set_index(seg)
-        for s in segments:
-            if s not in g.index:
-                continue
-            k1, n1 = g.loc[s, "converted"], g.loc[s, "entered"]
-            if baseline is None:
-                others = g.drop(index=s)
-                k0, n0 = others["converted"].sum(), others["entered"].sum()
-            else:
-                k0, n0 = g.loc[baseline, "converted"], g.loc[baseline, "entered"]
-            p1 = k1 / n1 if n1 else np.nan
-            p0 = k0 / n0 if n0 else np.nan
-            compared = not (baseline is not None and s == baseline) and n1 > 0 and n0 > 0
-            p_value = np.nan
-            if compared:
-                pooled = (k1 + k0) / (n1 + n0)
-                se = np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n0))
-                p_value = 1.0 if se == 0 else float(2 * stats.norm.sf(abs((p1 - p0) / se)))
-            rows.append({seg: s, "step_index": step_index, "step": g.loc[s, "step"],
-                         "from_step": result.steps[step_index - 2].label, "entered": int(n1), "converted": int(k1),
-                         "conversion": p1, "difference": (p1 - p0) if not np.isnan(p0) else np.nan,
-                         "_k0": float(k0), "_n0": float(n0) if compared else np.nan,
-                         "p_value": p_value, "small": n1 < min_users})
-    out = pd.DataFrame(rows)
-    lo, hi = wilson_interval(out["converted"].to_numpy(float), out["entered"].to_numpy(float))
-    out.insert(out.columns.get_loc("conversion") + 1, "ci_low", lo)
-    out.insert(out.columns.get_loc("ci_low") + 1, "ci_high", hi)
-    d_lo, d_hi = _difference_interval(out["converted"].to_numpy(float), out["entered"].to_numpy(float),
-                                      out["_k0"].to_numpy(), out["_n0"].to_numpy())
-    out.insert(out.columns.get_loc("difference") + 1, "difference_ci_low", d_lo)
-    out.insert(out.columns.get_loc("difference_ci_low") + 1, "difference_ci_high", d_hi)
-    out = out.drop(columns=["_k0", "_n0"])
-    out["p_holm"] = holm_adjust(out["p_value"].to_numpy())
-    return declare(out.reset_index(drop=True), _COMPARE_UNITS, hidden=["step_index", "small"], headers=_COMPARE_HEADERS)
-
-
-def rank_friction(result: FunnelResult, value_per_conversion: float | None = None) -> pd.DataFrame:
-    """Every step transition ranked by users lost (and value lost when a value per conversion is known).
-
-    ``users_lost`` counts users who reached the step before and dropped there
-    (in-progress users are not lost yet); ``value_lost`` is ``users_lost`` times
-    the share of those users who would have converted to the end at the
-    downstream rate, times ``value_per_conversion``.
-    """
-    seg = result.by
-    table = result.table.copy()
-    keys = [seg] if seg else []
-    table = table.sort_values(keys + ["step_index"])
-    table["to_step"] = table.groupby(keys)["step"].shift(-1) if keys else table["step"].shift(-1)
-    table["final_users"] = table.groupby(keys)["users"].transform("last") if keys else table["users"].iloc[-1]
-    table = table[table["to_step"].notna()].copy()
-    # Downstream conversion: of those who passed this transition, the share who reached the end.
-    passed = table["users"] - table["dropped"] - table["in_progress"]
-    table["downstream_conversion"] = table["final_users"] / passed.where(passed > 0)
-    out = table.rename(columns={"step": "from_step", "dropped": "users_lost"})[
-        keys + ["step_index", "from_step", "to_step", "users", "users_lost", "in_progress", "downstream_conversion"]]
-    out["share_lost"] = out["users_lost"] / out["users"]
-    sort = ["users_lost"]
-    if value_per_conversion is not None:
-        out["value_lost"] = out["users_lost"] * out["downstream_conversion"].fillna(0) * value_per_conversion
-        sort = ["value_lost", "users_lost"]
-    return declare(out.sort_values(sort, ascending=False, ignore_index=True), _FRICTION_UNITS, hidden=["step_index"],
-                   headers=_FRICTION_HEADERS)
-
-
-def comparison_headline(comparison: pd.DataFrame) -> str:
-    """One sentence on the most significant difference in a :func:`compare_segments` table."""
-    tested = comparison.dropna(subset=["p_holm"])
-    if tested.empty:
-        return "No segment comparison could be tested."
-    seg = comparison.columns[0]
-    row = tested.sort_values(["p_holm", "difference"], ascending=[True, False]).iloc[0]
-    verb = "lifts" if row["difference"] > 0 else "lowers"
-    verdict = "significant" if row["p_holm"] < 0.05 else "not significant"
-    return (f"{seg} {row[seg]} {verb} {row['from_step']} → {row['step']} by {abs(row['difference']) * 100:.1f} points "
-            f"(95% CI of the difference {row['difference_ci_low'] * 100:+.1f} to {row['difference_ci_high'] * 100:+.1f} "
-            f"points; {row['conversion']:.1%} converted; Holm-adjusted p = {row['p_holm']:.2g}, {verdict}).")
-
-
-def value_per_conversion(events: pd.DataFrame | ibis.Table, event: str = "purchase") -> float | None:
-    """Mean total ``value`` of ``event`` per user who did it: what one conversion is worth (None without values).
-
-    Examples
-    --------
-    >>> toy = pd.DataFrame({"user_id": ["a", "a", "b"], "event": ["purchase"] * 3, "value": [10.0, 20.0, 30.0],
-    ...                     "timestamp": pd.to_datetime(["2025-01-01", "2025-01-02", "2025-01-01"], utc=True)})
-    >>> value_per_conversion(toy)
-    30.0
-    """
-    t = as_ibis(events)
-    if "value" not in t.columns:
-        return None
-    hits = t.filter(t.event == event)
-    per_user = hits.group_by("user_id").aggregate(v=hits.value.sum())
-    mean = per_user.v.mean().execute()
-    return None if mean is None or pd.isna(mean) else float(mean)
