@@ -100,6 +100,28 @@ def test_every_interval_is_in_the_unit_of_its_estimate(sample_run, browser):
     assert checked > 20
 
 
+def test_every_page_has_contents_and_previous_next_links_and_the_index_links_findings_to_sections(sample_run, browser):
+    run_dir = sample_run.run_dir
+    pages = [p for p in sorted(run_dir.glob("*.html")) if p.name != "index.html"]
+    page = browser.new_page()
+    for path in pages:
+        page.goto(path.as_uri(), wait_until="load")
+        toc = page.locator("nav.toc a").evaluate_all("els => els.map(e => e.getAttribute('href'))")
+        assert len(toc) >= 2, path.name
+        for href in toc:  # every entry leads to a heading on the page
+            assert page.locator(f"h2[id='{href[1:]}']").count() == 1, (path.name, href)
+        pager = page.locator("nav.pager").first.locator("a").evaluate_all("els => els.map(e => e.getAttribute('href'))")
+        assert pager and all((run_dir / h).exists() for h in pager), (path.name, pager)
+    page.goto((run_dir / "index.html").as_uri(), wait_until="load")
+    links = page.locator("section.findings a").evaluate_all("els => els.map(e => e.getAttribute('href'))")
+    assert links and "#" in links[0], links  # the first finding leads to its section
+    for href in links:
+        file, _, section = href.partition("#")
+        target = (run_dir / file).read_text(encoding="utf-8")
+        assert not section or f'id="{section}"' in target, href
+    page.close()
+
+
 def test_no_report_is_larger_than_15_mb(sample_run):
     sizes = {p.name: p.stat().st_size for p in sample_run.run_dir.glob("*.html")}
     assert max(sizes.values()) < 15 * 1024**2, sizes

@@ -140,7 +140,7 @@ def test_a_run_publishes_html_an_index_and_latest(two_notebooks):
     assert "data 2025-01-01 to 2025-01-31 (UTC)" in page  # header with the data range
 
     index = (run_dir / "index.html").read_text()
-    assert "<b>Answer.</b> the label is a, 6 x 7 = 42" in index
+    assert '<b><a href="01_first.html">Answer</a>.</b> the label is a, 6 x 7 = 42' in index  # linked to its page
     assert index.index("Title of 02_second") < index.index("Title of 01_first")  # index_first
     assert "toy, 2025-01-01 to 2025-01-31" in index and "<td>events</td><td>3</td>" in index
     meta = json.loads((run_dir / "run.json").read_text())

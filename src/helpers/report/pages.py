@@ -29,16 +29,21 @@ _STYLE = """
   .report-header { border-bottom: 1px solid #ddd; margin: 24px 0 8px; padding-bottom: 8px; color: #444; font-size: 14px; }
   .report-header a { color: #1f5fa8; }
   .jp-RenderedHTMLCommon table, table.dataframe { display: block; max-width: 100%; overflow-x: auto; }
-  .jp-RenderedHTMLCommon td, .jp-RenderedHTMLCommon th { white-space: nowrap; }
+  .jp-RenderedHTMLCommon td, .jp-RenderedHTMLCommon th { white-space: normal; }
+  nav.toc { background: #f5f8fc; border-left: 4px solid #1f5fa8; padding: 8px 20px; margin: 12px 0 20px; font-size: 14px; }
+  nav.toc ol { margin: 4px 0; padding-left: 20px; } nav.toc a, nav.pager a { color: #1f5fa8; }
+  nav.pager { display: flex; justify-content: space-between; gap: 16px; margin: 24px 0 8px; font-size: 14px; }
 </style>
 """
 
 
-def render_html(executed: str | os.PathLike[str], out: str | os.PathLike[str], *, header: str = "") -> Path:
+def render_html(executed: str | os.PathLike[str], out: str | os.PathLike[str], *, header: str = "",
+                footer: str = "") -> Path:
     """Render an executed notebook to stakeholder HTML: prose, tables and charts only.
 
     Drops code, the (injected) parameter and setup cells, stderr and warnings,
-    and external scripts; prepends ``header`` (HTML) to the body; and adds a
+    and external scripts; prepends ``header`` (HTML) to the body and appends ``footer``; puts a table of
+    contents (the page's sections) under its title; and adds a
     Content-Security-Policy that lets only the scripts the renderer wrote run
     (see :func:`content_security_policy`).
     """
@@ -59,9 +64,62 @@ def render_html(executed: str | os.PathLike[str], out: str | os.PathLike[str], *
                   body, count=1)
     body = body.replace("</head>", _STYLE + "</head>", 1)
     body = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + header, body, count=1)
+    body = _with_contents(body)
+    if footer:
+        body = body.replace("</body>", footer + "</body>", 1)
     out = Path(out)
     out.write_text(body, encoding="utf-8")
     return out
+
+
+_H2 = re.compile(r'<h2 id="([^"]+)">(.*?)<a class="anchor-link"', re.S)
+
+
+def sections(page: str) -> list[tuple[str, str]]:
+    """The ``(anchor, text)`` of each section heading (``##``) of a rendered page, in order.
+
+    Examples
+    --------
+    >>> sections('<h2 id="Why-x?">Why <b>x</b>?<a class="anchor-link" href="#Why-x?">¶</a></h2>')
+    [('Why-x?', 'Why x?')]
+    """
+    import html
+
+    return [(anchor, html.unescape(re.sub(r"<[^>]+>", "", text)).strip()) for anchor, text in _H2.findall(page)]
+
+
+def _with_contents(body: str) -> str:
+    """The page with a table of contents of its sections after its title (nothing for a page with one section)."""
+    import html
+
+    found = sections(body)
+    if len(found) < 2:
+        return body
+    items = "".join(f'<li><a href="#{anchor}">{html.escape(text)}</a></li>' for anchor, text in found)
+    nav = f'<nav class="toc" aria-label="On this page"><b>On this page</b><ol>{items}</ol></nav>'
+    at = body.find("</h1>")
+    return body[:at + 5] + nav + body[at + 5:] if at >= 0 else body
+
+
+def finding_sections(executed: str | os.PathLike[str]) -> dict[str, str]:
+    """For each finding a notebook records (``report.finding("Title", ...)``), the text of the ``##`` section it
+    sits in, so that the index can link to it."""
+    nb = nbformat.read(executed, as_version=4)
+    current, out = "", {}
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("## "):
+                    current = line[3:].strip()
+        elif cell.cell_type == "code":
+            for title in re.findall(r"""report\.finding\(\s*["']([^"']+)["']""", cell.source):
+                out.setdefault(title, current)
+    return out
+
+
+def _same_heading(a: str, b: str) -> bool:
+    norm = lambda text: re.sub(r"[^0-9a-z]+", "", text.lower())  # noqa: E731 - markdown marks and HTML differ
+    return norm(a) == norm(b)
 
 
 def _exporter():

@@ -24,7 +24,14 @@ import nbformat
 
 from helpers import config
 from helpers.report.notes import RUN_DIR_ENV, RUN_SALT_ENV
-from helpers.report.pages import _INDEX_CSP, _notebook_title, render_html
+from helpers.report.pages import (
+    _INDEX_CSP,
+    _notebook_title,
+    _same_heading,
+    finding_sections,
+    render_html,
+    sections,
+)
 from helpers.report.privacy import PrivacyError, _load_ids, check_id_source, privacy_problems
 from helpers.report.settings import (
     ConfigError,
@@ -245,11 +252,18 @@ def _render_and_publish(cfg: ReportConfig, selected: list, params: dict, duratio
     run_date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started))
     data_range = f"data {data.get('first', '?')[:10]} to {data.get('last', '?')[:10]} (UTC)" if data else "data range unknown"
     titles = {nb.name: _notebook_title(nb.path) for nb in selected}
-    htmls = []
-    for nb in selected:
+    reading = sorted(selected, key=lambda nb: not nb.index_first)  # the order of the index
+    htmls, anchors = [], {}
+    for i, nb in enumerate(reading):
+        pager = _pager(reading[i - 1] if i else None, reading[i + 1] if i + 1 < len(reading) else None, titles)
         header = (f'<div class="report-header"><a href="index.html">{html.escape(cfg.title)}</a> · '
-                  f"run {run_date} · {html.escape(data_range)}</div>")
-        htmls.append(render_html(tmp / nb.path.name, tmp / f"{nb.path.stem}.html", header=header))
+                  f"run {run_date} · {html.escape(data_range)}</div>{pager}")
+        page = render_html(tmp / nb.path.name, tmp / f"{nb.path.stem}.html", header=header, footer=pager)
+        htmls.append(page)
+        found = sections(page.read_text(encoding="utf-8"))
+        for title, heading in finding_sections(tmp / nb.path.name).items():
+            anchor = next((a for a, text in found if heading and _same_heading(text, heading)), None)
+            anchors[(nb.name, title)] = f"{page.name}#{anchor}" if anchor else page.name
     try:
         # this run's events (config.resolve_path points data/processed at the run's copy)
         ids = _load_ids(config.resolve_path(cfg.privacy_ids_from) if cfg.privacy_ids_from else None)
@@ -267,7 +281,9 @@ def _render_and_publish(cfg: ReportConfig, selected: list, params: dict, duratio
                        "index_first": nb.index_first} for nb in selected],
     }
     (tmp / "run.json").write_text(json.dumps(meta, indent=2, default=str))
-    (tmp / "index.html").write_text(_index_html(meta, _findings(tmp, [nb.name for nb in selected])), encoding="utf-8")
+    findings = [{**f, "href": anchors.get((f["notebook"], f["title"]), "")}
+                for f in _findings(tmp, [nb.name for nb in selected])]
+    (tmp / "index.html").write_text(_index_html(meta, findings), encoding="utf-8")
     (tmp / OWNER_FILE).unlink(missing_ok=True)
     final = reports / run_id
     unpublished: list[str] = []
@@ -281,6 +297,16 @@ def _render_and_publish(cfg: ReportConfig, selected: list, params: dict, duratio
             _point_latest(reports, final)
     discard_workspace(workspace)  # what was not published (a partial run's data) goes
     return final, unpublished
+
+
+def _pager(previous, following, titles: Mapping[str, str]) -> str:
+    """Previous / next links between the pages of a run, in the index's order."""
+    def link(nb, arrow: str) -> str:
+        if nb is None:
+            return "<span></span>"
+        text = html.escape(titles[nb.name])
+        return f'<a href="{html.escape(nb.path.stem)}.html">{"← " if arrow == "prev" else ""}{text}{" →" if arrow == "next" else ""}</a>'
+    return f'<nav class="pager" aria-label="Pages">{link(previous, "prev")}{link(following, "next")}</nav>'
 
 
 def _point_latest(reports: Path, target: Path) -> None:
@@ -307,7 +333,9 @@ def _index_html(meta: Mapping[str, Any], findings: list[Mapping[str, str]]) -> s
     notebooks = sorted(meta["notebooks"], key=lambda n: not n["index_first"])
     rows = "".join(f'<tr><td><a href="{esc(n["file"])}">{esc(n["title"])}</a></td>'
                    f'<td style="text-align:right">{meta["durations"].get(n["name"], 0):.1f} s</td></tr>' for n in notebooks)
-    found = "".join(f"<li><b>{esc(f['title'])}.</b> {esc(f['text'])}</li>" for f in findings) or "<li>No findings were recorded.</li>"
+    found = "".join((f'<li><b><a href="{esc(f["href"])}">{esc(f["title"])}</a>.</b> ' if f.get("href") else
+                     f"<li><b>{esc(f['title'])}.</b> ") + f"{esc(f['text'])}</li>" for f in findings) \
+        or "<li>No findings were recorded.</li>"
     quality = "".join(f"<tr><td>{esc(str(r['check']))}</td><td>{esc(str(r['value']))}</td></tr>" for r in data.get("summary", []))
     params = "".join(f"<tr><td>{esc(name)}</td><td><code>{esc(json.dumps(p, default=str))}</code></td></tr>"
                      for name, p in meta["parameters"].items())
