@@ -59,3 +59,20 @@ def test_papermill_reads_every_parameter_the_runner_checks(path):
 
     seen = papermill.inspect_notebook(str(path))
     assert set(seen) == set(report.notebook_parameters(path))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_stakeholder_prose_carries_no_analyst_instructions(path):
+    """File paths, parameters and notebook plumbing belong in cells tagged ``analyst`` (shown only in JupyterLab)."""
+    import re
+
+    from helpers.report import HIDDEN_CELL_TAGS
+
+    assert "analyst" in HIDDEN_CELL_TAGS
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type != "markdown" or "analyst" in cell.metadata.get("tags", []):
+            continue
+        found = re.findall(r"(?i)\b(?:data|config|notebooks|reports)/|\.(?:parquet|ipynb|yaml)\b|parameters? (?:below|cell)"
+                           r"|change the parameters|the \w+ notebook", cell.source)
+        assert not found, (path.name, found, cell.source[:120])

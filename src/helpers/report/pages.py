@@ -14,7 +14,7 @@ from typing import Iterable
 
 import nbformat
 
-HIDDEN_CELL_TAGS = {"parameters", "injected-parameters", "setup", "remove-cell"}
+HIDDEN_CELL_TAGS = {"parameters", "injected-parameters", "setup", "remove-cell", "analyst"}  # analyst: notes for JupyterLab only
 
 
 def _strip_external_scripts(text: str) -> str:
