@@ -89,3 +89,16 @@ def test_styled_tables_escape_cells_and_column_names_and_keep_numbers_formatted(
     assert "<img" not in html and html.count("&lt;img src=x onerror=alert(1)&gt;") == 2
     assert "1,234" in html and "50.0%" in html
     assert "x" * 120 + "…" in html and "x" * 121 not in html
+
+
+def test_a_segment_keeps_its_colour_on_every_chart():
+    from helpers.funnel import compare_segments, compute_funnel
+
+    users = [f"u{i}" for i in range(60)]
+    ev = pd.DataFrame({"user_id": users * 2, "event": ["visit"] * 60 + ["buy"] * 60,
+                       "timestamp": pd.to_datetime(["2025-01-01"] * 60 + ["2025-01-02"] * 60, utc=True)})
+    seg = pd.Series(["Browsers", "Deal hunters", "(none)"] * 20, index=users, name="persona")
+    result = compute_funnel(ev, ["visit", "buy"], by=seg)
+    bars = {t.name: t.marker.color for t in plots.funnel_chart(result).data}
+    dots = {t.name: t.marker.color for t in plots.segment_comparison(compare_segments(result)).data}
+    assert bars == dots and len(set(bars.values())) == 3 and bars["(none)"] == plots.NEUTRAL

@@ -17,6 +17,27 @@ from helpers.report import escape, shorten
 
 TEMPLATE = "plotly_white"
 PALETTE = px.colors.qualitative.Safe  # colour-blind safe
+NEUTRAL = "#8c8c8c"  # "all", "(none)": groups that are no segment of their own
+_NEUTRAL_GROUPS = {"all", "(all)", "(none)", "overall", "users"}
+
+
+def group_colours(names) -> dict:
+    """One colour per group (persona, variant, channel), the same on every page: colours go to the names in
+    sorted order, so a persona shown by the funnel, the survival curves and the projection keeps its colour;
+    "all" and "(none)" are grey. A chart that shows only some of the groups assigns colours among those: every
+    page of the report shows every persona, so they agree there.
+
+    Examples
+    --------
+    >>> a = group_colours(["Deal hunters", "Browsers", "(none)"])
+    >>> a == group_colours(["(none)", "Browsers", "Deal hunters"]), a["(none)"] == NEUTRAL, a["Browsers"] == PALETTE[0]
+    (True, True, True)
+    """
+    distinct = sorted({str(n) for n in names if n is not None})
+    own = [n for n in distinct if n not in _NEUTRAL_GROUPS]
+    out = {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(own)}
+    neutral = NEUTRAL if own else PALETTE[0]  # a chart of "all" alone keeps the house colour
+    return {**out, **{n: neutral for n in distinct if n in _NEUTRAL_GROUPS}}
 
 
 def init_notebook() -> None:

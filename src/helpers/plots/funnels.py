@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from helpers.plots.base import PALETTE, _binned, _layout, label
+from helpers.plots.base import PALETTE, _binned, _layout, group_colours, label
 
 
 def funnel_chart(result) -> go.Figure:
@@ -24,12 +24,14 @@ def funnel_chart(result) -> go.Figure:
     table = result.table
     fig = go.Figure()
     groups = [(None, table)] if result.by is None else list(table.groupby(result.by, sort=True))
-    for i, (name, g) in enumerate(groups):
+    colours = group_colours(name for name, _ in groups)
+    for name, g in groups:
         text = [f"{u:,} ({c:.1%})" + ("" if k == 1 else f"<br>−{d + p:,} from previous")
                 for k, u, c, d, p in zip(g["step_index"], g["users"], g["conversion_from_start"], g["dropped"].shift(1, fill_value=0),
                                          g["in_progress"].shift(1, fill_value=0))]
         fig.add_bar(x=[f"{k}. {label(s)}" for k, s in zip(g["step_index"], g["step"])], y=g["users"],
-                    name=label(name or "users"), text=text, textposition="outside", marker_color=PALETTE[i % len(PALETTE)],
+                    name=label(name or "users"), text=text, textposition="outside",
+                    marker_color=colours.get(str(name), PALETTE[0]),
                     cliponaxis=False, hovertemplate="%{x}<br>%{y:,} users<extra>" + label(name or "") + "</extra>")
     fig.update_layout(barmode="group", showlegend=result.by is not None, yaxis_title="users")
     from helpers.funnel import _readable
@@ -57,9 +59,11 @@ def segment_comparison(comparison: pd.DataFrame, segment: str | None = None) -> 
     """Conversion per step transition and segment with 95% intervals, from :func:`helpers.funnel.compare_segments`."""
     seg = segment or comparison.columns[0]
     fig = go.Figure()
-    for i, (name, g) in enumerate(comparison.groupby(seg, sort=True)):
+    colours = group_colours(comparison[seg].unique())
+    for name, g in comparison.groupby(seg, sort=True):
         steps = [f"{label(a)} → {label(b)}" for a, b in zip(g["from_step"], g["step"])]
-        fig.add_scatter(x=steps, y=g["conversion"], mode="markers", name=label(name), marker=dict(size=11, color=PALETTE[i % len(PALETTE)]),
+        fig.add_scatter(x=steps, y=g["conversion"], mode="markers", name=label(name),
+                        marker=dict(size=11, color=colours[str(name)]),
                         error_y=dict(type="data", symmetric=False, array=g["ci_high"] - g["conversion"],
                                      arrayminus=g["conversion"] - g["ci_low"]),
                         customdata=g[["entered", "p_holm"]].to_numpy(),

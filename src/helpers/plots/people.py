@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from helpers.plots.base import PALETTE, _layout, _mpl_label, label, labels
+from helpers.plots.base import PALETTE, _layout, _mpl_label, group_colours, label, labels
 
 
 def persona_heatmap(model, *, top_features: int = 24):
@@ -57,9 +57,10 @@ def persona_sizes(model) -> go.Figure:
 def persona_projection(projection: pd.DataFrame) -> go.Figure:
     """Scatter of :meth:`helpers.personas.PersonaModel.projection` (PCA, a sample of users), coloured by persona."""
     fig = go.Figure()
-    for i, (name, g) in enumerate(projection.groupby("name", sort=False)):
+    colours = group_colours(projection["name"].unique())
+    for name, g in projection.groupby("name", sort=False):
         fig.add_scatter(x=g["pc1"], y=g["pc2"], mode="markers", name=label(name),
-                        marker=dict(size=4, opacity=0.55, color=PALETTE[i % len(PALETTE)]),
+                        marker=dict(size=4, opacity=0.55, color=colours[str(name)]),
                         hovertemplate=label(name) + "<extra></extra>")
     kept = projection.attrs.get("explained_variance")
     fig.update_xaxes(title="first principal component")

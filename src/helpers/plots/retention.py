@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from helpers.plots.base import PALETTE, _binned, _l, _layout, _rgba, label, labels
+from helpers.plots.base import PALETTE, _binned, _l, _layout, _rgba, group_colours, label, labels
 
 
 def cohort_heatmap(table, *, max_offsets: int = 26) -> go.Figure:
@@ -56,10 +56,11 @@ def survival_chart(result, *, at_risk_every: int = 30, max_points: int = 1000) -
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.8, 0.2], vertical_spacing=0.04)
     horizon = float(result.table["timeline"].max())
     ticks = np.arange(0, horizon + 1, at_risk_every)
-    for i, g in enumerate(groups):
+    colours = group_colours(groups)
+    for g in groups:
         full = result.table[result.table["group"] == g]
         t = _thin_steps(full, horizon / max_points)
-        colour = PALETTE[i % len(PALETTE)]
+        colour = colours[str(g)]
         fig.add_scatter(x=t["timeline"], y=t["ci_high"], mode="lines", line=dict(width=0, shape="hv"), showlegend=False,
                         hoverinfo="skip", row=1, col=1)
         fig.add_scatter(x=t["timeline"], y=t["ci_low"], mode="lines", line=dict(width=0, shape="hv"), fill="tonexty",
