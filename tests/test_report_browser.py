@@ -122,6 +122,26 @@ def test_every_page_has_contents_and_previous_next_links_and_the_index_links_fin
     page.close()
 
 
+_SMALL_TEXT_JS = """() => [...document.querySelectorAll('.js-plotly-plot svg text')].filter(el => {
+    const style = getComputedStyle(el), box = el.getBoundingClientRect();
+    return el.textContent.trim() && style.display !== 'none' && style.visibility !== 'hidden'
+        && parseFloat(style.opacity || '1') > 0 && box.width > 0 && parseFloat(style.fontSize) < 11;
+}).map(el => el.textContent.trim().slice(0, 40) + ' @ ' + getComputedStyle(el).fontSize)"""
+
+
+def test_no_chart_text_is_smaller_than_11_px(sample_run, browser):
+    small = {}
+    for path in sorted(sample_run.run_dir.glob("*.html")):
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        page.goto(path.as_uri(), wait_until="load")
+        page.wait_for_timeout(500)
+        found = page.evaluate(_SMALL_TEXT_JS)
+        if found:
+            small[path.name] = found[:5]
+        page.close()
+    assert small == {}
+
+
 def test_no_report_is_larger_than_15_mb(sample_run):
     sizes = {p.name: p.stat().st_size for p in sample_run.run_dir.glob("*.html")}
     assert max(sizes.values()) < 15 * 1024**2, sizes

@@ -96,8 +96,11 @@ def _mpl_label(value: Any, limit: int = LABEL_LIMIT) -> str:
 
 
 def _layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
+    # Text that would have to shrink below 11 px to fit (bar labels of a grouped funnel) is left out, not shrunk:
+    # the numbers stay in the hover and in the table below the chart.
     fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=60, b=10),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0))
+                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
+                      uniformtext=dict(minsize=11, mode="hide"))
     return fig
 
 

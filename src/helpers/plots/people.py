@@ -35,7 +35,7 @@ def persona_heatmap(model, *, top_features: int = 24):
     from helpers.personas.features import _readable
 
     ax.set_xticklabels([_mpl_label(_readable(c.get_text())) for c in ax.get_xticklabels()], rotation=40, ha="right",
-                       fontsize=8)
+                       fontsize=11)
     ax.set_yticklabels([_mpl_label(c.get_text()) for c in ax.get_yticklabels()], rotation=0)
     ax.set_ylabel("")
     ax.set_xlabel("")

@@ -33,7 +33,7 @@ def cohort_heatmap(table, *, max_offsets: int = 26) -> go.Figure:
     unit = {"D": "day", "W": "week", "M": "month"}[table.period]
     fig = go.Figure(go.Heatmap(
         z=z[::-1], x=[str(k) for k in rates.columns], y=(avg_labels + rows)[::-1], text=text[::-1], texttemplate="%{text}",
-        textfont=dict(size=9), colorscale="Blues", zmin=0, zmax=float(np.nanmax(z[:, 1:])) if z.shape[1] > 1 else 1,
+        textfont=dict(size=11), colorscale="Blues", zmin=0, zmax=float(np.nanmax(z[:, 1:])) if z.shape[1] > 1 else 1,
         colorbar=dict(title="retained", tickformat=".0%"),
         hovertemplate="%{y}<br>" + unit + " %{x}: %{z:.1%}<extra></extra>"))
     fig.update_xaxes(title=f"{unit}s since joining (· = period not over yet)", side="top")
@@ -71,7 +71,7 @@ def survival_chart(result, *, at_risk_every: int = 30, max_points: int = 1000) -
         at_risk = [int(full.loc[full["timeline"] >= x, "at_risk"].iloc[0]) if (full["timeline"] >= x).any() else 0
                    for x in ticks]
         fig.add_scatter(x=ticks, y=[label(g)] * len(ticks), mode="text", text=[f"{n:,}" for n in at_risk], showlegend=False,
-                        textfont=dict(size=9, color=colour), hoverinfo="skip", row=2, col=1)
+                        textfont=dict(size=11, color=colour), hoverinfo="skip", row=2, col=1)
     fig.update_yaxes(title="still there", tickformat=".0%", range=[0, 1.02], row=1, col=1)
     fig.update_yaxes(title="at risk", showgrid=False, row=2, col=1)
     fig.update_xaxes(title="days since start", row=2, col=1)
