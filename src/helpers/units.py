@@ -32,8 +32,10 @@ KINDS = {
 
 
 def declare(table: pd.DataFrame, kinds: Mapping[str, str] | None = None, *, hidden: Iterable[str] = (),
-            headers: Mapping[str, str] | None = None) -> pd.DataFrame:
+            headers: Mapping[str, str] | None = None, missing: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Record in ``table.attrs`` what its columns hold (added to what it declared before); returns ``table``.
+
+    ``missing``: what an empty cell of a column means, in words (a median lifetime not reached yet).
 
     Examples
     --------
@@ -50,6 +52,8 @@ def declare(table: pd.DataFrame, kinds: Mapping[str, str] | None = None, *, hidd
         table.attrs["hidden"] = sorted({*table.attrs.get("hidden", ()), *hidden})
     if headers:
         table.attrs["headers"] = {**table.attrs.get("headers", {}), **headers}
+    if missing:
+        table.attrs["missing"] = {**table.attrs.get("missing", {}), **missing}
     return table
 
 

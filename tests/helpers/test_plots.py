@@ -102,3 +102,15 @@ def test_a_segment_keeps_its_colour_on_every_chart():
     bars = {t.name: t.marker.color for t in plots.funnel_chart(result).data}
     dots = {t.name: t.marker.color for t in plots.segment_comparison(compare_segments(result)).data}
     assert bars == dots and len(set(bars.values())) == 3 and bars["(none)"] == plots.NEUTRAL
+
+
+def test_an_empty_cell_that_means_something_says_it_and_an_open_interval_shows_infinity():
+    from helpers import units
+
+    t = units.declare(pd.DataFrame({"group": ["a", "b"], "median_days": [12.5, np.nan], "median_low": [10.0, 90.0],
+                                    "median_high": [15.0, np.nan]}),
+                      {"median_days": "days", "median_low": "days", "median_high": "days"},
+                      headers={"median": "Median lifetime"}, missing={"median_days": "not reached"})
+    rows = plots.styled(t).data.to_dict("records")
+    assert rows[1] == {"Group": "b", "Median days": "not reached", "Median lifetime 95% CI": "90.0 days–∞"}
+    assert rows[0]["Median days"] == "12.5 days"

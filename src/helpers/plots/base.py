@@ -202,7 +202,8 @@ def styled(table: pd.DataFrame, *, percent: Sequence[str] = (), precision: int =
             head = f"{escape(units.header(table, stem), limit)} 95% CI" if stem else "95% CI"
             lows = table[col].map(lambda v, k=kind: units.format_value(v, k))
             highs = table[names[high]].map(lambda v, k=kind: units.format_value(v, k))
-            out[head] = pd.Series([f"{a}–{b}" if a and b else "" for a, b in zip(lows, highs)], index=table.index)
+            out[head] = pd.Series([f"{a}–{b}" if a and b else (f"{a}–∞" if a else "") for a, b in zip(lows, highs)],
+                                  index=table.index)
             numeric.append(head)
             continue
         head = escape(units.header(table, col), limit)
@@ -214,6 +215,10 @@ def styled(table: pd.DataFrame, *, percent: Sequence[str] = (), precision: int =
             else:
                 out[head] = table[col].map(lambda v, k=kind: units.format_value(v, k))
             numeric.append(head)
+    for col, words in table.attrs.get("missing", {}).items():  # an empty cell that means something says it
+        head = escape(units.header(table, col), limit)
+        if head in out and col in table.columns:
+            out[head] = out[head].where(table[col].notna().to_numpy(), escape(words, limit))
     data = pd.DataFrame(out, index=table.index).reset_index(drop=True)
     return Table(data, numeric, caption if caption is not None else table.attrs.get("caption"))
 

@@ -163,7 +163,8 @@ def survival_curves(
                   "median_high": "days", **{c: "rate" for c in med.columns if str(c).startswith("survival_")}},
             headers={"group": "Group", "users": "Users", "churned": "Churned", "median_days": "Median lifetime",
                      "median": "Median lifetime",  # the header of its interval (median_low, median_high)
-                     **{f"survival_{_days_label(d)}d": f"Still active after {_days_label(d)} days" for d in at}})
+                     **{f"survival_{_days_label(d)}d": f"Still active after {_days_label(d)} days" for d in at}},
+            missing={"median_days": "not reached (more than half still active)"})
     p = float("nan")
     if groups.nunique() > 1:
         p = float(multivariate_logrank_test(df[duration_col], groups, df[event_col]).p_value)
