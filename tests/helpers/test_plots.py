@@ -114,3 +114,10 @@ def test_an_empty_cell_that_means_something_says_it_and_an_open_interval_shows_i
     rows = plots.styled(t).data.to_dict("records")
     assert rows[1] == {"Group": "b", "Median days": "not reached", "Median lifetime 95% CI": "90.0 days–∞"}
     assert rows[0]["Median days"] == "12.5 days"
+
+
+def test_the_dau_mau_axis_starts_at_zero():
+    table = pd.DataFrame({"period": pd.to_datetime(["2025-01-01", "2025-02-01"]), "dau_mau": [0.12, 0.14],
+                          "share_1_day": [0.5, 0.5], "share_2_3_days": [0.2, 0.2], "share_4_7_days": [0.2, 0.2],
+                          "share_8_plus_days": [0.1, 0.1]})
+    assert plots.stickiness_chart(table).layout.yaxis.rangemode == "tozero"

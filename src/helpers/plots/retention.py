@@ -146,6 +146,7 @@ def stickiness_chart(stickiness: pd.DataFrame) -> go.Figure:
                     marker_color=PALETTE[i + 1], hovertemplate="%{x|%Y-%m}: %{y:.0%}<extra></extra>", row=1, col=2)
     fig.update_layout(barmode="stack")
     fig.update_yaxes(tickformat=".0%")
+    fig.update_yaxes(rangemode="tozero", row=1, col=1)  # a ratio's axis starts at 0: no change looks bigger than it is
     return _layout(fig, "How often do active users come back?", height=420)
 
 
