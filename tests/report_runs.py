@@ -43,3 +43,16 @@ def run_report(root: Path, cfg: Path):
     return subprocess.run([sys.executable, "-m", "helpers.report", "run", "--quiet", "--config", str(cfg),
                            "--reports-dir", str(root / "reports")], cwd=root, capture_output=True, text=True,
                           env={**os.environ, "JOURNEY_PROJECT_ROOT": str(root)})
+
+
+def make_notebook(path: Path, body: list[str], params: str = 'label: str = "a"  # a label\nfail: bool = False  # raise?') -> Path:
+    """A small notebook for runner tests: a title, a tagged parameters cell, then ``body`` as code cells."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# Title of {path.stem}"),
+                nbformat.v4.new_code_cell(params, metadata={"tags": ["parameters"]})]
+    nb.cells += [nbformat.v4.new_code_cell(src) for src in body]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path

@@ -16,18 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
-
-
-def _notebook(path: Path, params: str, body: list[str]) -> Path:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_markdown_cell(f"# {path.stem}"),
-                nbformat.v4.new_code_cell(params, metadata={"tags": ["parameters"]})]
-    nb.cells += [nbformat.v4.new_code_cell(src) for src in body]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, path)
-    return path
+from report_runs import make_notebook
 
 
 @pytest.fixture
@@ -35,7 +25,7 @@ def project(tmp_path):
     root = tmp_path / "project"
     (root / "notebooks").mkdir(parents=True)
     params = 'label: str = "x"  # what this run writes\npause: float = 0.0  # seconds to wait after writing'
-    writer = _notebook(root / "notebooks" / "01_writer.ipynb", params, [
+    writer = make_notebook(root / "notebooks" / "01_writer.ipynb", params=params, body=[
         'import time\nfrom helpers import config\nconfig.resolve_path("data/processed").mkdir(parents=True, exist_ok=True)',
         # in place, on purpose: a notebook that does not write atomically must not touch the published file
         'with open(config.resolve_path("data/processed/handoff.txt"), "w") as f:\n    f.write(label)',
@@ -43,7 +33,7 @@ def project(tmp_path):
         'config.resolve_path("data/audiences/list.csv").write_text(label)',
         "time.sleep(pause)",
     ])
-    reader = _notebook(root / "notebooks" / "02_reader.ipynb", params, [
+    reader = make_notebook(root / "notebooks" / "02_reader.ipynb", params=params, body=[
         "from helpers import config, report",
         'seen = config.resolve_path("data/processed/handoff.txt").read_text()',
         'report.finding("Hand-off", f"this run wrote {label} and read {seen}")',

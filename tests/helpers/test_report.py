@@ -9,19 +9,10 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
+from report_runs import make_notebook
 
 from helpers import report
 from helpers.report import ConfigError, NotebookFailed, PrivacyError
-
-
-def make_notebook(path: Path, body: list[str], params: str = 'label: str = "a"  # a label\nfail: bool = False  # raise?') -> Path:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_markdown_cell(f"# Title of {path.stem}"),
-                nbformat.v4.new_code_cell(params, metadata={"tags": ["parameters"]})]
-    nb.cells += [nbformat.v4.new_code_cell(src) for src in body]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, path)
-    return path
 
 
 def make_config(tmp_path: Path, notebooks: list[dict], parameters: dict | None = None, ids_from: str | None = None) -> Path:
