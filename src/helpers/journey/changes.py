@@ -137,12 +137,13 @@ def _fmt(value: float, unit: str) -> str:
 
 def kpi_display(kpis: pd.DataFrame) -> pd.DataFrame:
     """:func:`stage_kpis` as text for a report table: stage, KPI, value with its unit, interval, definition."""
-    from helpers.journey.satisfaction import MIN_RESPONSES
+    from helpers.journey.satisfaction import MIN_RESPONSES, too_few_responses
 
     interval = [("" if pd.isna(lo) else f"{_fmt(lo, u)} – {_fmt(hi, u)}")
                 for lo, hi, u in zip(kpis["ci_low"], kpis["ci_high"], kpis["unit"])]
-    value = [f"too few responses ({int(n)} of {MIN_RESPONSES} needed)" if u == "score" and n < MIN_RESPONSES
-             else _fmt(v, u) for v, u, n in zip(kpis["value"], kpis["unit"], kpis["denominator"].fillna(0))]
+    value = [f"too few responses ({int(n)} of {MIN_RESPONSES} needed)" if few else _fmt(v, u)
+             for v, u, n, few in zip(kpis["value"], kpis["unit"], kpis["denominator"].fillna(0),
+                                     too_few_responses(kpis))]
     return pd.DataFrame({"Stage": kpis["stage"], "KPI": kpis["kpi"].str.replace("_", " "), "Value": value,
                          "95% CI": interval, "Definition": kpis["definition"]})
 

@@ -38,6 +38,11 @@ def _nps_summary(scores: pd.Series) -> dict:
 
 MIN_RESPONSES = 30  # below this, a score is shown as "too few responses" (its interval is still shown)
 
+
+def too_few_responses(kpis: pd.DataFrame) -> np.ndarray:
+    """Which rows of :func:`helpers.journey.stage_kpis` are survey scores on fewer than :data:`MIN_RESPONSES`."""
+    return ((kpis["unit"] == "score") & (kpis["denominator"].fillna(0) < MIN_RESPONSES)).to_numpy()
+
 SURVEYS = {
     "nps": ("nps_response", "0-10; NPS = % promoters (9-10) - % detractors (0-6), -100..100"),
     "csat": ("csat_response", "1-5; CSAT = % satisfied (4 or 5)"),
@@ -104,12 +109,10 @@ def satisfaction_display(table: pd.DataFrame) -> pd.DataFrame:
     >>> satisfaction_display(t)[["Score", "95% CI"]].values.tolist()
     [['too few responses (4 of 30 needed)', '-10.0 – 100.0'], ['81.0%', '75.0% – 86.0%']]
     """
-    need = table.attrs.get("min_responses", MIN_RESPONSES)
+    from helpers.units import format_value
 
-    def fmt(value: float, metric: str) -> str:
-        if pd.isna(value):
-            return ""
-        return f"{value:.1%}" if metric == "csat" else f"{value:.1f}"
+    need = table.attrs.get("min_responses", MIN_RESPONSES)
+    fmt = lambda value, metric: format_value(value, "rate" if metric == "csat" else "score")  # noqa: E731
 
     score = [f"too few responses ({n} of {need} needed)" if few else fmt(v, m)
              for v, m, n, few in zip(table["value"], table["metric"], table["respondents"], table["too_few"])]

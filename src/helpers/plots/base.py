@@ -138,11 +138,9 @@ class Table:
         self.data, self.numeric, self.caption = data, numeric, caption
 
     def _table(self, frame: pd.DataFrame) -> str:
-        align = {c: "text-align: right; white-space: nowrap" for c in self.numeric}
         style = frame.style.hide(axis="index")
-        for col, css in align.items():
-            style = style.set_properties(subset=[col], **{k.strip(): v.strip() for k, v in
-                                                         (p.split(":") for p in css.split(";"))})
+        if self.numeric:
+            style = style.set_properties(subset=self.numeric, **{"text-align": "right", "white-space": "nowrap"})
         if self.caption:
             style = style.set_caption(escape(self.caption, None))
         return style.to_html()

@@ -76,11 +76,10 @@ def touchpoint_heatmap(touchpoints: pd.DataFrame, value: str = "users") -> go.Fi
 
 def kpi_tiles(kpis: pd.DataFrame, *, columns: int = 4) -> go.Figure:
     """One tile per available KPI from :func:`helpers.journey.stage_kpis`, with its stage and interval."""
-    from helpers.journey.satisfaction import MIN_RESPONSES
+    from helpers.journey.satisfaction import too_few_responses
 
     # A score on too few answers is no headline: the table below says "too few responses" with its interval.
-    few = (kpis["unit"] == "score") & (kpis["denominator"].fillna(0) < MIN_RESPONSES)
-    rows = kpis[kpis["available"] & ~few].reset_index(drop=True)
+    rows = kpis[kpis["available"].to_numpy() & ~too_few_responses(kpis)].reset_index(drop=True)
     n_rows = max(1, int(np.ceil(len(rows) / columns)))
     fig = go.Figure()
     if rows.empty:
