@@ -142,6 +142,71 @@ def test_no_chart_text_is_smaller_than_11_px(sample_run, browser):
     assert small == {}
 
 
+_SIGNUPS_IN_PROSE = (r"Of ([\d,]+) users who did signup", r"Lifetimes of ([\d,]+) users: start at the first signup")
+
+
+def test_the_signup_count_is_the_same_on_every_page(sample_run, browser):
+    """The funnel's first step, the journey map's signup stage, the retention lifetimes and the index all count
+    the same people: everyone who signed up."""
+    found: dict[str, set[int]] = {}
+    page = browser.new_page()
+    for path in sorted(sample_run.run_dir.glob("*.html")):
+        page.goto(path.as_uri(), wait_until="load")
+        for table in page.evaluate(_TABLES_JS):
+            for column in ("Users", "Entered (any order)"):
+                if column in table["head"]:
+                    i = table["head"].index(column)
+                    for row in table["rows"]:
+                        if len(row) == len(table["head"]) and row[0] == "signup":
+                            found.setdefault(path.name, set()).add(int(row[i].replace(",", "")))
+        text = page.inner_text("body")
+        for pattern in _SIGNUPS_IN_PROSE:
+            for m in re.finditer(pattern, text):
+                found.setdefault(path.name, set()).add(int(m.group(1).replace(",", "")))
+    page.close()
+    assert {"03_funnel_analysis.html", "05_journey_overview.html", "04_retention_survival.html", "index.html"} <= set(found)
+    assert len(set().union(*found.values())) == 1, found
+
+
+_OVERLAPS_JS = """() => {
+  const out = [];
+  const box = el => { const b = el.getBoundingClientRect(); return b.width > 0 && b.height > 0 ? b : null; };
+  const hit = (a, b) => a && b && a.left < b.right - 1 && b.left < a.right - 1 && a.top < b.bottom - 1 && b.top < a.bottom - 1;
+  document.querySelectorAll('.js-plotly-plot').forEach((chart, i) => {
+    const title = chart.querySelector('.g-gtitle text'), tb = title && box(title), cb = box(chart);
+    const name = (title ? title.textContent : 'chart ' + i).slice(0, 50);
+    const parts = [];
+    chart.querySelectorAll('.legend .bg').forEach(e => parts.push(['legend', e]));
+    chart.querySelectorAll('.annotation').forEach(e => parts.push(['annotation ' + e.textContent.slice(0, 30), e]));
+    chart.querySelectorAll('[class^="g-x"][class$="title"], [class^="g-y"][class$="title"]').forEach(e => parts.push(['axis title ' + e.textContent.slice(0, 30), e]));
+    chart.querySelectorAll('.xtick text, .ytick text, .x2tick text, .y2tick text, .x3tick text').forEach(e => parts.push(['tick ' + e.textContent.slice(0, 20), e]));
+    chart.querySelectorAll('.plot .bars, .plot .scatterlayer, .heatmaplayer').forEach(e => parts.push(['data', e]));
+    if (tb && cb && (tb.right > cb.right + 1 || tb.left < cb.left - 1)) out.push(name + ': title cut off');
+    for (const [what, el] of parts) if (hit(tb, box(el))) out.push(name + ': title under ' + what);
+    for (const [_, lg] of parts.filter(p => p[0] === 'legend'))
+      for (const [what, el] of parts) if (what !== 'legend' && what !== 'data' && hit(box(lg), box(el))) out.push(name + ': legend over ' + what);
+  });
+  return out;
+}"""
+
+
+@pytest.mark.parametrize("width", [1440, 390])
+def test_nothing_covers_a_chart_title_or_legend_and_no_page_scrolls_sideways(sample_run, browser, width):
+    problems = {}
+    for path in sorted(sample_run.run_dir.glob("*.html")):
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        page.goto(path.as_uri(), wait_until="load")
+        page.wait_for_timeout(500)
+        found = page.evaluate(_OVERLAPS_JS)
+        # A wide table may scroll inside its own box (with a shadow at the edge); the page itself never does.
+        if page.evaluate("document.documentElement.scrollWidth") > width + 1:
+            found.append(f"the page is {page.evaluate('document.documentElement.scrollWidth')} px wide")
+        if found:
+            problems[path.name] = found[:5]
+        page.close()
+    assert problems == {}
+
+
 def test_no_report_is_larger_than_15_mb(sample_run):
     sizes = {p.name: p.stat().st_size for p in sample_run.run_dir.glob("*.html")}
     assert max(sizes.values()) < 15 * 1024**2, sizes

@@ -13,6 +13,7 @@ from helpers.journey import (
     journey_changes,
     load_stage_map,
     satisfaction,
+    stage_display,
     stage_kpis,
     stage_progression,
     touchpoint_matrix,
@@ -39,7 +40,8 @@ MAP = {"stages": [{"name": "aware", "events": ["ad_click"], "kpis": ["reach", "c
 
 def test_the_bundled_map_loads_and_fits_the_sample(tmp_path):
     m = load_stage_map("config/journey.yaml")
-    assert m.names == ["awareness", "consideration", "signup", "adoption", "purchase", "retention", "advocacy"]
+    assert m.names == ["awareness", "consideration", "signup", "activation", "purchase_intent", "purchase", "retention",
+                       "advocacy"]
     assert m.stages[1].rules[0].where == {"page": ["pricing", "features", "docs", "blog", "deals", "reviews"]}
     assert m.stages[0].line == 10 and m.event("purchase") == "purchase"
 
@@ -79,6 +81,7 @@ def test_progression_is_ordered_and_counts_time_current_stage_and_loops():
                                           {"name": "buy", "events": ["purchase"]}]})
     s = p.stages.set_index("stage")
     assert s["users"].tolist() == [4, 1, 1]  # b's search came before the ad; c never considered
+    assert s["entered"].tolist() == [4, 2, 2]  # in any order: b considered, c bought
     assert s.loc["consider", "share_of_previous"] == 0.25 and s.loc["buy", "median_days_from_previous"] == 2.0
     # Now (day 60): a is back in consideration but lapsed; d is active in awareness; c's latest is buy.
     assert s.loc["consider", "current_lapsed"] == 1 and s.loc["aware", "current_active"] == 1
@@ -99,6 +102,26 @@ def test_progression_agrees_with_an_unbounded_ordered_funnel():
     p = stage_progression(ev, simple)
     f = compute_funnel(ev, ["ad_click", "search", "purchase", "referral_sent"], conversion_window="100000D")
     assert p.stages["users"].tolist() == f.table["users"].tolist()
+
+
+def test_the_stage_table_shows_each_stages_events_and_entered_is_the_funnels_first_step(tmp_path):
+    rng = np.random.default_rng(1)
+    n = 4000
+    ev = pd.DataFrame({"user_id": rng.integers(0, 400, n).astype(str),
+                       "event": rng.choice(["page_view", "signup", "add_to_cart", "purchase"], n),
+                       "page": rng.choice(["home", "pricing"], n),
+                       "timestamp": T0 + pd.to_timedelta(rng.integers(0, 60 * 24 * 30, n), "min")})
+    m = {"stages": [{"name": "awareness", "events": [{"event": "page_view", "where": {"page": "home"}}]},
+                    {"name": "signup", "events": ["signup"]}, {"name": "intent", "events": ["add_to_cart", "purchase"]}]}
+    p = stage_progression(ev, m)
+    t = stage_display(p, m).set_index("stage")
+    assert t.loc["awareness", "events"] == "page_view[page=home]" and t.loc["intent", "events"] == "add_to_cart, purchase"
+    # "Signed up" on the journey page is the funnel page's first step: everyone with a signup, in any order.
+    for stage, step in (("signup", "signup"), ("intent", ("add_to_cart", "purchase"))):
+        first = compute_funnel(ev, [step, "page_view"]).table["users"].iloc[0]
+        assert t.loc[stage, "entered"] == first == ev[ev["event"].isin([step] if isinstance(step, str) else step)].user_id.nunique()
+    assert (t["users"] <= t["entered"]).all() and pd.isna(t["share_of_previous"].iloc[0])
+    assert t.attrs["headers"]["entered"] == "Entered (any order)"
 
 
 # ----------------------------------------------------------------------------- KPIs

@@ -95,12 +95,56 @@ def _mpl_label(value: Any, limit: int = LABEL_LIMIT) -> str:
     return shorten(value, limit).replace("$", r"\$")
 
 
+TITLE_CHARS = 40  # a title line that fits a phone (390 px) at TITLE_SIZE
+TITLE_SIZE = 15
+_LINE = 20  # px per title line
+_LEGEND_ROW = 22  # px per legend row
+_PHONE_WIDTH = 330  # px a chart has on a phone, to size the legend rows
+
+
+def _legend_entries(fig: go.Figure) -> list[str]:
+    if fig.layout.showlegend is False:
+        return []
+    names = [str(t.name) for t in fig.data if t.type not in ("heatmap", "indicator", "sankey")
+             and t.showlegend is not False and t.name]
+    names = list(dict.fromkeys(names))
+    return names if (len(names) > 1 or fig.layout.showlegend) else []
+
+
 def _layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
+    """The house layout: the title wrapped to fit a phone, then the legend under it, then the chart.
+
+    Title and legend sit in the top margin, placed in pixels from the top of the figure, and the margin is
+    made tall enough for both (legend rows counted for a phone's width), so neither covers the other, a
+    subplot's title or the data at any width.
+    """
+    import textwrap
+
+    lines = textwrap.wrap(title, TITLE_CHARS) or [""]
+    title_px = 12 + _LINE * len(lines)
+    entries = _legend_entries(fig)
+    rows = 0
+    if entries:  # entries flow left to right and wrap at the chart's width
+        width, rows = 0, 1
+        for name in entries:
+            w = 40 + 7 * len(name)
+            if width and width + w > _PHONE_WIDTH:
+                rows, width = rows + 1, 0
+            width += w
+    legend_px = rows * _LEGEND_ROW + (6 if rows else 0)
+    # Subplot titles are annotations just above each subplot: they need a line of their own.
+    subplot_titles = any(a.yref == "paper" and a.yanchor == "bottom" and (a.y or 0) >= 0.99 and not a.showarrow
+                         for a in fig.layout.annotations)
+    top = title_px + legend_px + (_LINE + 6 if subplot_titles else 8)
     # Text that would have to shrink below 11 px to fit (bar labels of a grouped funnel) is left out, not shrunk:
     # the numbers stay in the hover and in the table below the chart.
-    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=60, b=10),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
-                      uniformtext=dict(minsize=11, mode="hide"))
+    fig.update_layout(
+        title=dict(text="<br>".join(lines), x=0, xref="container", xanchor="left", y=1, yref="container",
+                   yanchor="top", pad=dict(t=10, l=12), font=dict(size=TITLE_SIZE)),
+        height=height + top - 60, margin=dict(l=10, r=10, t=top, b=10),
+        legend=dict(orientation="h", xref="container", x=0, xanchor="left", yref="container",
+                    y=1 - title_px / (height + top - 60), yanchor="top", font=dict(size=12)),
+        uniformtext=dict(minsize=11, mode="hide"))
     return fig
 
 
@@ -140,7 +184,8 @@ class Table:
     def _table(self, frame: pd.DataFrame) -> str:
         style = frame.style.hide(axis="index")
         if self.numeric:
-            style = style.set_properties(subset=self.numeric, **{"text-align": "right", "white-space": "nowrap"})
+            style = style.set_properties(subset=self.numeric, **{"text-align": "right", "white-space": "nowrap",
+                                                                      "overflow-wrap": "normal"})
         if self.caption:
             style = style.set_caption(escape(self.caption, None))
         return style.to_html()

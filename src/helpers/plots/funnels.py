@@ -7,6 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from helpers.plots.base import PALETTE, _binned, _layout, group_colours, label
+from helpers.units import human_duration
 
 
 def funnel_chart(result) -> go.Figure:
@@ -48,7 +49,7 @@ def time_to_convert(result, step: int | None = None) -> go.Figure:
     hours = (reached[f"step_{k}_at"] - reached[f"step_{k - 1}_at"]).dt.total_seconds() / 3600
     fig = go.Figure(_binned(hours, 60, PALETTE[0], "%{customdata[0]:.1f}-%{customdata[1]:.1f} h: %{y:,} users"))
     if len(hours):
-        fig.add_vline(x=float(hours.median()), line_dash="dash", annotation_text=f"median {hours.median():.1f} h")
+        fig.add_vline(x=float(hours.median()), line_dash="dash", annotation_text="median " + human_duration(pd.Timedelta(hours=float(hours.median()))))
     before, after = label(result.steps[k - 2].label), label(result.steps[k - 1].label)
     fig.update_xaxes(title=f"hours from {before} to {after}")
     fig.update_yaxes(title="users")

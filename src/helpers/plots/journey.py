@@ -12,49 +12,63 @@ from helpers.plots.base import PALETTE, _days_text, _layout, label, labels
 
 def journey_map(progression, *, touchpoints: pd.DataFrame | None = None, satisfaction: pd.DataFrame | None = None,
                 top_channels: int = 2) -> go.Figure:
-    """The journey map: stages left to right with users, the share moving on and the median time between stages,
-    the top channels (touchpoints) of each stage and its NPS when there are survey answers.
+    """The journey map: stages top to bottom with users, the share moving on and the median time from the
+    previous stage, the top channels (touchpoints) of each stage and its NPS when there are survey answers.
 
-    Takes :func:`helpers.journey.stage_progression`, optionally
-    :func:`helpers.journey.touchpoint_matrix` and :func:`helpers.journey.satisfaction`.
+    Stages run down the page, so the map reads the same on a phone as on a desktop. Takes
+    :func:`helpers.journey.stage_progression`, optionally :func:`helpers.journey.touchpoint_matrix` and
+    :func:`helpers.journey.satisfaction`.
     """
     stages = progression.stages
-    x = list(range(len(stages)))
-    fig = go.Figure()
-    fig.add_bar(x=x, y=stages["users"], marker_color=PALETTE[0], width=0.55, name="users who reached the stage",
-                text=[f"<b>{n:,}</b>" for n in stages["users"]], textposition="outside", cliponaxis=False,
-                customdata=stages[["current_active", "current_lapsed"]].to_numpy(),
-                hovertemplate="%{y:,} reached<br>now here: %{customdata[0]:,} active, %{customdata[1]:,} lapsed<extra></extra>")
-    top = max(float(stages["users"].max()), 1.0)
-    for i in x[1:]:
-        share, days = stages["share_of_previous"].iloc[i], stages["median_days_from_previous"].iloc[i]
-        move_on = f"{share:.0%} move on" + ("" if np.isnan(days) else f"<br>median {_days_text(days)}")
-        fig.add_annotation(x=i - 0.5, y=top * 1.22, text=move_on, showarrow=False, font=dict(size=11, color="#444"))
-        fig.add_annotation(x=i - 0.22, y=top * 1.08, ax=i - 0.78, ay=top * 1.08, xref="x", yref="y", axref="x", ayref="y",
-                           showarrow=True, arrowhead=3, arrowwidth=1.5, arrowcolor="#888", text="")
-    below = []
+    entered = stages["entered"] if "entered" in stages else stages["users"]
+    names = [label(n.replace("_", " ")) for n in stages["stage"]]
+    ticks = []
     for i, name in enumerate(stages["stage"]):
-        lines = []
+        lines = [f"<b>{names[i]}</b>"]
+        if i:
+            share, days = stages["share_of_previous"].iloc[i], stages["median_days_from_previous"].iloc[i]
+            lines.append(f"{share:.0%} moved on" + ("" if np.isnan(days) else f", median {_days_text(days)}"))
         if touchpoints is not None:
             tp = touchpoints[touchpoints["stage"] == name].nlargest(top_channels, "users")
-            lines.append("via " + ", ".join(labels(tp["channel"], 40)) if len(tp) else "")
-        if satisfaction is not None:
-            row = satisfaction[(satisfaction["metric"] == "nps") & (satisfaction["breakdown"] == "stage")
-                               & (satisfaction["group"] == name)]
-            if len(row):
-                nps, n = float(row["value"].iloc[0]), int(row["respondents"].iloc[0])
-                if "too_few" in row and bool(row["too_few"].iloc[0]):  # one answer would move it by tens of points
-                    lines.append(f"<span style='color:#666'>NPS: too few responses (n={n})</span>")
-                else:
-                    colour = "#1a7f37" if nps >= 30 else ("#b42318" if nps < 0 else "#9a6700")
-                    lines.append(f"<span style='color:{colour}'>NPS {nps:+.0f} (95% CI {float(row['ci_low'].iloc[0]):+.0f} "
-                                 f"to {float(row['ci_high'].iloc[0]):+.0f}, n={n})</span>")
-        below.append("<br>".join(filter(None, lines)))
-    fig.update_xaxes(tickvals=x, ticktext=[f"<b>{label(n)}</b><br>{b}" for n, b in zip(stages["stage"], below)])
-    fig.update_yaxes(title="users who reached the stage", range=[0, top * 1.35])
-    fig.update_layout(showlegend=False, bargap=0.3)
-    return _layout(fig, "The customer journey: who gets how far, how fast, through which channels, and how they feel",
-                   height=520)
+            if len(tp):
+                lines.append("via " + ", ".join(labels(tp["channel"], 20)))
+        nps = _nps_text(satisfaction, name)
+        if nps:
+            lines.append(nps)
+        ticks.append("<br>".join(lines))
+    fig = go.Figure()
+    # Dark: reached after every earlier stage; light: entered skipping one. The total is everyone with an
+    # event of the stage, the same count the funnel page shows for its first step.
+    fig.add_bar(y=ticks, x=stages["users"], orientation="h", marker_color="#1f5f8b", name="reached in order",
+                customdata=stages[["current_active", "current_lapsed"]].to_numpy(),
+                hovertemplate="%{x:,} reached in order<br>now here: %{customdata[0]:,} active, "
+                              "%{customdata[1]:,} lapsed<extra></extra>")
+    fig.add_bar(y=ticks, x=entered - stages["users"], orientation="h", marker_color="#9ecae1",
+                name="entered, skipping an earlier stage", text=[f"<b>{n:,}</b>" for n in entered],
+                textposition="outside", cliponaxis=False, customdata=entered.to_numpy(),
+                hovertemplate="%{customdata:,} entered in all; %{x:,} of them skipped an earlier stage<extra></extra>")
+    fig.update_yaxes(autorange="reversed", automargin=True)
+    fig.update_xaxes(title="users", range=[0, max(float(entered.max()), 1.0) * 1.18], rangemode="tozero")
+    fig.update_layout(barmode="stack", bargap=0.35)
+    fig = _layout(fig, "The customer journey: who gets how far, how fast, and through which channels",
+                  height=max(360, 78 * len(stages) + 140))
+    return fig.update_layout(margin_r=64)  # room for the largest bar's total
+
+
+def _nps_text(satisfaction: pd.DataFrame | None, stage: str) -> str:
+    """A stage's NPS with its interval, or 'too few responses', for the journey map; empty without answers."""
+    if satisfaction is None or satisfaction.empty:
+        return ""
+    row = satisfaction[(satisfaction["metric"] == "nps") & (satisfaction["breakdown"] == "stage")
+                       & (satisfaction["group"] == stage)]
+    if row.empty:
+        return ""
+    nps, n = float(row["value"].iloc[0]), int(row["respondents"].iloc[0])
+    if "too_few" in row and bool(row["too_few"].iloc[0]):  # one answer would move it by tens of points
+        return f"<span style='color:#666'>NPS: too few responses (n={n})</span>"
+    colour = "#1a7f37" if nps >= 30 else ("#b42318" if nps < 0 else "#9a6700")
+    return (f"<span style='color:{colour}'>NPS {nps:+.0f} ({float(row['ci_low'].iloc[0]):+.0f} to "
+            f"{float(row['ci_high'].iloc[0]):+.0f}, n={n})</span>")
 
 
 def touchpoint_heatmap(touchpoints: pd.DataFrame, value: str = "users") -> go.Figure:

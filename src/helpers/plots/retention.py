@@ -31,12 +31,15 @@ def cohort_heatmap(table, *, max_offsets: int = 26) -> go.Figure:
     text = np.vstack([np.where(np.isnan(avg.to_numpy(float)), "·", np.char.mod("%.0f%%", 100 * np.nan_to_num(avg.to_numpy(float)))),
                       np.where(incomplete.to_numpy(), "·", np.char.mod("%.0f%%", 100 * np.nan_to_num(rates.to_numpy(float))))])
     unit = {"D": "day", "W": "week", "M": "month"}[table.period]
+    # An empty cell says why in its hover: the period had not ended when the data stops.
+    why = np.where(text == "·", "period not over yet: no rate", np.char.mod("%.1f%%", 100 * np.nan_to_num(z)))
     fig = go.Figure(go.Heatmap(
         z=z[::-1], x=[str(k) for k in rates.columns], y=(avg_labels + rows)[::-1], text=text[::-1], texttemplate="%{text}",
+        customdata=why[::-1],
         textfont=dict(size=11), colorscale="Blues", zmin=0, zmax=float(np.nanmax(z[:, 1:])) if z.shape[1] > 1 else 1,
         colorbar=dict(title="retained", tickformat=".0%"),
-        hovertemplate="%{y}<br>" + unit + " %{x}: %{z:.1%}<extra></extra>"))
-    fig.update_xaxes(title=f"{unit}s since joining (· = period not over yet)", side="top")
+        hovertemplate="%{y}<br>" + unit + " %{x}: %{customdata}<extra></extra>"))
+    fig.update_xaxes(title=f"{unit}s since joining (· = period not over yet)")
     fig.update_layout(plot_bgcolor="#f3f3f3")
     mode = "active in" if table.mode == "on" else "active in or after"
     return _layout(fig, f"Share of each cohort {mode} each {unit} since joining", height=max(360, 18 * len(z) + 160))

@@ -28,8 +28,20 @@ _STYLE = """
   body { max-width: 1180px; margin: 0 auto; padding: 0 24px 48px; font-family: system-ui, -apple-system, "Segoe UI", sans-serif; }
   .report-header { border-bottom: 1px solid #ddd; margin: 24px 0 8px; padding-bottom: 8px; color: #444; font-size: 14px; }
   .report-header a { color: #1f5fa8; }
-  .jp-RenderedHTMLCommon table, table.dataframe { display: block; max-width: 100%; overflow-x: auto; }
-  .jp-RenderedHTMLCommon td, .jp-RenderedHTMLCommon th { white-space: normal; }
+  .jp-RenderedHTMLCommon table, table.dataframe { max-width: 100%; }
+  .jp-RenderedHTMLCommon table td, .jp-RenderedHTMLCommon table th { white-space: normal; overflow-wrap: break-word; text-align: left; }
+  /* A table wider than the screen scrolls inside its own box, and a shadow at the edge shows there is more. */
+  .jp-OutputArea-output:has(> table), .jp-OutputArea-output:has(> style + table) { overflow-x: auto;
+    background: linear-gradient(to right, #fff 30%, rgba(255,255,255,0)) left / 24px 100% no-repeat local,
+                linear-gradient(to left, #fff 30%, rgba(255,255,255,0)) right / 24px 100% no-repeat local,
+                radial-gradient(farthest-side at 0 50%, rgba(0,0,0,.18), transparent) left / 10px 100% no-repeat scroll,
+                radial-gradient(farthest-side at 100% 50%, rgba(0,0,0,.18), transparent) right / 10px 100% no-repeat scroll; }
+  /* A phone: smaller table text, headers and names wrap (numbers stay whole, breaking only at a dash). */
+  @media (max-width: 640px) {
+    body { padding: 0 10px 32px; }
+    .jp-RenderedHTMLCommon table { font-size: 12px; }
+    .jp-RenderedHTMLCommon td, .jp-RenderedHTMLCommon th { white-space: normal !important; padding: 4px 3px; }
+  }
   nav.toc { background: #f5f8fc; border-left: 4px solid #1f5fa8; padding: 8px 20px; margin: 12px 0 20px; font-size: 14px; }
   nav.toc ol { margin: 4px 0; padding-left: 20px; } nav.toc a, nav.pager a { color: #1f5fa8; }
   nav.pager { display: flex; justify-content: space-between; gap: 16px; margin: 24px 0 8px; font-size: 14px; }
