@@ -67,9 +67,19 @@ def test_the_data_page_has_its_three_charts_and_the_index_links_every_report(sam
     assert page.locator(".js-plotly-plot").count() == 3
     assert "Customer journey report" in page.inner_text(".report-header")
     page.goto((sample_run.run_dir / "index.html").as_uri(), wait_until="load")
-    links = page.locator("table a").evaluate_all("els => els.map(e => e.getAttribute('href'))")
+    links = page.locator("ul.pages a").evaluate_all("els => els.map(e => e.getAttribute('href'))")
     assert sorted(links) == sorted(p.name for p in sample_run.run_dir.glob("*.html") if p.name != "index.html")
-    assert "Key findings" in page.inner_text("body")
+    text = page.inner_text("body")
+    assert "What matters most" in text and text.index("What matters most") < text.index("The pages")
+    # The findings that matter most come first, in their rank: the value lost, what changed, who is at risk.
+    first = page.locator("section.findings li b").all_inner_texts()
+    assert first[:3] == ["Fix first.", "What changed.", "Churn early warning."], first
+    tiles = page.locator("section.tiles a.tile")
+    assert tiles.count() >= 4
+    for i in range(tiles.count()):  # each tile links to the page (and section) that explains it
+        href = tiles.nth(i).get_attribute("href")
+        assert (sample_run.run_dir / href.partition("#")[0]).exists(), href
+    assert "9,909" in tiles.all_inner_texts()[0]
     page.close()
 
 

@@ -131,6 +131,23 @@ class RiskResult:
                 f"tenth churned {v['top_decile_churn']:.0%} within {self.horizon.days} days against {v['base_churn']:.0%} "
                 f"on average ({v['top_decile_lift']:.1f}x). {len(self.scores):,} active users scored.")
 
+    def tile(self, threshold: float, finding: str = "Churn early warning"):
+        """The index's headline number: active users whose churn probability is at least ``threshold``.
+
+        Examples
+        --------
+        >>> r = RiskResult(pd.DataFrame({"churn_probability": [0.2, 0.7, 0.9]}), {}, pd.DataFrame(), pd.DataFrame(),
+        ...                pd.Timedelta("30D"), pd.Timestamp("2025-01-01", tz="UTC"))
+        >>> t = r.tile(0.5); (t.label, t.value, t.detail)
+        ('active users at risk', '2', '67% of 3 scored; churn probability 50% or more within 30 days')
+        """
+        from helpers.report.notes import Tile
+
+        n, total = int((self.scores[self.probability] >= threshold).sum()), len(self.scores)
+        share = f"{n / total:.0%} of {total:,} scored; " if total else ""
+        return Tile("active users at risk", f"{n:,}",
+                    f"{share}churn probability {threshold:.0%} or more within {self.horizon.days} days", finding)
+
     @property
     def probability(self) -> str:
         """The score column to act on: ``calibrated_probability`` when the scores have it, else

@@ -38,7 +38,7 @@ Semantics (each sentence is pinned by a test):
 Where things live::
 
     engine.py   compute_funnel, Step, FunnelResult: the rules above
-    compare.py  compare_segments, rank_friction, their headlines, value_per_conversion
+    compare.py  compare_segments, rank_friction, their headlines and tiles, value_per_conversion
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from helpers.funnel.compare import (
     compare_segments,
     comparison_headline,
     friction_headline,
+    friction_tile,
     rank_friction,
     value_per_conversion,
 )
@@ -65,5 +66,5 @@ from helpers.stats import (  # public here too, where they were first
 )
 
 __all__ = ["FunnelResult", "NONE_SEGMENT", "Order", "Step", "compare_segments", "comparison_headline",
-           "compute_funnel", "friction_headline", "holm_adjust", "rank_friction", "value_per_conversion",
+           "compute_funnel", "friction_headline", "friction_tile", "holm_adjust", "rank_friction", "value_per_conversion",
            "wilson_interval"]

@@ -173,6 +173,27 @@ def friction_headline(friction: pd.DataFrame) -> str:
     return text + "."
 
 
+def friction_tile(friction: pd.DataFrame, finding: str = "Fix first"):
+    """The index's headline number for :func:`rank_friction`: what the costliest transition loses (value, else users).
+
+    Examples
+    --------
+    >>> f = pd.DataFrame({"from_step": ["b"], "to_step": ["c"], "users": [60], "users_lost": [30], "value_lost": [1500.0]})
+    >>> t = friction_tile(f); (t.label, t.value, t.detail)
+    ('lost at b → c', '1,500', 'in conversions; 30 users (50.0%) lost there')
+    """
+    from helpers.report.notes import Tile
+
+    if friction.empty or not friction["users_lost"].max():
+        return None
+    top = friction.iloc[0]
+    lost = f"{int(top['users_lost']):,} users ({top['users_lost'] / top['users']:.1%}) lost there"
+    if "value_lost" in friction.columns and pd.notna(top.get("value_lost")):
+        return Tile(f"lost at {top['from_step']} → {top['to_step']}", f"{top['value_lost']:,.0f}", f"in conversions; {lost}",
+                    finding)
+    return Tile(f"lost at {top['from_step']} → {top['to_step']}", f"{int(top['users_lost']):,}", "users", finding)
+
+
 def comparison_headline(comparison: pd.DataFrame) -> str:
     """One sentence on the most significant difference in a :func:`compare_segments` table."""
     tested = comparison.dropna(subset=["p_holm"])

@@ -125,6 +125,27 @@ class FunnelResult:
         waiting = int(pu["in_progress"].sum())
         return text + (f"; {waiting:,} are still within their window." if waiting else ".")
 
+    def tiles(self, finding: str = "Funnel") -> list:
+        """The index's headline numbers: who did the first step, and the share reaching the last in the window.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> ev = pd.DataFrame({"user_id": ["a", "a", "b"], "event": ["signup", "buy", "signup"],
+        ...                    "timestamp": pd.to_datetime(["2025-01-01", "2025-01-02", "2025-01-01"], utc=True)})
+        >>> [(t.label, t.value, t.detail) for t in compute_funnel(ev, ["signup", "buy"]).tiles()]
+        [('did signup', '2', 'users'), ('reach buy within 14 days', '50.0%', '1 of 2 who did signup')]
+        """
+        from helpers.report.notes import Tile
+
+        pu, n = self.per_user, len(self.steps)
+        started = len(pu)
+        done = int((pu["furthest_step"] >= n).sum()) if started else 0
+        first, last = self.steps[0].label, self.steps[-1].label
+        return [Tile(f"did {first}", f"{started:,}", "users", finding),
+                Tile(f"reach {last} within {_readable(self.conversion_window)}",
+                     f"{done / started:.1%}" if started else "–", f"{done:,} of {started:,} who did {first}", finding)]
+
 
 def _readable(delta: pd.Timedelta) -> str:
     """'14 days', '36 hours', '90 minutes': how a person writes a window."""

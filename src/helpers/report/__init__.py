@@ -49,7 +49,8 @@ Where things live::
 
 from __future__ import annotations
 
-from helpers.report.notes import RUN_DIR_ENV, RUN_SALT_ENV, Prose, escape, finding, pseudonymize, record, say, shorten
+from helpers.report.notes import (RUN_DIR_ENV, RUN_SALT_ENV, Prose, Tile, escape, finding, pseudonymize, record, say, shorten,
+                                  tile)
 from helpers.report.pages import HIDDEN_CELL_TAGS, content_security_policy, render_html
 from helpers.report.privacy import EMAIL, PrivacyError, privacy_problems
 from helpers.report.runner import PACKAGES, RunResult, main, run
@@ -68,5 +69,5 @@ __all__ = [
     "ConfigError", "content_security_policy", "EMAIL", "escape", "finding", "HIDDEN_CELL_TAGS", "load_config",
     "main", "notebook_parameters", "NotebookFailed", "NotebookSpec", "PACKAGES", "parse_overrides",
     "privacy_problems", "PrivacyError", "Prose", "pseudonymize", "record", "render_html", "ReportConfig",
-    "resolve_parameters", "run", "RUN_DIR_ENV", "RUN_SALT_ENV", "RunResult", "say", "shorten",
+    "resolve_parameters", "run", "RUN_DIR_ENV", "RUN_SALT_ENV", "RunResult", "say", "shorten", "tile", "Tile",
 ]

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import secrets
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -76,6 +77,8 @@ class Prose:
         self.text, self.title = str(text), title
 
     def _repr_html_(self) -> str:
+        if not self.text and not self.title:
+            return ""  # nothing to say (an empty note): no empty paragraph
         body = re.sub(r"`([^`]+)`", r"<code>\1</code>", escape(self.text, self.limit))
         title = f"<b>{escape(self.title, self.limit)}.</b> " if self.title else ""
         return f"<p>{title}{body}</p>"
@@ -95,10 +98,12 @@ def say(text: str) -> Prose:
     return Prose(text)
 
 
-def finding(title: str, text: str) -> Prose:
+def finding(title: str, text: str, *, key: int | None = None) -> Prose:
     """Show a key finding in the notebook and collect it for the report's index page.
 
-    Returns a :class:`Prose` (escaped), so it is the cell's visible output.
+    ``key``: the finding's rank among the few the index puts first ("what matters most": 1 is first); other
+    findings are listed after them, in page order. Returns a :class:`Prose` (escaped), so it is the cell's
+    visible output.
 
     Examples
     --------
@@ -108,8 +113,35 @@ def finding(title: str, text: str) -> Prose:
     run_dir = _run_dir()
     if run_dir is not None:
         with open(run_dir / "findings.jsonl", "a") as fh:
-            fh.write(json.dumps({"notebook": os.environ.get("HELPERS_NOTEBOOK", ""), "title": title, "text": text}) + "\n")
+            fh.write(json.dumps({"notebook": os.environ.get("HELPERS_NOTEBOOK", ""), "title": title, "text": text,
+                                 "key": key}) + "\n")
     return Prose(text, title)
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A headline number for the index's tiles: what it counts, the number as text, a line of context, and the
+    title of the finding (on the same page) that explains it, which the tile links to."""
+
+    label: str
+    value: str
+    detail: str = ""
+    finding: str = ""
+
+
+def tile(item: Tile | Sequence[Tile] | None) -> None:
+    """Collect a headline number (or several) for the index page's tiles (nothing outside a run, or for ``None``).
+
+    Examples
+    --------
+    >>> tile(Tile("signed up", "9,909", "users who did signup", finding="Funnel"))  # outside a run: nothing
+    """
+    run_dir = _run_dir()
+    if run_dir is None or item is None:
+        return
+    with open(run_dir / "findings.jsonl", "a") as fh:
+        for one in [item] if isinstance(item, Tile) else item:
+            fh.write(json.dumps({"notebook": os.environ.get("HELPERS_NOTEBOOK", ""), "kind": "tile", **asdict(one)}) + "\n")
 
 
 def pseudonymize(ids: pd.Series | Sequence[str], salt: str | None = None) -> pd.Series:

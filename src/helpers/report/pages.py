@@ -229,6 +229,19 @@ def _notebook_title(path: Path) -> str:
     return path.stem
 
 
+def _notebook_description(path: Path) -> str:
+    """The first sentence of the paragraph under a notebook's title: the index's one-line description of it."""
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and re.search(r"^#\s+", cell.source, flags=re.M):
+            body = re.sub(r"^#.*$", "", cell.source, flags=re.M).strip()
+            paragraph = body.split("\n\n")[0].replace("\n", " ").strip()
+            plain = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", paragraph).replace("*", "").replace("`", "")
+            m = re.match(r"(.+?[.?!])(\s|$)", plain)
+            return (m.group(1) if m else plain)[:300]
+    return ""
+
+
 def _visible_text(text: str) -> str:
     """The HTML without plotly.js's own bundle (its license names an e-mail address), JSON escapes decoded.
 

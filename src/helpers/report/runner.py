@@ -26,6 +26,7 @@ from helpers import config
 from helpers.report.notes import RUN_DIR_ENV, RUN_SALT_ENV
 from helpers.report.pages import (
     _INDEX_CSP,
+    _notebook_description,
     _notebook_title,
     _same_heading,
     finding_sections,
@@ -278,10 +279,13 @@ def _render_and_publish(cfg: ReportConfig, selected: list, params: dict, duratio
         "seconds": round(time.time() - started, 1), "durations": {k: round(v, 1) for k, v in durations.items()},
         "parameters": params, "git_commit": _git_commit(), "versions": _versions(), "record": record_facts,
         "notebooks": [{"name": nb.name, "file": f"{nb.path.stem}.html", "title": titles[nb.name],
-                       "index_first": nb.index_first} for nb in selected],
+                       "description": _notebook_description(nb.path), "index_first": nb.index_first}
+                      for nb in selected],
     }
     (tmp / "run.json").write_text(json.dumps(meta, indent=2, default=str))
-    findings = [{**f, "href": anchors.get((f["notebook"], f["title"]), "")}
+    nb_files = {nb.name: f"{nb.path.stem}.html" for nb in selected}
+    findings = [{**f, "href": anchors.get((f["notebook"], f.get("finding") if f.get("kind") == "tile" else f["title"]),
+                                          f"{nb_files.get(f['notebook'], '')}")}
                 for f in _findings(tmp, [nb.name for nb in selected])]
     (tmp / "index.html").write_text(_index_html(meta, findings), encoding="utf-8")
     (tmp / OWNER_FILE).unlink(missing_ok=True)
@@ -327,15 +331,51 @@ def _findings(run_dir: Path, order: list[str]) -> list[dict[str, str]]:
     return sorted(items, key=lambda f: rank.get(f["notebook"], len(rank)))
 
 
+_INDEX_STYLE = """
+ body { max-width: 960px; margin: 32px auto; padding: 0 24px; font-family: system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; }
+ h1 { margin-bottom: 4px; } .meta { color: #555; margin-top: 0; }
+ a { color: #1f5fa8; }
+ table { border-collapse: collapse; margin: 8px 0 24px; max-width: 100%; }
+ td, th { border-bottom: 1px solid #e3e3e3; padding: 6px 12px; text-align: left; vertical-align: top; overflow-wrap: anywhere; }
+ .tiles { display: grid; grid-template-columns: repeat(auto-fill, minmax(160px, 1fr)); gap: 12px; margin: 20px 0; }
+ .tile { display: block; border: 1px solid #dde3ea; border-radius: 8px; padding: 12px 14px; text-decoration: none; color: #222; }
+ .tile:hover { border-color: #1f5fa8; }
+ .tile .value { display: block; font-size: 28px; font-weight: 600; color: #1f3b57; }
+ .tile .label { display: block; font-size: 14px; margin-top: 2px; }
+ .tile .detail { display: block; font-size: 12px; color: #555; margin-top: 4px; }
+ .findings { background: #f5f8fc; border-left: 4px solid #1f5fa8; padding: 8px 24px 12px; }
+ .findings li, .pages li, .more li { margin: 6px 0; }
+ .pages .time { color: #777; font-size: 12px; }
+ code { font-size: 12px; } details { margin: 16px 0; }
+ @media (max-width: 640px) { body { padding: 0 12px; margin-top: 16px; } .tiles { grid-template-columns: 1fr 1fr; }
+   .tile .value { font-size: 22px; } }
+"""
+
+
 def _index_html(meta: Mapping[str, Any], findings: list[Mapping[str, str]]) -> str:
+    """The front page: headline numbers as tiles, what matters most (the ranked findings, each linking to its
+    section), the pages with a line each, the other findings, then data quality and how the run was made."""
     esc = html.escape
     data = meta["record"].get("data", {})
     notebooks = sorted(meta["notebooks"], key=lambda n: not n["index_first"])
-    rows = "".join(f'<tr><td><a href="{esc(n["file"])}">{esc(n["title"])}</a></td>'
-                   f'<td style="text-align:right">{meta["durations"].get(n["name"], 0):.1f} s</td></tr>' for n in notebooks)
-    found = "".join((f'<li><b><a href="{esc(f["href"])}">{esc(f["title"])}</a>.</b> ' if f.get("href") else
-                     f"<li><b>{esc(f['title'])}.</b> ") + f"{esc(f['text'])}</li>" for f in findings) \
-        or "<li>No findings were recorded.</li>"
+    tiles = [f for f in findings if f.get("kind") == "tile"]
+    notes = [f for f in findings if f.get("kind") != "tile"]
+    key = sorted((f for f in notes if f.get("key") is not None), key=lambda f: f["key"])
+    rest = [f for f in notes if f.get("key") is None]
+
+    def item(f: Mapping[str, str]) -> str:
+        head = (f'<b><a href="{esc(f["href"])}">{esc(f["title"])}</a>.</b> ' if f.get("href") else
+                f"<b>{esc(f['title'])}.</b> ")
+        return f"<li>{head}{esc(f['text'])}</li>"
+
+    tile_html = "".join(f'<a class="tile" href="{esc(t["href"])}"><span class="value">{esc(t["value"])}</span>'
+                        f'<span class="label">{esc(t["label"])}</span><span class="detail">{esc(t["detail"])}</span></a>'
+                        for t in tiles)
+    first = "".join(item(f) for f in key) if key else "".join(item(f) for f in rest[:5])
+    more = "".join(item(f) for f in (rest if key else rest[5:]))
+    pages = "".join(f'<li><a href="{esc(n["file"])}">{esc(n["title"])}</a>'
+                    f'{" — " + esc(n["description"]) if n.get("description") else ""} '
+                    f'<span class="time">({meta["durations"].get(n["name"], 0):.1f} s)</span></li>' for n in notebooks)
     quality = "".join(f"<tr><td>{esc(str(r['check']))}</td><td>{esc(str(r['value']))}</td></tr>" for r in data.get("summary", []))
     params = "".join(f"<tr><td>{esc(name)}</td><td><code>{esc(json.dumps(p, default=str))}</code></td></tr>"
                      for name, p in meta["parameters"].items())
@@ -344,20 +384,16 @@ def _index_html(meta: Mapping[str, Any], findings: list[Mapping[str, str]]) -> s
                  f"{esc(str(data.get('last', '?'))[:10])} (UTC)") if data else "Data: not recorded"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <meta http-equiv="Content-Security-Policy" content="{_INDEX_CSP}"><title>{esc(meta['title'])}</title>
-<style>
- body {{ max-width: 960px; margin: 32px auto; padding: 0 24px; font-family: system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; }}
- h1 {{ margin-bottom: 4px; }} .meta {{ color: #555; margin-top: 0; }}
- table {{ border-collapse: collapse; margin: 8px 0 24px; display: block; max-width: 100%; overflow-x: auto; }}
- td, th {{ border-bottom: 1px solid #e3e3e3; padding: 6px 12px; text-align: left; vertical-align: top; }}
- .findings {{ background: #f5f8fc; border-left: 4px solid #1f5fa8; padding: 12px 24px; }}
- code {{ font-size: 12px; }} details {{ margin: 16px 0; }}
-</style></head>
+<style>{_INDEX_STYLE}</style></head>
 <body>
 <h1>{esc(meta['title'])}</h1>
 <p class="meta">Run {esc(meta['started'])} · {data_line}</p>
-<section class="findings"><h2>Key findings</h2><ul>{found}</ul></section>
-<h2>Reports</h2><table><tr><th>Report</th><th>Run time</th></tr>{rows}</table>
+{f'<section class="tiles" aria-label="Headline numbers">{tile_html}</section>' if tile_html else ''}
+<section class="findings"><h2>What matters most</h2><ol>{first or '<li>No findings were recorded.</li>'}</ol></section>
+<h2>The pages</h2><ul class="pages">{pages}</ul>
+{f'<h2>Other findings</h2><ul class="more">{more}</ul>' if more else ''}
 <h2>Data quality</h2><table>{quality or '<tr><td>not recorded</td></tr>'}</table>
 <details><summary>How this run was made</summary>
 <table><tr><td>run id</td><td>{esc(meta['run_id'])}</td></tr>

@@ -50,6 +50,27 @@ class SurvivalResult:
         return (f"After {last} days {best[f'survival_{last}d']:.0%} of {best['group']} remain against "
                 f"{worst[f'survival_{last}d']:.0%} of {worst['group']}; log-rank p={self.logrank_p:.2g}, so {sig}.")
 
+    def tile(self, finding: str = "Lifetime"):
+        """The index's headline number: the share still active at the last horizon (all users), with its interval.
+
+        Examples
+        --------
+        >>> life = pd.DataFrame({"duration_days": [10, 40, 100, 120], "churned": [True, True, False, False]})
+        >>> t = survival_curves(life).tile(); (t.label, t.value)
+        ('still active after 90 days', '50%')
+        """
+        from helpers.report.notes import Tile
+
+        last = _days_label(self.at[-1])
+        m = self.medians
+        row = m.iloc[0] if self.by is None else None
+        if row is None or f"survival_{last}d" not in m.columns:
+            return None
+        low, high = row.get(f"survival_{last}d_low"), row.get(f"survival_{last}d_high")
+        ci = f"95% CI {low:.0%}–{high:.0%}; " if low is not None and pd.notna(low) else ""
+        return Tile(f"still active after {last} days", f"{row[f'survival_{last}d']:.0%}",
+                    f"{ci}of {int(row['users']):,} users (Kaplan-Meier)", finding)
+
 
 def _days_label(days: float) -> str:
     """7 -> '7', 365.25 -> '365.25': how a horizon is written in a column name."""
