@@ -36,6 +36,10 @@ sample: $(INSTALLED)
 report: $(INSTALLED) $(SAMPLE)
 	$(BIN)/python -m helpers.report run --config config/report.yaml
 
+## readme: rewrite the README's numbers about the sample from the latest report run (after make report)
+readme: $(INSTALLED)
+	$(BIN)/python -m helpers.report readme
+
 ## test: set up and run the whole suite (unit tests, doctests, every notebook with nbval)
 test: $(INSTALLED) $(SAMPLE)
 	$(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=900 tests src/helpers notebooks
@@ -61,4 +65,4 @@ strip: $(INSTALLED)
 clean:
 	rm -rf data/processed/*.parquet data/interim/*.parquet reports/*/ reports/latest
 
-.PHONY: help venv sample report test lab bench strip clean
+.PHONY: help venv sample report readme test lab bench strip clean

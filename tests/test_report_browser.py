@@ -195,6 +195,8 @@ _OVERLAPS_JS = """() => {
     for (const [what, el] of parts) if (hit(tb, box(el))) out.push(name + ': title under ' + what);
     for (const [_, lg] of parts.filter(p => p[0] === 'legend'))
       for (const [what, el] of parts) if (what !== 'legend' && what !== 'data' && hit(box(lg), box(el))) out.push(name + ': legend over ' + what);
+    const notes = parts.filter(p => p[0].startsWith('annotation'));
+    notes.forEach(([a, x], i) => notes.slice(i + 1).forEach(([b, y]) => { if (hit(box(x), box(y))) out.push(name + ': ' + a + ' over ' + b); }));
   });
   return out;
 }"""
@@ -215,6 +217,15 @@ def test_nothing_covers_a_chart_title_or_legend_and_no_page_scrolls_sideways(sam
             problems[path.name] = found[:5]
         page.close()
     assert problems == {}
+
+
+def test_the_readmes_numbers_about_the_sample_are_those_of_a_fresh_run(sample_run):
+    """Every marked number in the README (calibration gaps, stitched persons) is what this run recorded:
+    ``make readme`` after ``make report`` rewrites them."""
+    from helpers.report.readme import MARKER, update
+
+    assert len(MARKER.findall((config.PROJECT_ROOT / "README.md").read_text())) >= 6
+    assert update(config.PROJECT_ROOT / "README.md", sample_run.run_dir, check=True) == []
 
 
 def test_no_report_is_larger_than_15_mb(sample_run):

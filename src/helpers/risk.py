@@ -154,6 +154,31 @@ class RiskResult:
         ``churn_probability`` (the at-risk audience, the share at risk per segment and the risk chart use it)."""
         return "calibrated_probability" if "calibrated_probability" in self.scores.columns else "churn_probability"
 
+    def calibration_facts(self) -> dict:
+        """The calibration in numbers, for the run's record (and the README's sentences, filled from it): the decile
+        with the largest gap, its predicted and observed churn, the mean gap, and after recalibration the mean and
+        largest gap (shares, 0 to 1).
+
+        Examples
+        --------
+        >>> cal = pd.DataFrame({"risk_decile": [1, 2], "users": [10, 10], "predicted": [0.1, 0.4], "observed": [0.1, 0.7],
+        ...                     "calibrated": [0.12, 0.65]})
+        >>> r = RiskResult(pd.DataFrame(), {}, cal, pd.DataFrame(), pd.Timedelta("30D"), pd.Timestamp("2025-01-01", tz="UTC"))
+        >>> {k: round(v, 3) for k, v in r.calibration_facts().items()}
+        {'worst_decile': 2, 'worst_predicted': 0.4, 'worst_observed': 0.7, 'mean_gap': 0.15, 'recalibrated_mean_gap': 0.035, 'recalibrated_max_gap': 0.05}
+        """
+        c = self.calibration
+        if c.empty:
+            return {}
+        gap = (c["observed"] - c["predicted"]).abs().to_numpy(float)
+        row = c.iloc[int(np.nanargmax(gap))]
+        facts = {"worst_decile": int(row["risk_decile"]), "worst_predicted": float(row["predicted"]),
+                 "worst_observed": float(row["observed"]), "mean_gap": float(np.nanmean(gap))}
+        if "calibrated" in c.columns:
+            fixed = (c["observed"] - c["calibrated"]).abs().to_numpy(float)
+            facts.update(recalibrated_mean_gap=float(np.nanmean(fixed)), recalibrated_max_gap=float(np.nanmax(fixed)))
+        return facts
+
     def calibration_note(self, tolerance: float = 0.10) -> str:
         """In words: do the validated probabilities match what happened, decile by decile?
 

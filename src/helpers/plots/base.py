@@ -90,11 +90,6 @@ def html_text(text: str) -> str:
     return html.escape(text, quote=False)
 
 
-def _mpl_label(value: Any, limit: int = LABEL_LIMIT) -> str:
-    """A name from the data as matplotlib text: shortened, ``$`` escaped (it would start mathtext)."""
-    return shorten(value, limit).replace("$", r"\$")
-
-
 TITLE_CHARS = 40  # a title line that fits a phone (390 px) at TITLE_SIZE
 TITLE_SIZE = 15
 _LINE = 20  # px per title line

@@ -7,46 +7,47 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from helpers.plots.base import PALETTE, _layout, _mpl_label, group_colours, label, labels
+from helpers.plots.base import PALETTE, _layout, group_colours, label, labels
 
 
-def persona_heatmap(model, *, top_features: int = 24):
-    """Seaborn heatmap: personas x their most distinctive clustering features, coloured by log2 ratio to the overall mean.
+def persona_heatmap(model, *, top_features: int = 24) -> go.Figure:
+    """Heatmap: each persona's most distinctive clustering features (rows) by persona (columns), coloured by the
+    log2 ratio of the persona's mean to all users' mean; cells show the ratio (``2.0x`` = twice the average user).
 
-    Cells show the ratio (``2.0x`` = twice the average user). Returns a matplotlib
-    Figure (not attached to pyplot, so a notebook shows it once).
+    Features run down the page so that the chart reads on a phone (a handful of persona columns, not two dozen
+    feature columns). The outcomes (events, purchases, value...) follow the behaviour, profiled, not clustered on.
     """
-    import seaborn as sns
-    from matplotlib.figure import Figure
+    from helpers.personas.features import _readable
 
     ratio = model.profile_matrix("ratio")
     spread = np.log2(ratio.clip(lower=1 / 16, upper=16)).abs().max().sort_values(ascending=False)
-    # The outcomes next to the behaviour: profiled, not clustered on (unless chosen).
     outcomes = [c for c in ("events", "active_days", "tenure_days", "purchases", "monetary_value", "days_to__purchase",
                             "mean_survey_score") if c not in ratio.columns]
     everything = model.profile_matrix("ratio", used_only=False)
     ratio = pd.concat([ratio[spread.index[:top_features]], everything[[c for c in outcomes if c in everything.columns]]],
-                      axis=1)
-    fig = Figure(figsize=(min(2 + 0.55 * ratio.shape[1], 18), 1.2 + 0.55 * len(ratio)), layout="constrained")
-    ax = fig.subplots()
-    cell_text = ratio.map(lambda v: "" if pd.isna(v) else f"{v:.1f}x")
-    sns.heatmap(np.log2(ratio.clip(lower=1 / 16, upper=16)), ax=ax, cmap="RdBu_r", center=0, vmin=-3, vmax=3,
-                annot=cell_text, fmt="", annot_kws={"fontsize": 7}, cbar_kws={"label": "log2 ratio to all users"})
-    from helpers.personas.features import _readable
-
-    ax.set_xticklabels([_mpl_label(_readable(c.get_text())) for c in ax.get_xticklabels()], rotation=40, ha="right",
-                       fontsize=11)
-    ax.set_yticklabels([_mpl_label(c.get_text()) for c in ax.get_yticklabels()], rotation=0)
-    ax.set_ylabel("")
-    ax.set_xlabel("")
-    ax.set_title("What sets each persona apart (ratio of the persona's mean to all users')")
-    return fig
+                      axis=1).T  # rows: features; columns: personas
+    z = np.log2(ratio.clip(lower=1 / 16, upper=16)).to_numpy(float)
+    text = ratio.map(lambda v: "" if pd.isna(v) else f"{v:.1f}x").to_numpy()
+    # An empty cell is a feature the persona has no value for (no user of it did the thing measured).
+    why = np.where(text == "", "no value for this persona", text)
+    rows, columns = labels([_readable(c) for c in ratio.index], 40), labels(ratio.columns, 30)
+    fig = go.Figure(go.Heatmap(z=z, x=columns, y=rows, text=text, texttemplate="%{text}", textfont=dict(size=11),
+                               colorscale="RdBu_r", zmid=0, zmin=-3, zmax=3, customdata=why, xgap=1, ygap=1,
+                               showscale=False,  # every cell says its ratio; a colour bar would squeeze a phone's columns
+                               hovertemplate="%{x}<br>%{y}: %{customdata}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", automargin=True)
+    fig.update_xaxes(side="bottom", tickangle=-30, automargin=True)
+    fig.update_layout(plot_bgcolor="#f3f3f3")
+    return _layout(fig, "What sets each persona apart: its mean against all users' mean (red: more, blue: less)",
+                   height=22 * len(rows) + 200)
 
 
 def persona_sizes(model) -> go.Figure:
     """Users per persona, largest first, with their share."""
     table = model.summary().iloc[::-1]
-    fig = go.Figure(go.Bar(x=table["users"], y=labels(table["name"]), orientation="h", marker_color=PALETTE[0],
+    colours = group_colours(table["name"])
+    fig = go.Figure(go.Bar(x=table["users"], y=labels(table["name"]), orientation="h",
+                           marker_color=[colours[str(n)] for n in table["name"]],
                            text=[f"{u:,} ({s:.0%})" for u, s in zip(table["users"], table["share"])], textposition="auto",
                            customdata=np.array(labels(table["description"], 300), dtype=object)[:, None],
                            hovertemplate="%{customdata[0]}<br>%{x:,} users<extra></extra>"))
@@ -84,28 +85,36 @@ def k_selection(model) -> go.Figure:
 
 
 def persona_kpis_chart(kpis: pd.DataFrame) -> go.Figure:
-    """Conversion, NPS and churn share per persona with 95% intervals, from :func:`helpers.personas.persona_kpis`."""
+    """Conversion, NPS and churn share per persona with 95% intervals, from :func:`helpers.personas.persona_kpis`.
+
+    Personas run down the page (their names once, on the left) in their own colours, one panel per measure.
+    """
     from plotly.subplots import make_subplots
 
     rows = kpis[kpis["persona"].astype(str) != "(all)"]
-    names = labels(rows["name"] if "name" in rows.columns else rows["persona"])
-    fig = make_subplots(rows=1, cols=3, subplot_titles=("conversion to purchase", "NPS", "churned"))
-    fig.add_bar(x=names, y=rows["conversion"], marker_color=PALETTE[0], row=1, col=1, showlegend=False,
-                error_y=dict(type="data", symmetric=False, array=rows["conversion_high"] - rows["conversion"],
+    raw = rows["name"] if "name" in rows.columns else rows["persona"]
+    names, colours = labels(raw), group_colours(raw)
+    colour = [colours[str(n)] for n in raw]
+    fig = make_subplots(rows=1, cols=3, shared_yaxes=True, horizontal_spacing=0.04,
+                        subplot_titles=("converted", "NPS", "churned"))
+    fig.add_bar(y=names, x=rows["conversion"], orientation="h", marker_color=colour, row=1, col=1, showlegend=False,
+                error_x=dict(type="data", symmetric=False, array=rows["conversion_high"] - rows["conversion"],
                              arrayminus=rows["conversion"] - rows["conversion_low"]),
-                hovertemplate="%{x}: %{y:.1%}<extra></extra>")
-    fig.add_bar(x=names, y=rows["nps"], marker_color=PALETTE[1], row=1, col=2, showlegend=False,
-                error_y=dict(type="data", symmetric=False, array=rows["nps_high"] - rows["nps"],
+                hovertemplate="%{y}: %{x:.1%}<extra></extra>")
+    fig.add_bar(y=names, x=rows["nps"], orientation="h", marker_color=colour, row=1, col=2, showlegend=False,
+                error_x=dict(type="data", symmetric=False, array=rows["nps_high"] - rows["nps"],
                              arrayminus=rows["nps"] - rows["nps_low"]),
-                hovertemplate="%{x}: NPS %{y:.0f}<extra></extra>")
-    fig.add_bar(x=names, y=rows["churn_share"], marker_color=PALETTE[2], row=1, col=3, showlegend=False,
-                hovertemplate="%{x}: %{y:.1%} churned<extra></extra>")
-    fig.update_yaxes(tickformat=".0%", row=1, col=1)
-    fig.update_yaxes(tickformat=".0%", row=1, col=3)
-    fig.update_xaxes(tickangle=-30)
+                hovertemplate="%{y}: NPS %{x:.0f}<extra></extra>")
+    fig.add_bar(y=names, x=rows["churn_share"], orientation="h", marker_color=colour, row=1, col=3, showlegend=False,
+                hovertemplate="%{y}: %{x:.1%} churned<extra></extra>")
+    fig.update_xaxes(tickformat=".0%", row=1, col=1, rangemode="tozero")
+    fig.update_xaxes(tickformat=".0%", row=1, col=3, rangemode="tozero")
+    fig.update_xaxes(nticks=4)
+    fig.update_yaxes(autorange="reversed", automargin=True)
     for col, measure in ((1, "conversion"), (2, "nps"), (3, "churn_share")):
         if rows[measure].isna().all():  # unavailable: say so where the bars would be
             axis = "" if col == 1 else str(col)
-            fig.add_annotation(text="unavailable in this data", showarrow=False, xref=f"x{axis} domain",
+            fig.add_annotation(text="unavailable", showarrow=False, xref=f"x{axis} domain",
                                yref=f"y{axis} domain", x=0.5, y=0.5, font=dict(color="#666"))
-    return _layout(fig, "How the personas differ on what the business measures (95% intervals)", height=460)
+    return _layout(fig, "How the personas differ on what the business measures (95% intervals)",
+                   height=max(300, 44 * len(rows) + 140))

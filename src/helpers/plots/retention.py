@@ -141,7 +141,7 @@ def stickiness_chart(stickiness: pd.DataFrame) -> go.Figure:
     """DAU/MAU per period and the distribution of active days per user, from :func:`helpers.engagement.stickiness`."""
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("DAU / MAU", "active days per user in the period"))
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("DAU / MAU", "active days per user"))
     fig.add_scatter(x=stickiness["period"], y=stickiness["dau_mau"], mode="lines+markers", marker_color=PALETTE[0],
                     showlegend=False, hovertemplate="%{x|%Y-%m}: %{y:.1%}<extra></extra>", row=1, col=1)
     for i, col in enumerate(["share_1_day", "share_2_3_days", "share_4_7_days", "share_8_plus_days"]):

@@ -420,7 +420,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latest", action="store_true",
                    help="point reports/latest at this run even when it is partial (--only)")
     p.add_argument("--quiet", action="store_true", help="no progress bars (for cron)")
+    r = sub.add_parser("readme", help="rewrite the README's marked numbers from a run's record (reports/latest)")
+    r.add_argument("--run", default=str(config.REPORTS_DIR / "latest"),
+                   help="the run folder whose record.json the numbers come from")
+    r.add_argument("--readme", default=str(config.PROJECT_ROOT / "README.md"))
+    r.add_argument("--check", action="store_true", help="only list the numbers that are stale (exit 1 if any)")
     args = parser.parse_args(argv)
+    if args.command == "readme":
+        from helpers.report.readme import update
+
+        changed = update(args.readme, args.run, check=args.check)
+        for line in changed:
+            print(("stale: " if args.check else "updated: ") + line)
+        return 1 if (changed and args.check) else 0
     try:
         result = run(args.config, overrides=args.param, only=args.only, quiet=args.quiet, reports_dir=args.reports_dir,
                      latest=True if args.latest else None)
