@@ -219,6 +219,28 @@ def test_nothing_covers_a_chart_title_or_legend_and_no_page_scrolls_sideways(sam
     assert problems == {}
 
 
+def test_every_section_that_asks_a_question_answers_it_in_a_sentence(sample_run, browser):
+    """A heading ending in '?' is followed, before the next heading, by a sentence a notebook computed (a finding or
+    report.say), not only by a chart or a table."""
+    unanswered = []
+    page = browser.new_page()
+    for path in sorted(sample_run.run_dir.glob("[0-9]*.html")):
+        page.goto(path.as_uri(), wait_until="load")
+        found = page.evaluate("""() => {
+            const out = []; let current = null;
+            for (const cell of document.querySelectorAll('.jp-Cell')) {
+                const h = cell.querySelector('h2');
+                if (h) { current = {q: h.innerText.replace('¶', '').trim(), said: 0}; out.push(current); }
+                else if (current && cell.classList.contains('jp-CodeCell'))
+                    current.said += [...cell.querySelectorAll('.jp-OutputArea-output > p')].filter(p => p.innerText.trim().length > 20).length;
+            }
+            return out; }""")
+        unanswered += [f"{path.name}: {s['q']}" for s in found if s["q"].endswith("?") and not s["said"]]
+        assert sum(s["q"].endswith("?") for s in found) >= 3, path.name
+    page.close()
+    assert unanswered == []
+
+
 def test_the_readmes_numbers_about_the_sample_are_those_of_a_fresh_run(sample_run):
     """Every marked number in the README (calibration gaps, stitched persons) is what this run recorded:
     ``make readme`` after ``make report`` rewrites them."""

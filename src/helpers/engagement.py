@@ -28,7 +28,7 @@ import pandas as pd
 
 from helpers.io import US_PER_DAY, EventDataError, as_ibis, epoch_us, to_utc, utc_naive
 
-__all__ = ["lifecycle", "stickiness"]
+__all__ = ["lifecycle", "lifecycle_headline", "stickiness"]
 
 _FREQ = {"D": "D", "W": "W-MON", "M": "MS"}
 
@@ -57,6 +57,32 @@ def _period_end(start: pd.Series, period: str) -> pd.Series:
     if period == "M":
         return start + pd.offsets.MonthBegin(1)
     return start + pd.Timedelta(days=1 if period == "D" else 7)
+
+
+def lifecycle_headline(lc: pd.DataFrame) -> str:
+    """One sentence on :func:`lifecycle`: in the last complete period, who came (new, back) against who went
+    dormant, and what the quick ratio says.
+
+    Examples
+    --------
+    >>> lc = pd.DataFrame({"period": pd.to_datetime(["2025-01-06", "2025-01-13"]), "new": [10, 4], "retained": [0, 6],
+    ...                    "resurrected": [0, 1], "dormant": [0, 10], "quick_ratio": [float("nan"), 0.5],
+    ...                    "complete": [True, True]})
+    >>> lifecycle_headline(lc)
+    'In the last complete period (from 2025-01-13), 5 users were new or came back and 10 went dormant: a quick ratio of 0.50, so the active base is shrinking.'
+    """
+    done = lc[lc["complete"]] if "complete" in lc else lc
+    if done.empty:
+        return "No period is complete yet, so it is too early to say."
+    r = done.iloc[-1]
+    came, went = int(r["new"] + r["resurrected"]), int(r["dormant"])
+    if not went:
+        verdict = "nobody went dormant, so the active base is growing" if came else "nothing moved"
+        return f"In the last complete period (from {pd.Timestamp(r['period']):%Y-%m-%d}), {came:,} users were new or came back; {verdict}."
+    q = came / went
+    verdict = "growing" if q > 1.05 else ("shrinking" if q < 0.95 else "holding steady")
+    return (f"In the last complete period (from {pd.Timestamp(r['period']):%Y-%m-%d}), {came:,} users were new or came "
+            f"back and {went:,} went dormant: a quick ratio of {q:.2f}, so the active base is {verdict}.")
 
 
 def lifecycle(events: pd.DataFrame | ibis.Table, *, period: str = "W", observed_until: Any = None) -> pd.DataFrame:

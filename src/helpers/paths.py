@@ -29,7 +29,7 @@ from helpers.funnel import FunnelResult
 from helpers.io import EventDataError, as_ibis, epoch_us
 from helpers.units import declare
 
-__all__ = ["paths_before_drop", "sessionize", "top_paths", "transition_matrix"]
+__all__ = ["drop_headline", "paths_before_drop", "paths_headline", "sessionize", "top_paths", "transition_matrix"]
 
 ARROW = " → "
 
@@ -190,6 +190,47 @@ def transition_matrix(events: pd.DataFrame | ibis.Table, *, top_events: int = 15
     out = pairs.to_pyarrow().to_pandas().rename(columns={"_from": "from", "_to": "to"})
     out["probability"] = out["count"] / out.groupby("from")["count"].transform("sum")
     return out.sort_values(["from", "count", "to"], ascending=[True, False, True], ignore_index=True)
+
+
+def paths_headline(paths: pd.DataFrame, goal: str) -> str:
+    """One sentence on :func:`top_paths` before ``goal``: the most common path and how much the top paths cover.
+
+    Examples
+    --------
+    >>> p = pd.DataFrame({"path": ["a → buy", "b → buy"], "steps": [2, 2], "units": [6, 2], "users": [6, 2],
+    ...                   "share": [0.6, 0.2]})
+    >>> paths_headline(p, "buy")
+    'The most common way to buy is a → buy (6 users, 60% of paths); the 2 paths shown cover 80%.'
+    """
+    if paths.empty:
+        return f"Nobody reached {goal}, so there are no paths to it."
+    top = paths.iloc[0]
+    return (f"The most common way to {goal} is {top['path']} ({int(top['users']):,} users, {top['share']:.0%} of "
+            f"paths); the {len(paths)} paths shown cover {paths['share'].sum():.0%}.")
+
+
+def drop_headline(paths: pd.DataFrame, step: str) -> str:
+    """One sentence on :func:`paths_before_drop`: what those who dropped after ``step`` did most often instead.
+
+    Examples
+    --------
+    >>> p = pd.DataFrame({"path": ["(nothing)", "help"], "steps": [0, 1], "units": [5, 3], "users": [5, 3],
+    ...                   "share": [0.5, 0.3]})
+    >>> drop_headline(p, "cart")
+    'Of those who stopped after cart, 50% did nothing more; the most common path was help (30%).'
+    """
+    if paths.empty:
+        return f"Nobody dropped out after {step}."
+    gone = paths.loc[paths["path"] == "(nothing)", "share"].sum()
+    rest = paths[paths["path"] != "(nothing)"]
+    text = f"Of those who stopped after {step}, " + (f"{gone:.0%} did nothing more; " if gone else "")
+    if rest.empty:
+        return text.rstrip("; ") + "."
+    top = rest.iloc[0]
+    text += f"the most common path was {top['path']} ({top['share']:.0%})"
+    if top["share"] < 0.1:
+        text += ": no single path stands out, so they scattered rather than leaving one way"
+    return text + "."
 
 
 def paths_before_drop(

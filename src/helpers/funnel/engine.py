@@ -125,6 +125,35 @@ class FunnelResult:
         waiting = int(pu["in_progress"].sum())
         return text + (f"; {waiting:,} are still within their window." if waiting else ".")
 
+    def timing_headline(self) -> str:
+        """One sentence: how long those who reached the last step took from the first (median and 90th percentile),
+        and how long the last step itself takes.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> ev = pd.DataFrame({"user_id": ["a", "a", "b", "b"], "event": ["signup", "buy", "signup", "buy"],
+        ...                    "timestamp": pd.to_datetime(["2025-01-01 00:00", "2025-01-01 02:00", "2025-01-01 00:00",
+        ...                                                 "2025-01-01 04:00"], utc=True)})
+        >>> compute_funnel(ev, ["signup", "buy"]).timing_headline()
+        'The 2 users who reached buy took a median 3 h from signup (90% within 3 h 48 min).'
+        """
+        from helpers.units import human_duration
+
+        pu, n = self.per_user, len(self.steps)
+        done = pu[pu["furthest_step"] >= n]
+        if done.empty or n < 2:
+            return f"Nobody reached {self.steps[-1].label} yet, so there is no time to convert."
+        total = done[f"step_{n}_at"] - done["step_1_at"]
+        text = (f"The {len(done):,} users who reached {self.steps[-1].label} took a median "
+                f"{human_duration(total.median())} from {self.steps[0].label} "
+                f"(90% within {human_duration(total.quantile(0.9))})")
+        if n > 2:
+            last = done[f"step_{n}_at"] - done[f"step_{n - 1}_at"]
+            text += (f"; the last step, {self.steps[-2].label} → {self.steps[-1].label}, takes a median "
+                     f"{human_duration(last.median())}")
+        return text + "."
+
     def tiles(self, finding: str = "Funnel") -> list:
         """The index's headline numbers: who did the first step, and the share reaching the last in the window.
 

@@ -123,6 +123,62 @@ class DataQualityReport:
         parts.append(f"{self.single_event_users:,} users ({self.single_event_users / max(self.users, 1):.1%}) have a single event")
         return "; ".join(parts) + "."
 
+    def activity_headline(self) -> str:
+        """One sentence: how daily active users changed from the first weeks to the last, and the busiest day.
+
+        Examples
+        --------
+        >>> from helpers.io import load_events
+        >>> days = pd.date_range("2025-01-01", periods=60, freq="D")
+        >>> ev = load_events(pd.DataFrame({"user_id": [f"u{i % (2 + i // 20)}" for i in range(60)], "event": "x",
+        ...                                "timestamp": days}))
+        >>> data_quality(ev, as_of="2025-06-01").activity_headline()
+        'Daily active users stayed about level: 1.0 a day in the first 4 weeks and 1.0 in the last 4 (+0%); the busiest day was 2025-01-01 with 1 events.'
+        """
+        d = self.events_per_day
+        if len(d) < 2:
+            return f"The data covers {len(d)} day: too short to say how activity changes."
+        window = min(28, len(d) // 2)  # four weeks at each end, or halves of a shorter span
+        first, last = float(d["users"].head(window).mean()), float(d["users"].tail(window).mean())
+        change = last / first - 1 if first else float("nan")
+        trend = "grew" if change > 0.1 else ("fell" if change < -0.1 else "stayed about level")
+        span = f"{window // 7} weeks" if window % 7 == 0 else f"{window} days"
+        busiest = d.loc[d["events"].idxmax()]
+        fmt = (lambda v: f"{v:,.0f}") if max(first, last) >= 10 else (lambda v: f"{v:,.1f}")
+        return (f"Daily active users {trend}: {fmt(first)} a day in the first {span} and {fmt(last)} in the last "
+                f"{span.split(' ', 1)[0]} ({change:+.0%}); the busiest day was {pd.Timestamp(busiest['date']):%Y-%m-%d} "
+                f"with {int(busiest['events']):,} events.")
+
+    def types_headline(self) -> str:
+        """One sentence: the most common event, who does it, and how concentrated the event mix is.
+
+        Examples
+        --------
+        >>> from helpers.io import load_events
+        >>> ev = load_events(pd.DataFrame({"user_id": ["a", "a", "b", "b"], "event": ["view", "view", "view", "buy"],
+        ...                                "timestamp": ["2025-01-01", "2025-01-02", "2025-01-02", "2025-01-03"]}))
+        >>> data_quality(ev, as_of="2025-02-01").types_headline()
+        'view is the most common of 2 event types: 75% of events, done by 100% of users; the top 3 make up 100%.'
+        """
+        t = self.events_per_type
+        if t.empty:
+            return "There are no events."
+        top = t.iloc[0]
+        return (f"{top['event']} is the most common of {len(t):,} event types: {top['share']:.0%} of events, done by "
+                f"{top['users'] / max(self.users, 1):.0%} of users; the top 3 make up {t['share'].head(3).sum():.0%}.")
+
+    def channels_headline(self) -> str:
+        """One sentence: the channel with the most events and the one that reaches the most users."""
+        c = self.channels
+        if c is None or c.empty:
+            return "The events have no channel, so this data cannot say which channels bring customers."
+        by_events, by_users = c.loc[c["events"].idxmax()], c.loc[c["users"].idxmax()]
+        text = f"{by_events['channel']} carries the most events ({by_events['events'] / c['events'].sum():.0%})"
+        if by_users["channel"] != by_events["channel"]:
+            return text + (f", while {by_users['channel']} reaches the most users ({int(by_users['users']):,}, "
+                           f"{by_users['users'] / max(self.users, 1):.0%} of them).")
+        return text + f" and reaches the most users ({by_users['users'] / max(self.users, 1):.0%} of them)."
+
     def identity_note(self) -> str:
         """A sentence on identity stitching: how many ids became how many persons, or why nothing was stitched."""
         i = self.identity

@@ -214,6 +214,29 @@ def stage_kpis(
     return pd.DataFrame(rows, columns=cols)
 
 
+def touchpoint_headline(touchpoints: pd.DataFrame, *, min_users: int = 100) -> str:
+    """One sentence on :func:`touchpoint_matrix`: the stage where the channel matters most (the widest gap in the
+    share moving on between channels with at least ``min_users`` users there).
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"stage": ["visit"] * 2 + ["buy"], "channel": ["ads", "email", "web"], "users": [200, 150, 90],
+    ...                   "reached_next": [40, 90, 0], "conversion_to_next": [0.2, 0.6, float("nan")]})
+    >>> touchpoint_headline(t)
+    'The channel matters most at visit: 60% of those seen there through email move on, against 20% through ads.'
+    """
+    t = touchpoints.dropna(subset=["conversion_to_next"])
+    t = t[t["users"] >= min_users]
+    spread = t.groupby("stage", sort=False)["conversion_to_next"].agg(lambda s: s.max() - s.min())
+    if spread.empty or not spread.max():
+        return f"No stage has two channels with {min_users}+ users to compare."
+    stage = spread.idxmax()
+    rows = t[t["stage"] == stage]
+    best, worst = rows.loc[rows["conversion_to_next"].idxmax()], rows.loc[rows["conversion_to_next"].idxmin()]
+    return (f"The channel matters most at {stage}: {best['conversion_to_next']:.0%} of those seen there through "
+            f"{best['channel']} move on, against {worst['conversion_to_next']:.0%} through {worst['channel']}.")
+
+
 def touchpoint_matrix(
     events: pd.DataFrame | ibis.Table,
     stage_map: StageMap | str | Path | Mapping[str, Any],

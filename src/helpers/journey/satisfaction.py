@@ -97,6 +97,34 @@ def satisfaction(
     return out
 
 
+def satisfaction_headline(table: pd.DataFrame, metric: str = "nps") -> str:
+    """One sentence on :func:`satisfaction`: the stages where the score is highest and lowest, with intervals, and
+    how many stages have too few answers to say.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"metric": "nps", "breakdown": "stage", "group": ["a", "b", "c"], "value": [30.0, -10.0, 50.0],
+    ...                   "ci_low": [20.0, -20.0, -10.0], "ci_high": [40.0, 0.0, 90.0], "respondents": [100, 80, 5],
+    ...                   "too_few": [False, False, True]})
+    >>> satisfaction_headline(t)
+    'NPS is highest at a (+30, 95% CI +20 to +40) and lowest at b (-10, -20 to +0); 1 stage has too few answers to say.'
+    """
+    rows = table[(table["metric"] == metric) & (table["breakdown"] == "stage")] if len(table) else table
+    if rows.empty:
+        return f"There are no {metric.upper()} answers to place on the journey."
+    few = rows["too_few"].astype(bool) if "too_few" in rows else pd.Series(False, index=rows.index)
+    ok = rows[~few]
+    name = metric.upper()
+    tail = f"; {int(few.sum())} stage{'s have' if few.sum() != 1 else ' has'} too few answers to say" if few.any() else ""
+    if ok.empty:
+        return f"Every stage has too few {name} answers to say how customers feel there{tail[1:] and ''}."
+    hi, lo = ok.loc[ok["value"].idxmax()], ok.loc[ok["value"].idxmin()]
+    text = f"{name} is highest at {hi['group']} ({hi['value']:+.0f}, 95% CI {hi['ci_low']:+.0f} to {hi['ci_high']:+.0f})"
+    if lo["group"] != hi["group"]:
+        text += f" and lowest at {lo['group']} ({lo['value']:+.0f}, {lo['ci_low']:+.0f} to {lo['ci_high']:+.0f})"
+    return text + tail + "."
+
+
 def satisfaction_display(table: pd.DataFrame) -> pd.DataFrame:
     """:func:`satisfaction` as text for a report: each score in its own unit (NPS points, CSAT share, CES mean),
     "too few responses" below the minimum, and the interval always.

@@ -188,6 +188,24 @@ class PersonaModel:
         return (f"{self.n_personas_} personas: silhouette {chosen['silhouette']:.3f} on a sample of users, {why} "
                 f"(candidates {int(s['n_personas'].min())}-{int(s['n_personas'].max())}).")
 
+    def who_headline(self) -> str:
+        """One sentence: the largest and smallest persona, and the most distinctive trait of any persona."""
+        s = self.summary().sort_values("users", ascending=False)
+        if s.empty:
+            return "No personas were found."
+        big, small = s.iloc[0], s.iloc[-1]
+        text = f"{len(s)} personas; the largest is {big['name']} ({big['share']:.0%} of users)"
+        if len(s) > 1:
+            text += f", the smallest {small['name']} ({small['share']:.0%})"
+        ratio = self.profile_matrix("ratio").replace([np.inf, -np.inf], np.nan)
+        if ratio.notna().any().any():
+            persona, feature = ratio.stack().idxmax()
+            from helpers.personas.features import _readable
+
+            text += (f". The sharpest difference: {persona} users have {ratio.loc[persona, feature]:.1f} times the "
+                     f"average {_readable(feature)}")
+        return text + "."
+
     def summary(self) -> pd.DataFrame:
         """One row per persona: ``persona``, ``name``, ``users``, ``share``, ``description``."""
         sizes = self.profile_.drop_duplicates("persona")[["persona", "name", "users", "share"]].reset_index(drop=True)

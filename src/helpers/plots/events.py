@@ -21,14 +21,21 @@ def events_per_day(quality: DataQualityReport) -> go.Figure:
     >>> [trace.name for trace in events_per_day(q).data]
     ['events', 'active users']
     """
+    from plotly.subplots import make_subplots
+
     daily = quality.events_per_day
-    fig = go.Figure()
-    fig.add_bar(x=daily["date"], y=daily["events"], name="events", marker_color=PALETTE[0], opacity=0.55)
-    fig.add_scatter(x=daily["date"], y=daily["users"], name="active users", mode="lines",
-                    line=dict(color=PALETTE[1], width=2), yaxis="y2")
-    fig.update_layout(yaxis=dict(title="events"), yaxis2=dict(title="active users", overlaying="y", side="right",
-                                                             showgrid=False, rangemode="tozero"))
-    return _layout(fig, "Events and active users per day (UTC)")
+    # Events and users are different things: each gets its own panel and axis, sharing the dates.
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
+                        subplot_titles=("events per day", "active users per day"))
+    fig.add_bar(x=daily["date"], y=daily["events"], name="events", marker_color=PALETTE[0], showlegend=False,
+                hovertemplate="%{x|%Y-%m-%d}: %{y:,} events<extra></extra>", row=1, col=1)
+    fig.add_scatter(x=daily["date"], y=daily["users"], name="active users", mode="lines", showlegend=False,
+                    line=dict(color=PALETTE[1], width=2), hovertemplate="%{x|%Y-%m-%d}: %{y:,} users<extra></extra>",
+                    row=2, col=1)
+    fig.update_yaxes(rangemode="tozero")
+    fig.update_yaxes(title="events", row=1, col=1)
+    fig.update_yaxes(title="users", row=2, col=1)
+    return _layout(fig, "Events and active users per day (UTC)", height=480)
 
 
 def events_per_type(quality: DataQualityReport, top: int = 25) -> go.Figure:
@@ -49,10 +56,16 @@ def channel_mix(quality: DataQualityReport) -> go.Figure:
     if quality.channels is None:
         fig.add_annotation(text="The events have no channel column.", showarrow=False)
         return _layout(fig, "Channels", height=200)
+    from plotly.subplots import make_subplots
+
     table = quality.channels.iloc[::-1]
     channel = labels(table["channel"])
-    fig.add_bar(x=table["events"], y=channel, orientation="h", name="events", marker_color=PALETTE[0])
-    fig.add_bar(x=table["users"], y=channel, orientation="h", name="users", marker_color=PALETTE[1])
-    fig.update_layout(barmode="group")
-    fig.update_xaxes(title="count")
+    # One panel for events, one for users: two counts of different things never share an axis.
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.06, subplot_titles=("events", "users"))
+    fig.add_bar(x=table["events"], y=channel, orientation="h", name="events", marker_color=PALETTE[0], showlegend=False,
+                hovertemplate="%{y}: %{x:,} events<extra></extra>", row=1, col=1)
+    fig.add_bar(x=table["users"], y=channel, orientation="h", name="users", marker_color=PALETTE[1], showlegend=False,
+                hovertemplate="%{y}: %{x:,} users<extra></extra>", row=1, col=2)
+    fig.update_xaxes(nticks=4)
+    fig.update_yaxes(automargin=True)
     return _layout(fig, "Events and users by channel", height=max(320, 40 * len(table) + 120))

@@ -336,6 +336,37 @@ def hazard_ratios(
     return HazardResult(table, float(cph.concordance_index_), ph, ph_summary, note, n_fitted, cph)
 
 
+def drivers_headline(drivers: pd.DataFrame, alpha: float = 0.05) -> str:
+    """One sentence on :func:`retention_drivers`: the early behaviours that go with staying and with leaving,
+    significant after Holm's correction, and who the comparison is among.
+
+    Examples
+    --------
+    >>> d = pd.DataFrame({"event": ["invite", "help"], "users": [40, 30], "share": [0.4, 0.3], "hazard_ratio": [0.5, 1.8],
+    ...                   "ci_low": [0.3, 1.2], "ci_high": [0.8, 2.7], "p": [0.001, 0.004], "phi": [0.2, -0.1],
+    ...                   "p_holm": [0.002, 0.004]})
+    >>> d.attrs.update(landmark_days=7, users=100)
+    >>> drivers_headline(d)
+    'Among the 100 users still there on day 7, those who did invite in their first 7 days churn at 0.50 times the rate of the others (95% CI 0.30-0.80); help goes with leaving (1.80 times).'
+    """
+    days, users = drivers.attrs.get("landmark_days"), drivers.attrs.get("users", 0)
+    base = f"Among the {users:,} users still there on day {days}"
+    sig = drivers[drivers["p_holm"] < alpha] if "p_holm" in drivers else drivers.iloc[0:0]
+    if sig.empty:
+        return base + f", no behaviour in the first {days} days changes the churn hazard significantly."
+    stay, leave = sig[sig["hazard_ratio"] < 1], sig[sig["hazard_ratio"] > 1]
+    parts = []
+    if len(stay):
+        s = stay.iloc[0]
+        parts.append(f"{base}, those who did {s['event']} in their first {days} days churn at {s['hazard_ratio']:.2f} "
+                     f"times the rate of the others (95% CI {s['ci_low']:.2f}-{s['ci_high']:.2f})")
+    if len(leave):
+        w = leave.iloc[-1]
+        text = f"{w['event']} goes with leaving ({w['hazard_ratio']:.2f} times)"
+        parts.append(text if parts else f"{base}, {text}")
+    return "; ".join(parts) + "."
+
+
 def retention_drivers(
     events: pd.DataFrame | ibis.Table,
     lifetimes: pd.DataFrame,
