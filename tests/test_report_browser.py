@@ -399,3 +399,34 @@ def _plotly_bundle_html(renderer) -> str:
     with mock.patch("plotly.io._base_renderers.ipython_display.display_html", lambda html, raw: shown.append(html)):
         renderer.activate()
     return shown[0]
+
+
+def test_shared_assets_write_plotly_once_and_the_charts_still_draw(browser, tmp_path):
+    """--shared-assets: two pages, one copy of plotly.js in assets/, each page a fraction of its size, charts drawn,
+    and no data-carrying script moved out of the page (the figure stays inline, where the privacy check reads it)."""
+    import nbformat
+    import plotly.graph_objects as go
+    import plotly.io as pio
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    notebook = pio.renderers["notebook"]
+    fig = go.Figure(go.Bar(x=["a", "b"], y=[1, 2]))
+    nb = new_notebook(cells=[new_code_cell("", outputs=[
+        new_output("display_data", data={"text/html": _plotly_bundle_html(notebook)}),
+        new_output("display_data", data=pio.renderers["plotly_mimetype"].to_mimebundle(fig) | notebook.to_mimebundle(fig)),
+    ])])
+    nbformat.write(nb, tmp_path / "nb.ipynb")
+    alone = report.render_html(tmp_path / "nb.ipynb", tmp_path / "alone.html")
+    pages = [report.render_html(tmp_path / "nb.ipynb", tmp_path / f"p{i}.html", assets=tmp_path / "assets") for i in (1, 2)]
+    shared = list((tmp_path / "assets").iterdir())
+    assert len(shared) == 1 and shared[0].read_text().startswith("/**\n* plotly.js v")
+    assert all(p.stat().st_size < alone.stat().st_size / 10 for p in pages), [p.stat().st_size for p in pages]
+    assert "'self'" in pages[0].read_text() and "'self'" not in alone.read_text()
+    assert '"type":"bar"' in pages[0].read_text().replace(" ", "")  # the figure's data stayed in the page
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(pages[1].as_uri(), wait_until="load")
+    page.wait_for_timeout(300)
+    assert page.locator(".js-plotly-plot .bars path").count() == 2 and errors == []
+    page.close()

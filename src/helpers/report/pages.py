@@ -50,7 +50,7 @@ _STYLE = """
 
 
 def render_html(executed: str | os.PathLike[str], out: str | os.PathLike[str], *, header: str = "",
-                footer: str = "") -> Path:
+                footer: str = "", assets: str | os.PathLike[str] | None = None) -> Path:
     """Render an executed notebook to stakeholder HTML: prose, tables and charts only.
 
     Drops code, the (injected) parameter and setup cells, stderr and warnings,
@@ -58,6 +58,10 @@ def render_html(executed: str | os.PathLike[str], out: str | os.PathLike[str], *
     contents (the page's sections) under its title; and adds a
     Content-Security-Policy that lets only the scripts the renderer wrote run
     (see :func:`content_security_policy`).
+
+    ``assets``: a folder beside ``out`` to hold plotly.js once for all the pages of a run (``--shared-assets``):
+    the page loads it from there instead of carrying its own 4.8 MB copy, and its policy then also allows
+    scripts from the page's own origin (``'self'``), which only the folder the report sits in can provide.
     """
     from nbconvert.preprocessors import TagRemovePreprocessor
 
@@ -72,6 +76,9 @@ def render_html(executed: str | os.PathLike[str], out: str | os.PathLike[str], *
     body, _ = exporter.from_notebook_node(nb)
     body = _strip_external_scripts(body)
     policy = content_security_policy(body, _trusted_scripts(nb))
+    if assets is not None:
+        body = _share_bundles(body, Path(assets), Path(out).parent)
+        policy = policy.replace("script-src ", "script-src 'self' ", 1)
     body = re.sub(r"(<head[^>]*>)", lambda m: m.group(1) + f'\n<meta http-equiv="Content-Security-Policy" content="{policy}">',
                   body, count=1)
     body = body.replace("</head>", _STYLE + "</head>", 1)
@@ -82,6 +89,23 @@ def render_html(executed: str | os.PathLike[str], out: str | os.PathLike[str], *
     out = Path(out)
     out.write_text(body, encoding="utf-8")
     return out
+
+
+_BUNDLE = re.compile(r"<script\b[^>]*>(/\*\*\s*\n\* plotly\.js v[\d.]+.*?)</script\s*>", re.S)
+
+
+def _share_bundles(body: str, assets: Path, page_dir: Path) -> str:
+    """``body`` with each inline plotly.js bundle written once to ``assets`` (named by its hash) and loaded from
+    there. Only the library moves: every script that carries data from the events stays in the page, where the
+    privacy check reads it."""
+    def move(m: re.Match) -> str:
+        code = m.group(1)
+        name = f"plotly-{hashlib.sha256(code.encode('utf-8')).hexdigest()[:16]}.js"
+        assets.mkdir(parents=True, exist_ok=True)
+        if not (assets / name).exists():
+            (assets / name).write_text(code, encoding="utf-8")
+        return f'<script src="{os.path.relpath(assets / name, page_dir)}"></script>'
+    return _BUNDLE.sub(move, body)
 
 
 _H2 = re.compile(r'<h2 id="([^"]+)">(.*?)<a class="anchor-link"', re.S)

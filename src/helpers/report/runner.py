@@ -150,11 +150,14 @@ def _failing_line(cell: nbformat.NotebookNode, n_lines: int) -> int | None:
 
 def run(config_path: str | os.PathLike[str], *, overrides: Iterable[str] | Mapping = (), only: Sequence[str] | None = None,
         quiet: bool = False, reports_dir: str | os.PathLike[str] | None = None,
-        latest: bool | None = None) -> RunResult:
+        latest: bool | None = None, shared_assets: bool = False) -> RunResult:
     """Execute the notebooks of a report config and publish the run atomically (see the module docstring).
 
     ``latest``: point ``reports/latest`` at the run. By default a full run does and a partial one (``only``)
     does not, so that stakeholders never open a one-page report as the latest.
+
+    ``shared_assets``: write plotly.js once into the run's ``assets/`` folder instead of into every page (the
+    pages then need that folder beside them; by default each page is self-contained).
 
     Raises :class:`ConfigError` before anything runs, :class:`NotebookFailed`
     (or :class:`PrivacyError`) after moving the partial run to
@@ -207,7 +210,7 @@ def run(config_path: str | os.PathLike[str], *, overrides: Iterable[str] | Mappi
             durations[nb.name] = time.perf_counter() - t0
         try:
             final, unpublished = _render_and_publish(cfg, selected, params, durations, started, tmp, reports, run_id, workspace,
-                                        becomes_latest)
+                                        becomes_latest, shared_assets)
         except OSError as exc:  # a full disk or a folder that became read-only while rendering or publishing
             _fail(tmp, reports, run_id, f"the run could not be written: {exc.strerror} ({exc.filename})",
                   workspace=workspace)
@@ -244,7 +247,7 @@ def _reserve(reports: Path, base_id: str) -> tuple[str, Path]:
 
 def _render_and_publish(cfg: ReportConfig, selected: list, params: dict, durations: dict[str, float], started: float,
                         tmp: Path, reports: Path, run_id: str, workspace: Path,
-                        becomes_latest: bool) -> tuple[Path, list[str]]:
+                        becomes_latest: bool, shared_assets: bool = False) -> tuple[Path, list[str]]:
     """Render every executed notebook, check privacy, write the index, then publish the run (its reports and, when
     it becomes ``latest``, its data folders) under one lock. Returns the published folder and the data folders
     the run changed but did not publish."""
@@ -259,7 +262,8 @@ def _render_and_publish(cfg: ReportConfig, selected: list, params: dict, duratio
         pager = _pager(reading[i - 1] if i else None, reading[i + 1] if i + 1 < len(reading) else None, titles)
         header = (f'<div class="report-header"><a href="index.html">{html.escape(cfg.title)}</a> · '
                   f"run {run_date} · {html.escape(data_range)}</div>{pager}")
-        page = render_html(tmp / nb.path.name, tmp / f"{nb.path.stem}.html", header=header, footer=pager)
+        page = render_html(tmp / nb.path.name, tmp / f"{nb.path.stem}.html", header=header, footer=pager,
+                           assets=tmp / "assets" if shared_assets else None)
         htmls.append(page)
         found = sections(page.read_text(encoding="utf-8"))
         for title, heading in finding_sections(tmp / nb.path.name).items():
@@ -420,6 +424,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latest", action="store_true",
                    help="point reports/latest at this run even when it is partial (--only)")
     p.add_argument("--quiet", action="store_true", help="no progress bars (for cron)")
+    p.add_argument("--shared-assets", action="store_true",
+                   help="write plotly.js once per run (assets/) instead of into every page; pages then need that folder")
     r = sub.add_parser("readme", help="rewrite the README's marked numbers from a run's record (reports/latest)")
     r.add_argument("--run", default=str(config.REPORTS_DIR / "latest"),
                    help="the run folder whose record.json the numbers come from")
@@ -435,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if (changed and args.check) else 0
     try:
         result = run(args.config, overrides=args.param, only=args.only, quiet=args.quiet, reports_dir=args.reports_dir,
-                     latest=True if args.latest else None)
+                     latest=True if args.latest else None, shared_assets=args.shared_assets)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
