@@ -33,10 +33,32 @@ Where things live::
 
 from __future__ import annotations
 
-from helpers.journey.changes import changes_display, changes_headline, journey_changes, kpi_display, midpoint
-from helpers.journey.kpis import KPIS, Kpi, stage_kpis, touchpoint_headline, touchpoint_matrix
-from helpers.journey.progression import JourneyProgression, stage_display, stage_progression
-from helpers.journey.satisfaction import MIN_RESPONSES, SURVEYS, satisfaction, satisfaction_display, satisfaction_headline
+from helpers.journey.changes import (
+    changes_display,
+    changes_headline,
+    journey_changes,
+    kpi_display,
+    midpoint,
+)
+from helpers.journey.kpis import (
+    KPIS,
+    Kpi,
+    stage_kpis,
+    touchpoint_headline,
+    touchpoint_matrix,
+)
+from helpers.journey.progression import (
+    JourneyProgression,
+    stage_display,
+    stage_progression,
+)
+from helpers.journey.satisfaction import (
+    MIN_RESPONSES,
+    SURVEYS,
+    satisfaction,
+    satisfaction_display,
+    satisfaction_headline,
+)
 from helpers.journey.stages import Stage, StageMap, StageRule, load_stage_map
 from helpers.stats import Z95
 

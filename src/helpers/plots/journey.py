@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from helpers.plots.base import PALETTE, _days_text, _layout, label, labels
+from helpers.plots.base import _days_text, _layout, label, labels
 
 
 def journey_map(progression, *, touchpoints: pd.DataFrame | None = None, satisfaction: pd.DataFrame | None = None,

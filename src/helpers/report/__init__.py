@@ -49,20 +49,31 @@ Where things live::
 
 from __future__ import annotations
 
-from helpers.report.notes import (RUN_DIR_ENV, RUN_SALT_ENV, Prose, Tile, escape, finding, pseudonymize, record, say, shorten,
-                                  tile)
+from helpers.report.notes import (
+                                  RUN_DIR_ENV,
+                                  RUN_SALT_ENV,
+                                  Prose,
+                                  Tile,
+                                  escape,
+                                  finding,
+                                  pseudonymize,
+                                  record,
+                                  say,
+                                  shorten,
+                                  tile,
+)
 from helpers.report.pages import HIDDEN_CELL_TAGS, content_security_policy, render_html
 from helpers.report.privacy import EMAIL, PrivacyError, privacy_problems
 from helpers.report.runner import PACKAGES, RunResult, main, run
 from helpers.report.settings import (
-    ConfigError,
-    NotebookFailed,
-    NotebookSpec,
-    ReportConfig,
-    load_config,
-    notebook_parameters,
-    parse_overrides,
-    resolve_parameters,
+                                  ConfigError,
+                                  NotebookFailed,
+                                  NotebookSpec,
+                                  ReportConfig,
+                                  load_config,
+                                  notebook_parameters,
+                                  parse_overrides,
+                                  resolve_parameters,
 )
 
 __all__ = [

@@ -48,8 +48,14 @@ from typing import Any
 
 from helpers.retention.cohorts import DAY, RetentionTable, cohort_retention
 from helpers.retention.lifetimes import user_lifetimes
-from helpers.retention.survival import (HazardResult, SurvivalResult, drivers_headline, hazard_ratios, retention_drivers,
-                                        survival_curves)
+from helpers.retention.survival import (
+    HazardResult,
+    SurvivalResult,
+    drivers_headline,
+    hazard_ratios,
+    retention_drivers,
+    survival_curves,
+)
 
 __all__ = [
     "cohort_retention", "DAY", "drivers_headline", "hazard_ratios", "HazardResult", "retention_drivers", "RetentionTable",
