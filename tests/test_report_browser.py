@@ -195,6 +195,11 @@ _OVERLAPS_JS = """() => {
     for (const [what, el] of parts) if (hit(tb, box(el))) out.push(name + ': title under ' + what);
     for (const [_, lg] of parts.filter(p => p[0] === 'legend'))
       for (const [what, el] of parts) if (what !== 'legend' && what !== 'data' && hit(box(lg), box(el))) out.push(name + ': legend over ' + what);
+    chart.querySelectorAll('.xaxislayer-above, .yaxislayer-above').forEach(layer => {  // a tick label said twice
+      const ticks = [...layer.querySelectorAll('text')].map(t => t.textContent).filter(t => t);
+      const twice = ticks.filter((t, i) => ticks.indexOf(t) !== i);
+      if (twice.length) out.push(name + ': tick label repeated: ' + twice[0]);
+    });
     const notes = parts.filter(p => p[0].startsWith('annotation'));
     notes.forEach(([a, x], i) => notes.slice(i + 1).forEach(([b, y]) => { if (hit(box(x), box(y))) out.push(name + ': ' + a + ' over ' + b); }));
   });
@@ -204,6 +209,7 @@ _OVERLAPS_JS = """() => {
 
 @pytest.mark.parametrize("width", [1440, 390])
 def test_nothing_covers_a_chart_title_or_legend_and_no_page_scrolls_sideways(sample_run, browser, width):
+    """Also: no axis repeats a tick label (a percentage axis over a small range can show '12%' twice)."""
     problems = {}
     for path in sorted(sample_run.run_dir.glob("*.html")):
         page = browser.new_page(viewport={"width": width, "height": 900})

@@ -38,7 +38,7 @@ from helpers.plots.base import (
 )
 from helpers.plots.events import channel_mix, events_per_day, events_per_type
 from helpers.plots.funnels import friction_chart, funnel_chart, paths_sankey, segment_comparison, time_to_convert
-from helpers.plots.journey import journey_map, kpi_tiles, touchpoint_heatmap
+from helpers.plots.journey import Tiles, journey_map, kpi_tiles, touchpoint_heatmap
 from helpers.plots.people import k_selection, persona_heatmap, persona_kpis_chart, persona_projection, persona_sizes
 from helpers.plots.retention import (
     calibration_chart,
@@ -52,7 +52,7 @@ from helpers.plots.retention import (
 
 __all__ = [
     "calibration_chart", "channel_mix", "cohort_heatmap", "events_per_day", "events_per_type", "forest_plot",
-    "friction_chart", "funnel_chart", "html_text", "init_notebook", "journey_map", "k_selection", "kpi_tiles",
+    "friction_chart", "funnel_chart", "html_text", "init_notebook", "journey_map", "Tiles", "k_selection", "kpi_tiles",
     "group_colours", "label", "LABEL_LIMIT", "NEUTRAL", "labels", "lifecycle_chart", "PALETTE", "paths_sankey", "persona_heatmap",
     "persona_kpis_chart", "persona_projection", "persona_sizes", "risk_distribution", "segment_comparison",
     "stickiness_chart", "styled", "Table", "survival_chart", "TEMPLATE", "time_to_convert", "touchpoint_heatmap",

@@ -116,7 +116,7 @@ def _layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
     import textwrap
 
     lines = textwrap.wrap(title, TITLE_CHARS) or [""]
-    title_px = 12 + _LINE * len(lines)
+    title_px = 20 + _LINE * len(lines)
     entries = _legend_entries(fig)
     rows = 0
     if entries:  # entries flow left to right and wrap at the chart's width
@@ -135,7 +135,7 @@ def _layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
     # the numbers stay in the hover and in the table below the chart.
     fig.update_layout(
         title=dict(text="<br>".join(lines), x=0, xref="container", xanchor="left", y=1, yref="container",
-                   yanchor="top", pad=dict(t=10, l=12), font=dict(size=TITLE_SIZE)),
+                   yanchor="top", pad=dict(t=18, l=12), font=dict(size=TITLE_SIZE)),  # 18: a wrapped title's first line clears the edge
         height=height + top - 60, margin=dict(l=10, r=10, t=top, b=10),
         legend=dict(orientation="h", xref="container", x=0, xanchor="left", yref="container",
                     y=1 - title_px / (height + top - 60), yanchor="top", font=dict(size=12)),

@@ -79,40 +79,62 @@ def touchpoint_heatmap(touchpoints: pd.DataFrame, value: str = "users") -> go.Fi
     users = touchpoints.pivot(index="stage", columns="channel", values="users").reindex(order)[wide.columns]
     share = value != "users"
     text = wide.map(lambda v: "" if pd.isna(v) else (f"{v:.0%}" if share else f"{v:,.0f}"))
+    # An empty cell says why (in its hover): nobody was seen there through the channel, or the stage is the last.
+    last = order[-1] if order else None
+    why = [[f"{t} ({int(n):,} users)" if t else ("no users through this channel here" if not n else
+                                                  "last stage: there is no next stage" if share and stage == last else "no value")
+            for t, n in zip(t_row, n_row)]
+           for stage, t_row, n_row in zip(wide.index, text.to_numpy(), users.fillna(0).to_numpy())]
     fig = go.Figure(go.Heatmap(z=wide.to_numpy(float), x=labels(wide.columns), y=labels(wide.index), text=text.to_numpy(),
-                               texttemplate="%{text}", colorscale="Blues", customdata=users.to_numpy(),
-                               hovertemplate="%{y} via %{x}<br>%{text} (%{customdata:,} users)<extra></extra>",
+                               texttemplate="%{text}", colorscale="Blues", customdata=why,
+                               hovertemplate="%{y} via %{x}<br>%{customdata}<extra></extra>",
                                colorbar=dict(tickformat=".0%" if share else ",")))
     fig.update_yaxes(autorange="reversed")
     title = "Share who reach the next stage, by stage and channel" if share else "Users at each stage, by channel"
     return _layout(fig, title, height=max(320, 48 * len(wide) + 140))
 
 
-def kpi_tiles(kpis: pd.DataFrame, *, columns: int = 4) -> go.Figure:
-    """One tile per available KPI from :func:`helpers.journey.stage_kpis`, with its stage and interval."""
+class Tiles:
+    """Headline numbers as HTML tiles that wrap to the width of the screen (a phone shows two a row): every text
+    escaped. Displays in a notebook and in the report."""
+
+    def __init__(self, tiles: list[tuple[str, str, str, str]], empty: str = ""):
+        self.tiles, self.empty = tiles, empty  # (over, value, label, detail)
+
+    def _repr_html_(self) -> str:
+        from helpers.report import escape
+
+        if not self.tiles:
+            return f"<p>{escape(self.empty)}</p>"
+        box = ("border:1px solid #dde3ea;border-radius:8px;padding:10px 12px;min-width:0")
+        items = "".join(
+            f'<div class="kpi-tile" style="{box}"><div style="font-size:12px;color:#666">{escape(over)}</div>'
+            f'<div style="font-size:24px;font-weight:600;color:#1f3b57;overflow-wrap:anywhere">{escape(value)}</div>'
+            f'<div style="font-size:14px">{escape(name)}</div><div style="font-size:12px;color:#555">{escape(detail)}</div></div>'
+            for over, value, name, detail in self.tiles)
+        return ('<div class="kpi-tiles" style="display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));'
+                f'gap:10px;margin:12px 0">{items}</div>')
+
+
+def kpi_tiles(kpis: pd.DataFrame) -> Tiles:
+    """One tile per available KPI from :func:`helpers.journey.stage_kpis`: its stage, value and interval.
+
+    HTML, not a chart: the tiles wrap to the screen's width, so the numbers never overlap on a phone.
+
+    Examples
+    --------
+    >>> k = pd.DataFrame({"stage": ["signup"], "kpi": ["signup_rate"], "value": [0.495], "unit": ["share"],
+    ...                   "ci_low": [0.489], "ci_high": [0.502], "available": [True], "denominator": [20000],
+    ...                   "definition": ["users who signed up / all users"]})
+    >>> kpi_tiles(k).tiles
+    [('signup', '49.5%', 'signup rate', '95% CI 48.9% – 50.2%')]
+    """
+    from helpers.journey.changes import kpi_display
     from helpers.journey.satisfaction import too_few_responses
 
     # A score on too few answers is no headline: the table below says "too few responses" with its interval.
     rows = kpis[kpis["available"].to_numpy() & ~too_few_responses(kpis)].reset_index(drop=True)
-    n_rows = max(1, int(np.ceil(len(rows) / columns)))
-    fig = go.Figure()
-    if rows.empty:
-        fig.add_annotation(text="No stage KPI is available: the stage map lists none, or the data lacks their events.",
-                           showarrow=False)
-        return _layout(fig, "Stage KPIs", height=200)
-    for i, r in enumerate(rows.to_dict("records")):  # one tile per KPI (a dozen)
-        row, col = divmod(i, columns)
-        unit = r["unit"]
-        number = dict(valueformat=".1%" if unit == "share" else (",.0f" if unit in ("users", "count") else ".2f"),
-                      font=dict(size=30))
-        if unit not in ("share", "users", "count"):
-            number["suffix"] = f" {unit}" if unit not in ("score",) else ""
-        ci = "" if pd.isna(r["ci_low"]) else (f"<br><span style='font-size:11px'>95% CI {r['ci_low']:.1%}–{r['ci_high']:.1%}</span>"
-                                               if unit == "share" else
-                                               f"<br><span style='font-size:11px'>95% CI {r['ci_low']:.1f}–{r['ci_high']:.1f}</span>")
-        fig.add_trace(go.Indicator(mode="number", value=float(r["value"]), number=number,
-                                   title=dict(text=f"<span style='font-size:12px;color:#666'>{label(r['stage'])}</span><br>"
-                                                   f"{label(r['kpi'].replace('_', ' '))}{ci}", font=dict(size=14)),
-                                   domain=dict(row=row, column=col)))
-    fig.update_layout(grid=dict(rows=n_rows, columns=columns, pattern="independent"))
-    return _layout(fig, "Stage KPIs (definitions in the table below)", height=170 * n_rows + 80)
+    shown = kpi_display(rows)
+    tiles = [(str(r["Stage"]).replace("_", " "), r["Value"], r["KPI"], f"95% CI {r['95% CI']}" if r["95% CI"] else "")
+             for r in shown.to_dict("records")]
+    return Tiles(tiles, "No stage KPI is available: the stage map lists none, or the data lacks their events.")

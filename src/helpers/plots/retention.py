@@ -132,7 +132,7 @@ def lifecycle_chart(lifecycle: pd.DataFrame) -> go.Figure:
                     line=dict(color="#333", width=2), hovertemplate="%{x|%Y-%m-%d}: quick ratio %{y:.2f}<extra></extra>")
     fig.update_layout(barmode="relative", yaxis=dict(title="users"),
                       yaxis2=dict(title="(new + resurrected) / dormant", overlaying="y", side="right", showgrid=False,
-                                  rangemode="tozero"))
+                                  rangemode="tozero", tickformat=".1f", tickmode="auto", nticks=6))
     return _layout(fig, "Is the active base growing? New, retained, resurrected and dormant users (faded: period not over)",
                    height=460)
 
