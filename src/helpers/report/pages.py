@@ -29,7 +29,8 @@ _STYLE = """
   .report-header { border-bottom: 1px solid #ddd; margin: 24px 0 8px; padding-bottom: 8px; color: #444; font-size: 14px; }
   .report-header a { color: #1f5fa8; }
   .jp-RenderedHTMLCommon table, table.dataframe { max-width: 100%; }
-  .jp-RenderedHTMLCommon table td, .jp-RenderedHTMLCommon table th { white-space: normal; overflow-wrap: break-word; text-align: left; }
+  .jp-RenderedHTMLCommon.jp-OutputArea-output table td, .jp-RenderedHTMLCommon.jp-OutputArea-output table th {
+    white-space: normal; overflow-wrap: break-word; text-align: left; }  /* words left, numbers right (per column) */
   /* A table wider than the screen scrolls inside its own box, and a shadow at the edge shows there is more. */
   .jp-OutputArea-output:has(> table), .jp-OutputArea-output:has(> style + table) { overflow-x: auto;
     background: linear-gradient(to right, #fff 30%, rgba(255,255,255,0)) left / 24px 100% no-repeat local,
