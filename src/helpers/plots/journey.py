@@ -128,13 +128,20 @@ def kpi_tiles(kpis: pd.DataFrame) -> Tiles:
     ...                   "definition": ["users who signed up / all users"]})
     >>> kpi_tiles(k).tiles
     [('signup', '49.5%', 'signup rate', '95% CI 48.9% – 50.2%')]
+    >>> kpi_tiles(k.assign(available=False)).tiles  # nothing to show: the page says so instead
+    []
     """
     from helpers.journey.changes import kpi_display
     from helpers.journey.satisfaction import too_few_responses
 
     # A score on too few answers is no headline: the table below says "too few responses" with its interval.
+    empty = "No stage KPI is available: the stage map lists none, or the data lacks their events."
+    if kpis.empty or "available" not in kpis:
+        return Tiles([], empty)
     rows = kpis[kpis["available"].to_numpy() & ~too_few_responses(kpis)].reset_index(drop=True)
+    if rows.empty:
+        return Tiles([], empty)
     shown = kpi_display(rows)
     tiles = [(str(r["Stage"]).replace("_", " "), r["Value"], r["KPI"], f"95% CI {r['95% CI']}" if r["95% CI"] else "")
              for r in shown.to_dict("records")]
-    return Tiles(tiles, "No stage KPI is available: the stage map lists none, or the data lacks their events.")
+    return Tiles(tiles, empty)
