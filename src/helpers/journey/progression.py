@@ -13,7 +13,7 @@ import ibis
 import numpy as np
 import pandas as pd
 
-from helpers.journey.stages import StageMap, _prepare, _reach_times, _tagged
+from helpers.journey.stages import StageMap, _prepare, _reach_times, _tagged, load_stage_map
 
 
 @dataclass
@@ -80,7 +80,6 @@ def stage_display(progression: JourneyProgression, stage_map: StageMap | str | P
     >>> stage_display(stage_progression(ev, m), m)[["stage", "events", "entered", "users"]].values.tolist()
     [['browse', 'visit', 1, 1], ['buy', 'buy', 2, 1]]
     """
-    from helpers.journey.stages import load_stage_map
     from helpers.units import declare
 
     if not isinstance(stage_map, StageMap):

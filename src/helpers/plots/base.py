@@ -160,10 +160,6 @@ def _rgba(colour: str, alpha: float) -> str:
     return f"rgba({r}, {g}, {b}, {alpha})"
 
 
-def _days_text(days: float) -> str:
-    return f"{days * 24:.1f} h" if days < 1 else f"{days:.1f} days"
-
-
 SHOWN_ROWS = 10  # a longer table shows its first rows, the rest one click away
 
 

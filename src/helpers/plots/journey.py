@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from helpers.plots.base import _days_text, _layout, label, labels
+from helpers.plots.base import _layout, label, labels
+from helpers.units import format_value
 
 
 def journey_map(progression, *, touchpoints: pd.DataFrame | None = None, satisfaction: pd.DataFrame | None = None,
@@ -27,7 +28,7 @@ def journey_map(progression, *, touchpoints: pd.DataFrame | None = None, satisfa
         lines = [f"<b>{names[i]}</b>"]
         if i:
             share, days = stages["share_of_previous"].iloc[i], stages["median_days_from_previous"].iloc[i]
-            lines.append(f"{share:.0%} moved on" + ("" if np.isnan(days) else f", median {_days_text(days)}"))
+            lines.append(f"{share:.0%} moved on" + ("" if np.isnan(days) else f", median {format_value(days, 'days')}"))  # as in the stage table
         if touchpoints is not None:
             tp = touchpoints[touchpoints["stage"] == name].nlargest(top_channels, "users")
             if len(tp):
