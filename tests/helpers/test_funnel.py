@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,10 +12,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from helpers.funnel import Step, compare_segments, compute_funnel, rank_friction
+from helpers.funnel import Step, compare_segments, rank_friction
+from helpers.funnel import compute_funnel as _compute_funnel
 from helpers.io import EventDataError, as_ibis
 
 T0 = pd.Timestamp("2025-01-01", tz="UTC")
+compute_funnel = _compute_funnel
+
+
+@pytest.fixture(autouse=True, params=["fast", "portable"])
+def engine(request, monkeypatch):
+    """Every test here runs on both engines: the DuckDB fast path and the portable ibis plan."""
+    monkeypatch.setattr(sys.modules[__name__], "compute_funnel", functools.partial(_compute_funnel, engine=request.param))
+    return request.param
 
 
 def log(rows: list[tuple], extra: dict | None = None) -> pd.DataFrame:
@@ -307,7 +319,7 @@ log_rows = st.lists(st.tuples(st.sampled_from(["u1", "u2", "u3", "u4"]), st.samp
 funnel_steps = st.lists(st.sampled_from(["a", "b", "c", "*"]), min_size=1, max_size=3).filter(lambda s: s[0] != "*")
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(rows=log_rows, steps=funnel_steps, order=st.sampled_from(["ordered", "strict", "any"]), window=st.integers(0, 6))
 def test_agrees_with_a_brute_force_reference_on_random_logs(rows, steps, order, window):
     ev = log(rows)
@@ -318,7 +330,7 @@ def test_agrees_with_a_brute_force_reference_on_random_logs(rows, steps, order, 
     assert got == expected
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(rows=log_rows, steps=funnel_steps.filter(lambda s: "*" not in s), window=st.integers(0, 6))
 def test_counts_never_rise_and_any_covers_ordered_covers_strict(rows, steps, window):
     ev = log(rows)
@@ -411,3 +423,54 @@ def test_steps_absent_from_the_data_are_warned_about_with_the_closest_names_and_
     with pytest.warns(UserWarning):
         nobody = compute_funnel(toy, ["signup", "purchased"], by=pd.Series({"a": "x"}, name="segment"))
     assert nobody.table["users"].tolist() == [0, 0] and nobody.headline() == "No user did the first step."
+
+
+# ----------------------------------------------------------------------------- the two engines
+
+
+agree_rows = st.lists(st.tuples(st.sampled_from(["u1", "u2", "u3"]), st.sampled_from(["a", "b", "c", "x"]),
+                                st.integers(0, 10), st.sampled_from(["ads", "web", None])), min_size=1, max_size=16)
+agree_steps = st.lists(st.sampled_from(["a", "b", "c", "*", ("a", "c")]), min_size=1, max_size=4).filter(
+    lambda s: s[0] != "*")
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(rows=agree_rows, steps=agree_steps, order=st.sampled_from(["ordered", "strict", "any"]), window=st.integers(0, 6),
+       exclude=st.booleans(), by=st.booleans())
+def test_the_fast_path_and_the_portable_plan_give_the_same_users_times_and_segments(rows, steps, order, window,
+                                                                                    exclude, by):
+    ev = log(rows)
+    steps = [list(s) if isinstance(s, tuple) else s for s in steps]
+    kwargs = {"conversion_window": pd.Timedelta(minutes=window), "order": order,
+              "by": "channel" if by else None,
+              "exclusions": [("x", 0, len(steps) - 1)] if exclude and len(steps) > 1 else ()}
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fast = _compute_funnel(ev, steps, engine="fast", **kwargs)
+        portable = _compute_funnel(ev, steps, engine="portable", **kwargs)
+    pd.testing.assert_frame_equal(fast.per_user, portable.per_user, check_dtype=False)
+    pd.testing.assert_frame_equal(fast.table, portable.table, check_dtype=False)
+    assert fast.absent_steps == portable.absent_steps
+
+
+def test_auto_runs_the_fast_path_on_duckdb_and_a_bad_engine_is_a_clear_error(monkeypatch):
+    from helpers.funnel import fast
+
+    calls = []
+    real = fast.attempts
+    monkeypatch.setattr(fast, "attempts", lambda *a, **k: calls.append(1) or real(*a, **k))
+    ev = log([("a", "visit", 0), ("a", "buy", 1)])
+    assert _compute_funnel(ev, ["visit", "buy"]).table["users"].tolist() == [1, 1] and calls == [1]
+    assert _compute_funnel(ev, ["visit", "buy"], engine="portable").table["users"].tolist() == [1, 1] and calls == [1]
+    with pytest.raises(EventDataError, match="engine must be"):
+        _compute_funnel(ev, ["visit", "buy"], engine="turbo")
+
+
+def test_a_property_filter_and_a_segment_with_ties_read_the_least_segment_at_the_start_moment():
+    ev = log([("a", "view", 0, "web"), ("a", "view", 0, "ads"), ("a", "buy", 1, "email"),
+              ("b", "view", 0, None), ("b", "view", 0, "web")], extra={"page": ["p", "p", None, "p", "q"]})
+    r = compute_funnel(ev, [Step("view", where={"page": "p"}), "buy"], by="channel")
+    assert dict(zip(r.per_user["user_id"], r.per_user["channel"])) == {"a": "ads", "b": "(none)"}
+    assert furthest(r) == {"a": 2, "b": 1}

@@ -37,7 +37,11 @@ Semantics (each sentence is pinned by a test):
 
 Where things live::
 
-    engine.py   compute_funnel, Step, FunnelResult: the rules above
+    engine.py   compute_funnel, Step, FunnelResult: the rules above, and the
+                portable ibis plan (Spark and any other backend)
+    fast.py     the DuckDB fast path: one query fetches the step rows sorted,
+                NumPy finds the attempts; chosen by engine="auto" on DuckDB
+    plan.py     what both engines share: distinct step specs, Hall subsets
     compare.py  compare_segments, rank_friction, their headlines and tiles, value_per_conversion
 """
 

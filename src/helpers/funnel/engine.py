@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from itertools import combinations
 from typing import Any, Callable, Literal, Mapping, Sequence
 
 import ibis
 import numpy as np
 import pandas as pd
 
+from helpers.funnel import fast
+from helpers.funnel.plan import make_plan
 from helpers.io import EventDataError, as_ibis, epoch_us, to_utc, to_utc_series
 from helpers.units import declare
 
 NONE_SEGMENT = "(none)"
 Order = Literal["ordered", "strict", "any"]
+Engine = Literal["auto", "fast", "portable"]
 
 # What the result tables hold, for every page that shows them (helpers.units).
 _TABLE_UNITS = {"users": "count", "conversion_from_start": "rate", "conversion_from_previous": "rate",
@@ -204,22 +206,29 @@ def _as_steps(steps: Sequence[str | Step]) -> list[Step]:
 
 def _absent_steps(t: ibis.Table, steps: list[Step]) -> list[str]:
     """Event names of ``steps`` that the data does not have, warned about with the closest names it has."""
-    import difflib
-    import warnings
-
     wanted = {e for s in steps for e in s.events if e != "*"}
     if not wanted:
         return []
     present = set(t.select("event").distinct().execute()["event"].astype(str))
     absent = sorted(wanted - present)
-    if absent:
-        hints = []
-        for name in absent:
-            close = difflib.get_close_matches(name, sorted(present), n=3, cutoff=0.5)
-            hints.append(f"{name!r}" + (f" (closest: {', '.join(map(repr, close))})" if close else ""))
-        warnings.warn(f"funnel step event(s) not in the data: {'; '.join(hints)}. Nobody reaches those steps.",
-                      stacklevel=3)
+    _warn_absent(t, absent, stacklevel=4)
     return absent
+
+
+def _warn_absent(t: ibis.Table, absent: list[str], stacklevel: int = 3) -> None:
+    """Warn about step events the data does not have, naming the closest names it has (read only when needed)."""
+    import difflib
+    import warnings
+
+    if not absent:
+        return
+    present = sorted(set(t.select("event").distinct().execute()["event"].astype(str)))
+    hints = []
+    for name in absent:
+        close = difflib.get_close_matches(name, present, n=3, cutoff=0.5)
+        hints.append(f"{name!r}" + (f" (closest: {', '.join(map(repr, close))})" if close else ""))
+    warnings.warn(f"funnel step event(s) not in the data: {'; '.join(hints)}. Nobody reaches those steps.",
+                  stacklevel=stacklevel)
 
 
 def _segments_for_users(by: pd.Series | pd.DataFrame) -> tuple[pd.Series, str]:
@@ -245,10 +254,14 @@ def compute_funnel(
     by: str | pd.Series | pd.DataFrame | None = None,
     exclusions: Sequence[tuple[str, int, int]] = (),
     observed_until: str | pd.Timestamp | None = None,
+    engine: Engine = "auto",
 ) -> FunnelResult:
     """Count the users who reach each step of a conversion funnel (see the module docstring).
 
     ``events`` (a canonical DataFrame or ibis table) is not modified.
+    ``engine="auto"`` runs the fast path (:mod:`helpers.funnel.fast`) on DuckDB
+    and the portable ibis plan elsewhere (Spark); ``"portable"`` forces the
+    ibis plan, ``"fast"`` the fast path. Both follow the same rules.
 
     Examples
     --------
@@ -278,16 +291,30 @@ def compute_funnel(
     by_column = by if isinstance(by, str) else None
     if by_column is not None and by_column not in t.columns:
         raise EventDataError(f"by={by_column!r} is not a column of the events ({', '.join(t.columns)}).")
+    if engine not in ("auto", "fast", "portable"):
+        raise EventDataError(f"engine must be 'auto', 'fast' or 'portable', not {engine!r}.")
+    if engine == "auto":
+        engine = "fast" if t._find_backend(use_default=True).name == "duckdb" else "portable"
 
     until = to_utc(observed_until) if observed_until is not None else to_utc(t.timestamp.max().execute())
     t = t.filter(t.timestamp <= until.to_pydatetime())
+    if engine == "fast":
+        plan = make_plan(steps_)
+        rows, absent = fast.fetch(t, steps_, plan, order, by_column, exclusions)
+        _warn_absent(t, absent)
+        per_user = fast.attempts(rows, plan, int(window / pd.Timedelta(microseconds=1)), order, exclusions)
+        result = _summarise(per_user, steps_, window, order, by, by_column, until)
+        result.events = t
+        result.absent_steps = absent
+        return result
     absent = _absent_steps(t, steps_)
 
     attempts = _attempts(t, steps_, window, order, by_column)
     for event, i, j in exclusions:
         attempts = _apply_exclusion(attempts, t, event, i, j)
-    best = attempts.mutate(
-        _rank=ibis.row_number().over(ibis.window(group_by="user_id", order_by=[ibis.desc("reached"), "start"])))
+    # among equal attempts (any order: several funnel events at one moment) the least segment, as the fast path
+    best = attempts.mutate(_rank=ibis.row_number().over(ibis.window(
+        group_by="user_id", order_by=[ibis.desc("reached"), "start", ibis.asc("seg", nulls_first=False)])))
     best = best.filter(best._rank == 0).drop("_rank")
     # Arrow is faster than execute() for wide timestamp results, and sorts strings faster than pandas.
     per_user = best.to_pyarrow().sort_by("user_id").to_pandas()
@@ -300,25 +327,14 @@ def compute_funnel(
 def _attempts(t: ibis.Table, steps: list[Step], window: pd.Timedelta, order: str, by_column: str | None) -> ibis.Table:
     """One row per attempt: user_id, start, reached (1..n), t_1..t_n, seg."""
     n = len(steps)
-    spec_of: dict[tuple, int] = {}
-    for s in steps:
-        spec_of.setdefault(s.key(), len(spec_of))
-    specs = {k: s for s in steps for k in [s.key()]}
-    step_spec = [spec_of[s.key()] for s in steps]
-    n_specs = len(spec_of)
+    plan = make_plan(steps)
+    step_spec, subsets, n_specs = list(plan.step_spec), list(plan.subsets), len(plan.specs)
     # Only the columns the funnel reads travel through the window sorts.
     needed = ["user_id", "event", "timestamp"] + sorted({c for st in steps for c in st.where}) + (
         [by_column] if by_column else [])
     t = t.select(*dict.fromkeys(needed))
-    base = t.mutate(**{f"m{spec_of[k]}": s.matches(t) for k, s in specs.items()})
+    base = t.mutate(**{f"m{j}": s.matches(t) for j, s in enumerate(plan.specs)})
     any_match = ibis.or_(*[base[f"m{j}"] for j in range(n_specs)])
-    events_named = [e for s in specs.values() for e in s.events]
-    # Separate occurrences for every step (Hall's condition): every set of steps needs at least as many
-    # matching events as it has steps. When no event can match two different steps, per-step counts suffice.
-    if "*" in events_named or len(set(events_named)) < len(events_named):
-        subsets = [c for r in range(1, n_specs + 1) for c in combinations(range(n_specs), r)]
-    else:
-        subsets = [(j,) for j in range(n_specs)]
 
     def hall(counts: Callable[[str], ibis.Value], run: list[int], new: int) -> ibis.BooleanValue:
         """Can the steps of ``run`` (spec indices) take separate events, given that ``run`` without
@@ -426,8 +442,8 @@ def _apply_exclusion(attempts: ibis.Table, t: ibis.Table, event: str, i: int, j:
 def _summarise(per_user: pd.DataFrame, steps: list[Step], window: pd.Timedelta, order: str,
                by: Any, by_column: str | None, until: pd.Timestamp) -> FunnelResult:
     n = len(steps)
-    for c in ["start"] + [f"t_{k}" for k in range(1, n + 1)]:
-        per_user[c] = to_utc_series(per_user[c])
+    for c in ["start"] + [f"t_{k}" for k in range(1, n + 1)]:  # one unit whatever the engine and source
+        per_user[c] = to_utc_series(per_user[c]).astype("datetime64[ns, UTC]")
     per_user["user_id"] = per_user["user_id"].astype(str)
     seg_name = None
     seg = per_user.pop("seg")  # first: a segment may itself be called "seg"

@@ -1,0 +1,258 @@
+"""The funnel's fast path on DuckDB: one sorted fetch of the step events, then array passes over moments.
+
+The portable engine (:mod:`helpers.funnel.engine`) states the rules as ibis
+window functions and joins, one hop per step, so they run on Spark too. On
+DuckDB the same rules run faster as two stages:
+
+1. **One query** reads only the step (and exclusion) events up to
+   ``observed_until``, with a bit per step definition, sorted by user and
+   time. Strict funnels add one window over all events: the user's next
+   moment of any event, the only thing strict needs from the others.
+2. **NumPy over moments** (a user's distinct timestamps): per-moment counts of
+   each set of steps (Hall's condition), a pointer from every moment to the
+   user's next moment of each step, then every attempt advances one step at a
+   time as whole-array operations (no loop over users or events). Exclusions
+   are prefix counts of the excluded event over moments; the best attempt per
+   user is a segmented maximum.
+
+It follows the portable engine rule for rule (the tests run both on the same
+hand-made logs and against the same brute-force reference): ordered and strict
+attempts start at each moment of step 1 and take each step at the current
+moment when Hall's condition holds for the run of steps sharing it, else at
+the step's next moment; any-order attempts start at every funnel moment and
+count separate occurrences within the window.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import ibis
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from helpers.funnel.plan import Plan
+from helpers.io import epoch_us
+
+NO_MOMENT = -1  # a step not reached: no moment index
+
+
+def fetch(t: ibis.Table, steps: list, plan: Plan, order: str, by_column: str | None,
+          exclusions: Sequence[tuple[str, int, int]]) -> tuple[pa.Table, list[str]]:
+    """The rows the funnel reads, sorted by user, time and segment, and the step event names the data has.
+
+    Columns: ``user_id``, ``us`` (epoch microseconds), ``m`` (a bit per step
+    definition that the event matches), ``x`` (a bit per excluded event name),
+    ``seg`` (the segment where it may be read), ``nxt`` (strict only: the user's
+    next event time after this row, any event).
+    """
+    wanted = sorted({e for s in steps for e in s.events if e != "*"})
+    excluded = sorted({e for e, _, _ in exclusions})
+    everything = any("*" in s.events for s in steps)
+    m = sum((ibis.cases((spec.matches(t), 1 << j), else_=0) for j, spec in enumerate(plan.specs)),
+            ibis.literal(0, type="int64"))
+    x = sum((ibis.cases((t.event == e, 1 << q), else_=0) for q, e in enumerate(excluded)), ibis.literal(0, type="int64"))
+    ev = ibis.cases(*[(t.event == w, i) for i, w in enumerate(wanted)], else_=-1) if wanted else ibis.literal(-1)
+    cols = {"user_id": t.user_id, "us": epoch_us(t.timestamp), "m": m.cast("int64"), "x": x.cast("int64"),
+            "ev": ev.cast("int16")}
+    if by_column:
+        # ordered and strict read the segment at the attempt's step-1 event, any order at its first funnel event
+        reads = (m & (1 << plan.step_spec[0])) != 0 if order != "any" else m != 0
+        cols["seg"] = ibis.cases((reads, t[by_column].cast("string")), else_=None)
+    if order == "strict":
+        # the following row's time, funnel events last among equal times: read on a moment's last funnel
+        # event, it is the user's next moment of any event (the portable engine's rule)
+        cols["nxt"] = epoch_us(t.timestamp).lead().over(
+            ibis.window(group_by="user_id", order_by=[t.timestamp, (m != 0).cast("int8")]))
+    rows = t.select(**cols)
+    if not everything:
+        rows = rows.filter(rows.ev >= 0) if not excluded else rows.filter((rows.ev >= 0) | (rows.x != 0))
+    keys = ["user_id", "us"] + ([ibis.asc("seg", nulls_first=False)] if by_column else [])
+    fetched = rows.order_by(keys).to_pyarrow()
+    codes = np.unique(fetched["ev"].to_numpy())
+    present = {wanted[c] for c in codes if c >= 0}
+    if everything:  # no filter on names: every wanted name present in the data has rows here
+        present = set(wanted) & set(pc.unique(t.select("event").to_pyarrow()["event"]).to_pylist()) if wanted else set()
+    return fetched, sorted(set(wanted) - present)
+
+
+def attempts(rows: pa.Table, plan: Plan, window_us: int, order: str,
+             exclusions: Sequence[tuple[str, int, int]]) -> pd.DataFrame:
+    """The best attempt of every user who did step 1: ``user_id``, ``start``, ``seg``, ``reached``, ``t_1..t_n``."""
+    n = len(plan.step_spec)
+    m_all = rows["m"].to_numpy()
+    x_all = rows["x"].to_numpy()
+    keep = (m_all != 0) | (x_all != 0)
+    if not keep.all():
+        rows = rows.filter(pa.array(keep))
+        m_all, x_all = m_all[keep], x_all[keep]
+    if rows.num_rows == 0:
+        return _empty(n)
+    us = rows["us"].to_numpy()
+    users = rows["user_id"]
+    new_user = np.ones(len(us), dtype=bool)
+    new_user[1:] = pc.not_equal(users.slice(1), users.slice(0, len(us) - 1)).to_numpy(zero_copy_only=False)
+    new_moment = new_user.copy()
+    new_moment[1:] |= us[1:] != us[:-1]
+    ms = np.flatnonzero(new_moment)  # first row of each moment
+    mu = np.cumsum(new_user)[ms] - 1  # user number of each moment
+    mt = us[ms]
+    counts = [np.add.reduceat(((m_all & _bits(sub)) != 0).astype(np.int32), ms) for sub in plan.subsets]
+    single = {sub[0]: counts[i] for i, sub in enumerate(plan.subsets) if len(sub) == 1}
+    funnel_moment = np.add.reduceat((m_all != 0).astype(np.int32), ms) > 0
+
+    if order == "any":
+        starts, times = _any_order(plan, single, counts, funnel_moment, mu, mt, window_us)
+    else:
+        next_any = None
+        if order == "strict":
+            nxt = rows["nxt"].to_numpy(zero_copy_only=False)
+            nxt = np.where(np.isnan(nxt), np.nan, nxt) if nxt.dtype.kind == "f" else nxt.astype(np.float64)
+            later = np.where(nxt > us, nxt, -np.inf)
+            next_any = np.maximum.reduceat(later, ms)  # -inf: no later event
+        starts, times = _ordered(plan, single, counts, mu, mt, window_us, next_any)
+
+    valid = np.ones(len(starts), dtype=bool)
+    if exclusions:
+        excluded = sorted({e for e, _, _ in exclusions})
+        for event, i, j in exclusions:
+            bit = 1 << excluded.index(event)
+            cum = np.cumsum(np.add.reduceat(((x_all & bit) != 0).astype(np.int64), ms))
+            lo, hi = np.minimum(times[i], times[j]), np.maximum(times[i], times[j])
+            both = times[j] != NO_MOMENT
+            lo_, hi_ = np.where(both, lo, 0), np.where(both, hi, 0)
+            between = np.where(hi_ > lo_, cum[np.maximum(hi_ - 1, 0)] - cum[lo_], 0)
+            valid &= ~(both & (between > 0))
+    starts, times = starts[valid], [tk[valid] for tk in times]
+    reached = sum((tk != NO_MOMENT).astype(np.int64) for tk in times)
+
+    # best attempt per user: the furthest step, the earliest start among ties (attempts are in start order)
+    au = mu[starts]
+    if len(au) == 0:
+        return _empty(n)
+    first = np.flatnonzero(np.r_[True, au[1:] != au[:-1]])
+    best_reach = np.maximum.reduceat(reached, first)
+    is_best = reached == np.repeat(best_reach, np.diff(np.r_[first, len(au)]))
+    cand = np.flatnonzero(is_best)
+    pick = cand[np.r_[True, au[cand][1:] != au[cand][:-1]]]
+
+    start_m = starts[pick]
+    out = {"user_id": users.take(pa.array(ms[start_m])).to_pandas(),
+           "start": _timestamps(mt[start_m]),
+           "seg": (rows["seg"].take(pa.array(ms[start_m])).to_pandas() if "seg" in rows.column_names
+                   else pd.Series([None] * len(pick), dtype=object)),
+           "reached": reached[pick]}
+    for k in range(n):
+        tk = times[k][pick]
+        out[f"t_{k + 1}"] = _timestamps(np.where(tk == NO_MOMENT, 0, mt[np.maximum(tk, 0)]), tk == NO_MOMENT)
+    return pd.DataFrame(out)
+
+
+def _ordered(plan: Plan, single: dict, counts: list, mu: np.ndarray, mt: np.ndarray, window_us: int,
+             next_any: np.ndarray | None) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Ordered / strict attempts: one per moment of step 1; each step at the current moment when the run of steps
+    sharing it can take separate events there (Hall), else at the step's next moment."""
+    spec = plan.step_spec
+    n = len(spec)
+    nxt_of = {j: _next_flagged(single[j] > 0, mu) for j in set(spec[1:])}
+    starts = np.flatnonzero(single[spec[0]] > 0)
+    cur = starts.copy()
+    deadline = mt[starts] + window_us
+    run = np.zeros(len(starts), dtype=np.int64)
+    ok = np.ones(len(starts), dtype=bool)
+    times = [starts.copy()]
+    for k in range(1, n):
+        j = spec[k]
+        by_need: dict[tuple, list[int]] = {}
+        for r in range(k):
+            by_need.setdefault(tuple(plan.needs(spec[r:k + 1], j)), []).append(r)
+        same = np.zeros(len(starts), dtype=bool)
+        for need, runs in by_need.items():
+            holds = np.ones(len(starts), dtype=bool)
+            for i, c in need:
+                holds &= counts[i][cur] >= c
+            same |= holds & (np.isin(run, runs) if len(by_need) > 1 else True)
+        later = nxt_of[j][cur]
+        cand = np.where(same, cur, later)
+        step_ok = ok & (cand != NO_MOMENT)
+        step_ok &= np.where(step_ok, mt[np.maximum(cand, 0)], 0) <= deadline
+        if next_any is not None:  # strict: a later step must be at the user's very next moment of any event
+            at_next = (later != NO_MOMENT) & (mt[np.maximum(later, 0)] == next_any[cur])
+            step_ok &= same | at_next
+        times.append(np.where(step_ok, cand, NO_MOMENT))
+        run = np.where(same, run, k)
+        cur = np.where(step_ok, cand, cur)
+        ok = step_ok
+    return starts, times
+
+
+def _any_order(plan: Plan, single: dict, counts: list, funnel_moment: np.ndarray, mu: np.ndarray, mt: np.ndarray,
+               window_us: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Any order: an attempt at every funnel moment; step k is reached when steps 1..k can take separate events
+    within the window from the start, at the moment the first k had all happened."""
+    spec = plan.step_spec
+    starts = np.flatnonzero(funnel_moment)
+    last = _window_end(mu, mt, window_us)[starts]  # the attempt's last moment within the window
+    prefix = [np.concatenate([[0], np.cumsum(c, dtype=np.int64)]) for c in counts]
+    inside = [p[last + 1] - p[starts] for p in prefix]
+    ok = np.ones(len(starts), dtype=bool)
+    completion = np.full(len(starts), NO_MOMENT, dtype=np.int64)
+    times = []
+    for k in range(len(spec)):
+        for i, c in plan.needs(spec[:k + 1], spec[k]):
+            ok &= inside[i] >= c
+        first = _first_flagged_from(single[spec[k]] > 0, starts)
+        completion = np.maximum(completion, np.where(first <= last, first, NO_MOMENT))
+        times.append(np.where(ok, completion, NO_MOMENT))
+    return starts, times
+
+
+def _next_flagged(flag: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    """For every moment, the user's next later moment where ``flag`` holds (NO_MOMENT when none)."""
+    pos = np.flatnonzero(flag)
+    idx = np.searchsorted(pos, np.arange(len(flag)), side="right")
+    nxt = np.append(pos, NO_MOMENT)[idx]
+    return np.where((nxt != NO_MOMENT) & (mu[np.maximum(nxt, 0)] == mu), nxt, NO_MOMENT)
+
+
+def _first_flagged_from(flag: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """For every index in ``at``, the first moment at or after it where ``flag`` holds (a huge index when none:
+    the caller bounds it by the user's window)."""
+    pos = np.flatnonzero(flag)
+    idx = np.searchsorted(pos, at, side="left")
+    return np.append(pos, np.iinfo(np.int64).max)[idx]
+
+
+def _window_end(mu: np.ndarray, mt: np.ndarray, window_us: int) -> np.ndarray:
+    """For every moment, the user's last moment at most ``window_us`` later (inclusive)."""
+    # One ascending key over (user, time): time ranks when user-major microseconds would not fit in int64.
+    span = int(mt.max() - mt.min()) + window_us + 1
+    if (int(mu[-1]) + 1) * span < 2**62:
+        base = mu.astype(np.int64) * span - int(mt.min())
+        key, query = base + mt, base + mt + window_us
+    else:
+        grid = np.unique(np.concatenate([mt, mt + window_us]))
+        base = mu.astype(np.int64) * (len(grid) + 1)
+        key, query = base + np.searchsorted(grid, mt), base + np.searchsorted(grid, mt + window_us)
+    return np.searchsorted(key, query, side="right") - 1
+
+
+def _bits(sub: tuple[int, ...]) -> int:
+    return sum(1 << j for j in sub)
+
+
+def _timestamps(us: np.ndarray, missing: np.ndarray | None = None) -> pd.Series:
+    values = us.astype("datetime64[us]")
+    if missing is not None:
+        values[missing] = np.datetime64("NaT")
+    return pd.Series(values).dt.tz_localize("UTC")
+
+
+def _empty(n: int) -> pd.DataFrame:
+    frame = {"user_id": pd.Series([], dtype=object), "start": _timestamps(np.array([], dtype=np.int64)),
+             "seg": pd.Series([], dtype=object), "reached": np.array([], dtype=np.int64)}
+    for k in range(n):
+        frame[f"t_{k + 1}"] = _timestamps(np.array([], dtype=np.int64))
+    return pd.DataFrame(frame)
