@@ -50,6 +50,7 @@ lab: $(INSTALLED) $(SAMPLE)
 
 ## bench: run the benchmarks (10M events; minutes, several GB of memory)
 bench: $(INSTALLED)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r benchmarks/requirements.txt
 	$(BIN)/python benchmarks/bench_io.py
 	$(BIN)/python benchmarks/bench_report.py
 	$(BIN)/python benchmarks/bench_funnel.py

@@ -300,9 +300,10 @@ def compute_funnel(
     t = t.filter(t.timestamp <= until.to_pydatetime())
     if engine == "fast":
         plan = make_plan(steps_)
-        rows, absent = fast.fetch(t, steps_, plan, order, by_column, exclusions)
+        window_us = int(window / pd.Timedelta(microseconds=1))
+        rows, absent = fast.fetch(t, steps_, plan, order, by_column, exclusions, window_us)
         _warn_absent(t, absent)
-        per_user = fast.attempts(rows, plan, int(window / pd.Timedelta(microseconds=1)), order, exclusions)
+        per_user = fast.attempts(rows, plan, window_us, order, exclusions)
         result = _summarise(per_user, steps_, window, order, by, by_column, until)
         result.events = t
         result.absent_steps = absent

@@ -6,8 +6,11 @@ DuckDB the same rules run faster as two stages:
 
 1. **One query** reads only the step (and exclusion) events up to
    ``observed_until``, with a bit per step definition, sorted by user and
-   time. Strict funnels add one window over all events: the user's next
-   moment of any event, the only thing strict needs from the others.
+   time. Strict funnels also need the user's next moment of any event after
+   each step moment; rather than a window over every event (a sort of the
+   whole table), the gaps between a user's consecutive fetched moments that
+   are at most the window long go back to DuckDB, and one semi-join on user
+   and time range says which of them hold some other event.
 2. **NumPy over moments** (a user's distinct timestamps): per-moment counts of
    each set of steps (Hall's condition), a pointer from every moment to the
    user's next moment of each step, then every attempt advances one step at a
@@ -37,16 +40,19 @@ from helpers.funnel.plan import Plan
 from helpers.io import epoch_us
 
 NO_MOMENT = -1  # a step not reached: no moment index
+NO_TIME = np.iinfo(np.int64).min  # no event time (epoch microseconds may be negative)
 
 
 def fetch(t: ibis.Table, steps: list, plan: Plan, order: str, by_column: str | None,
-          exclusions: Sequence[tuple[str, int, int]]) -> tuple[pa.Table, list[str]]:
+          exclusions: Sequence[tuple[str, int, int]], window_us: int = 0) -> tuple[pa.Table, list[str]]:
     """The rows the funnel reads, sorted by user, time and segment, and the step event names the data has.
 
     Columns: ``user_id``, ``us`` (epoch microseconds), ``m`` (a bit per step
     definition that the event matches), ``x`` (a bit per excluded event name),
     ``seg`` (the segment where it may be read), ``nxt`` (strict only: the user's
-    next event time after this row, any event).
+    next moment of any event after this row's, when that is the next fetched
+    moment, holds no other event before it and is at most ``window_us``
+    later; else NO_TIME: a later step there is not next or out of the window).
     """
     wanted = sorted({e for s in steps for e in s.events if e != "*"})
     excluded = sorted({e for e, _, _ in exclusions})
@@ -61,21 +67,47 @@ def fetch(t: ibis.Table, steps: list, plan: Plan, order: str, by_column: str | N
         # ordered and strict read the segment at the attempt's step-1 event, any order at its first funnel event
         reads = (m & (1 << plan.step_spec[0])) != 0 if order != "any" else m != 0
         cols["seg"] = ibis.cases((reads, t[by_column].cast("string")), else_=None)
-    if order == "strict":
-        # the following row's time, funnel events last among equal times: read on a moment's last funnel
-        # event, it is the user's next moment of any event (the portable engine's rule)
-        cols["nxt"] = epoch_us(t.timestamp).lead().over(
-            ibis.window(group_by="user_id", order_by=[t.timestamp, (m != 0).cast("int8")]))
     rows = t.select(**cols)
     if not everything:
         rows = rows.filter(rows.ev >= 0) if not excluded else rows.filter((rows.ev >= 0) | (rows.x != 0))
     keys = ["user_id", "us"] + ([ibis.asc("seg", nulls_first=False)] if by_column else [])
     fetched = rows.order_by(keys).to_pyarrow()
+    if order == "strict":
+        fetched = fetched.append_column("nxt", _next_clean_moment(t, fetched, window_us))
     codes = np.unique(fetched["ev"].to_numpy())
     present = {wanted[c] for c in codes if c >= 0}
     if everything:  # no filter on names: every wanted name present in the data has rows here
         present = set(wanted) & set(pc.unique(t.select("event").to_pyarrow()["event"]).to_pylist()) if wanted else set()
     return fetched, sorted(set(wanted) - present)
+
+
+def _next_clean_moment(t: ibis.Table, rows: pa.Table, window_us: int) -> pa.Array:
+    """Per fetched row: the user's next fetched moment when no other event lies strictly before it and it is at
+    most ``window_us`` later (the only later moment a strict step can take), else NO_TIME."""
+    us = rows["us"].to_numpy()
+    n = len(us)
+    if n == 0:
+        return pa.array([], pa.int64())
+    users = rows["user_id"]
+    same_user = np.zeros(n, dtype=bool)
+    same_user[1:] = pc.equal(users.slice(1), users.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+    new_moment = ~same_user
+    new_moment[1:] |= us[1:] != us[:-1]
+    ms = np.flatnonzero(new_moment)
+    following = np.append(ms[1:], n)  # first row of the next moment
+    has_next = following < n
+    has_next[has_next] &= same_user[following[has_next]]
+    hi = np.where(has_next, us[np.minimum(following, n - 1)], NO_TIME)
+    lo = us[ms]
+    short = has_next & (hi - lo <= window_us)
+    asked = np.flatnonzero(short & (hi - lo > 1))  # a 1 microsecond gap has no room for another event
+    gaps = ibis.memtable(pa.table({"user_id": users.take(pa.array(ms[asked])), "lo": lo[asked], "hi": hi[asked],
+                                   "g": asked}))
+    other = t.select(user_id=t.user_id, at=epoch_us(t.timestamp))
+    dirty = gaps.semi_join(other, [gaps.user_id == other.user_id, other.at > gaps.lo, other.at < gaps.hi])
+    nxt = np.where(short, hi, NO_TIME)
+    nxt[dirty.select("g").to_pyarrow()["g"].to_numpy()] = NO_TIME
+    return pa.array(nxt[np.cumsum(new_moment) - 1])
 
 
 def attempts(rows: pa.Table, plan: Plan, window_us: int, order: str,
@@ -108,10 +140,7 @@ def attempts(rows: pa.Table, plan: Plan, window_us: int, order: str,
     else:
         next_any = None
         if order == "strict":
-            nxt = rows["nxt"].to_numpy(zero_copy_only=False)
-            nxt = np.where(np.isnan(nxt), np.nan, nxt) if nxt.dtype.kind == "f" else nxt.astype(np.float64)
-            later = np.where(nxt > us, nxt, -np.inf)
-            next_any = np.maximum.reduceat(later, ms)  # -inf: no later event
+            next_any = rows["nxt"].to_numpy()[ms]  # every row of a moment carries the same nxt
         starts, times = _ordered(plan, single, counts, mu, mt, window_us, next_any)
 
     valid = np.ones(len(starts), dtype=bool)
@@ -156,7 +185,7 @@ def _ordered(plan: Plan, single: dict, counts: list, mu: np.ndarray, mt: np.ndar
     sharing it can take separate events there (Hall), else at the step's next moment."""
     spec = plan.step_spec
     n = len(spec)
-    nxt_of = {j: _next_flagged(single[j] > 0, mu) for j in set(spec[1:])}
+    flagged = {j: np.flatnonzero(single[j] > 0) for j in set(spec[1:])}
     starts = np.flatnonzero(single[spec[0]] > 0)
     cur = starts.copy()
     deadline = mt[starts] + window_us
@@ -174,7 +203,7 @@ def _ordered(plan: Plan, single: dict, counts: list, mu: np.ndarray, mt: np.ndar
             for i, c in need:
                 holds &= counts[i][cur] >= c
             same |= holds & (np.isin(run, runs) if len(by_need) > 1 else True)
-        later = nxt_of[j][cur]
+        later = _next_flagged(flagged[j], cur, mu)
         cand = np.where(same, cur, later)
         step_ok = ok & (cand != NO_MOMENT)
         step_ok &= np.where(step_ok, mt[np.maximum(cand, 0)], 0) <= deadline
@@ -209,12 +238,10 @@ def _any_order(plan: Plan, single: dict, counts: list, funnel_moment: np.ndarray
     return starts, times
 
 
-def _next_flagged(flag: np.ndarray, mu: np.ndarray) -> np.ndarray:
-    """For every moment, the user's next later moment where ``flag`` holds (NO_MOMENT when none)."""
-    pos = np.flatnonzero(flag)
-    idx = np.searchsorted(pos, np.arange(len(flag)), side="right")
-    nxt = np.append(pos, NO_MOMENT)[idx]
-    return np.where((nxt != NO_MOMENT) & (mu[np.maximum(nxt, 0)] == mu), nxt, NO_MOMENT)
+def _next_flagged(pos: np.ndarray, at: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    """For every moment in ``at``, the same user's next later moment among ``pos`` (sorted; NO_MOMENT when none)."""
+    nxt = np.append(pos, NO_MOMENT)[np.searchsorted(pos, at, side="right")]
+    return np.where((nxt != NO_MOMENT) & (mu[np.maximum(nxt, 0)] == mu[at]), nxt, NO_MOMENT)
 
 
 def _first_flagged_from(flag: np.ndarray, at: np.ndarray) -> np.ndarray:
