@@ -24,8 +24,9 @@ slows them alike; the report shows the median of ``--runs`` and each run's
 ratio to ``windowFunnel users``. Counts: windowFunnel's "users at level >= k"
 beside the ordered funnel's step k. windowFunnel reads seconds
 (``toDateTime``), so events in the same second tie there; the check is also
-run on ``toDateTime64(timestamp, 6)`` with the window in microseconds, where
-the two rules coincide on this data (no exclusions, no property filters).
+run on ``toUInt64(toUnixTimestamp64Micro(timestamp))`` with the window in
+microseconds (windowFunnel takes only integer, Date or DateTime timestamps),
+where the two rules coincide on this data (no exclusions, no property filters).
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ if what == "scan":
     duckdb.sql(f"SELECT count(*), count(DISTINCT user_id) FROM read_parquet('{path}')").fetchall()
 elif what.startswith("windowFunnel"):
     precise = order == "us"
-    ts, window = ("toDateTime64(timestamp, 6)", %d * 10**6) if precise else ("toDateTime(timestamp)", %d)
+    ts, window = (("toUInt64(toUnixTimestamp64Micro(timestamp))", %d * 10**6) if precise
+                  else ("toDateTime(timestamp)", %d))
     conds = ", ".join(f"event = '{s}'" for s in steps)
     per_user = f"SELECT user_id, windowFunnel({window})({ts}, {conds}) AS level FROM file('{path}', Parquet) GROUP BY user_id"
     if what == "windowFunnel users":
