@@ -444,8 +444,10 @@ def _summarise(per_user: pd.DataFrame, steps: list[Step], window: pd.Timedelta, 
                by: Any, by_column: str | None, until: pd.Timestamp) -> FunnelResult:
     n = len(steps)
     for c in ["start"] + [f"t_{k}" for k in range(1, n + 1)]:  # one unit whatever the engine and source
-        per_user[c] = to_utc_series(per_user[c]).astype("datetime64[ns, UTC]")
-    per_user["user_id"] = per_user["user_id"].astype(str)
+        if per_user[c].dtype != "datetime64[ns, UTC]":
+            per_user[c] = to_utc_series(per_user[c]).astype("datetime64[ns, UTC]")
+    if not (per_user["user_id"].dtype == object and len(per_user) and isinstance(per_user["user_id"].iat[0], str)):
+        per_user["user_id"] = per_user["user_id"].astype(str)
     seg_name = None
     seg = per_user.pop("seg")  # first: a segment may itself be called "seg"
     if by is not None or by_column is not None:
@@ -466,19 +468,21 @@ def _summarise(per_user: pd.DataFrame, steps: list[Step], window: pd.Timedelta, 
     tables = []
     for name, g in groups:
         rows = []
-        start_users = int((g["reached"] >= 1).sum())
+        furthest, waiting = g["reached"].to_numpy(), g["in_progress"].to_numpy()
+        start_users = int((furthest >= 1).sum())
         for k in range(1, n + 1):
-            reached = g[g["reached"] >= k]
-            exactly = g[g["reached"] == k]
-            prev = int((g["reached"] >= k - 1).sum()) if k > 1 else len(reached)
+            reached = furthest >= k
+            users = int(reached.sum())
+            exactly = furthest == k
+            prev = int((furthest >= k - 1).sum()) if k > 1 else users
             rows.append({
-                "step_index": k, "step": steps[k - 1].label, "users": len(reached),
-                "conversion_from_start": len(reached) / start_users if start_users else np.nan,
-                "conversion_from_previous": len(reached) / prev if prev else np.nan,
-                "dropped": int((~exactly["in_progress"]).sum()) if k < n else 0,
-                "in_progress": int(exactly["in_progress"].sum()) if k < n else 0,
-                "median_time_from_previous": (reached[f"t_{k}"] - reached[f"t_{k - 1}"]).median() if k > 1 else pd.NaT,
-                "median_time_from_start": (reached[f"t_{k}"] - reached["t_1"]).median() if k > 1 else pd.Timedelta(0),
+                "step_index": k, "step": steps[k - 1].label, "users": users,
+                "conversion_from_start": users / start_users if start_users else np.nan,
+                "conversion_from_previous": users / prev if prev else np.nan,
+                "dropped": int((exactly & ~waiting).sum()) if k < n else 0,
+                "in_progress": int((exactly & waiting).sum()) if k < n else 0,
+                "median_time_from_previous": (g[f"t_{k}"][reached] - g[f"t_{k - 1}"][reached]).median() if k > 1 else pd.NaT,
+                "median_time_from_start": (g[f"t_{k}"][reached] - g["t_1"][reached]).median() if k > 1 else pd.Timedelta(0),
             })
         table = pd.DataFrame(rows)
         if seg_name is not None:

@@ -51,39 +51,48 @@ def fetch(t: ibis.Table, steps: list, plan: Plan, order: str, by_column: str | N
     definition that the event matches), ``x`` (a bit per excluded event name),
     ``seg`` (the segment where it may be read), ``nxt`` (strict only: the user's
     next moment of any event after this row's, when that is the next fetched
-    moment, holds no other event before it and is at most ``window_us``
-    later; else NO_TIME: a later step there is not next or out of the window).
+    moment, holds no other event before it, is at most ``window_us`` later
+    and holds a step that can follow one of this moment's; else NO_TIME: a
+    later step there is not next, out of the window or never walked to).
     """
     wanted = sorted({e for s in steps for e in s.events if e != "*"})
     excluded = sorted({e for e, _, _ in exclusions})
     everything = any("*" in s.events for s in steps)
+    # A definition's bit proves its name is in the data when it has one name and no filter; otherwise the
+    # rows also carry which wanted name they have (a filter may hide a name that the data has).
+    by_bits = all(len(spec.events) == 1 and not spec.where for spec in plan.specs)
     m = sum((ibis.cases((spec.matches(t), 1 << j), else_=0) for j, spec in enumerate(plan.specs)),
             ibis.literal(0, type="int64"))
     x = sum((ibis.cases((t.event == e, 1 << q), else_=0) for q, e in enumerate(excluded)), ibis.literal(0, type="int64"))
-    ev = ibis.cases(*[(t.event == w, i) for i, w in enumerate(wanted)], else_=-1) if wanted else ibis.literal(-1)
-    cols = {"user_id": t.user_id, "us": epoch_us(t.timestamp), "m": m.cast("int64"), "x": x.cast("int64"),
-            "ev": ev.cast("int16")}
+    cols = {"user_id": t.user_id, "us": epoch_us(t.timestamp), "m": m.cast("int64"), "x": x.cast("int64")}
+    if wanted and not by_bits:
+        cols["ev"] = ibis.cases(*[(t.event == w, i) for i, w in enumerate(wanted)], else_=-1).cast("int16")
     if by_column:
         # ordered and strict read the segment at the attempt's step-1 event, any order at its first funnel event
         reads = (m & (1 << plan.step_spec[0])) != 0 if order != "any" else m != 0
         cols["seg"] = ibis.cases((reads, t[by_column].cast("string")), else_=None)
-    rows = t.select(**cols)
+    rows = t
     if not everything:
-        rows = rows.filter(rows.ev >= 0) if not excluded else rows.filter((rows.ev >= 0) | (rows.x != 0))
+        rows = rows.filter(t.event.isin(wanted + excluded))
+    rows = rows.select(**cols)
     keys = ["user_id", "us"] + ([ibis.asc("seg", nulls_first=False)] if by_column else [])
     fetched = rows.order_by(keys).to_pyarrow()
     if order == "strict":
-        fetched = fetched.append_column("nxt", _next_clean_moment(t, fetched, window_us))
-    codes = np.unique(fetched["ev"].to_numpy())
-    present = {wanted[c] for c in codes if c >= 0}
+        fetched = fetched.append_column("nxt", _next_clean_moment(t, fetched, window_us, plan.step_spec))
     if everything:  # no filter on names: every wanted name present in the data has rows here
         present = set(wanted) & set(pc.unique(t.select("event").to_pyarrow()["event"]).to_pylist()) if wanted else set()
+    elif by_bits:
+        seen = int(np.bitwise_or.reduce(fetched["m"].to_numpy())) if fetched.num_rows else 0
+        present = {spec.events[0] for j, spec in enumerate(plan.specs) if seen >> j & 1}
+    else:
+        present = {wanted[c] for c in np.unique(fetched["ev"].to_numpy()) if c >= 0}
     return fetched, sorted(set(wanted) - present)
 
 
-def _next_clean_moment(t: ibis.Table, rows: pa.Table, window_us: int) -> pa.Array:
-    """Per fetched row: the user's next fetched moment when no other event lies strictly before it and it is at
-    most ``window_us`` later (the only later moment a strict step can take), else NO_TIME."""
+def _next_clean_moment(t: ibis.Table, rows: pa.Table, window_us: int, step_spec: Sequence[int]) -> pa.Array:
+    """Per fetched row: the user's next fetched moment when no other event lies strictly before it, it is at
+    most ``window_us`` later (the only later moment a strict step can take) and some step there can follow
+    one here, else NO_TIME."""
     us = rows["us"].to_numpy()
     n = len(us)
     if n == 0:
@@ -100,6 +109,14 @@ def _next_clean_moment(t: ibis.Table, rows: pa.Table, window_us: int) -> pa.Arra
     hi = np.where(has_next, us[np.minimum(following, n - 1)], NO_TIME)
     lo = us[ms]
     short = has_next & (hi - lo <= window_us)
+    # Only a gap from a moment holding some step k to one holding step k + 1 can be walked by an attempt
+    # (the current moment always holds the step last taken); every other nxt is never compared.
+    bits = np.bitwise_or.reduceat(rows["m"].to_numpy(), ms)
+    following_bits = np.append(bits[1:], 0)
+    walkable = np.zeros(len(ms), dtype=bool)
+    for prev, step in zip(step_spec[:-1], step_spec[1:]):
+        walkable |= ((bits >> prev) & 1).astype(bool) & ((following_bits >> step) & 1).astype(bool)
+    short &= walkable
     asked = np.flatnonzero(short & (hi - lo > 1))  # a 1 microsecond gap has no room for another event
     gaps = ibis.memtable(pa.table({"user_id": users.take(pa.array(ms[asked])), "lo": lo[asked], "hi": hi[asked],
                                    "g": asked}))
@@ -129,11 +146,11 @@ def attempts(rows: pa.Table, plan: Plan, window_us: int, order: str,
     new_moment = new_user.copy()
     new_moment[1:] |= us[1:] != us[:-1]
     ms = np.flatnonzero(new_moment)  # first row of each moment
-    mu = np.cumsum(new_user)[ms] - 1  # user number of each moment
+    mu = np.cumsum(new_user[ms]) - 1  # user number of each moment (a new user starts a new moment)
     mt = us[ms]
-    counts = [np.add.reduceat(((m_all & _bits(sub)) != 0).astype(np.int32), ms) for sub in plan.subsets]
+    counts = _moment_counts(m_all, ms, plan)
     single = {sub[0]: counts[i] for i, sub in enumerate(plan.subsets) if len(sub) == 1}
-    funnel_moment = np.add.reduceat((m_all != 0).astype(np.int32), ms) > 0
+    funnel_moment = sum(single.values()) > 0
 
     if order == "any":
         starts, times = _any_order(plan, single, counts, funnel_moment, mu, mt, window_us)
@@ -168,10 +185,12 @@ def attempts(rows: pa.Table, plan: Plan, window_us: int, order: str,
     pick = cand[np.r_[True, au[cand][1:] != au[cand][:-1]]]
 
     start_m = starts[pick]
-    out = {"user_id": users.take(pa.array(ms[start_m])).to_pandas(),
+    first_rows = pa.array(ms[start_m])
+    # to_numpy: Python strings without to_pandas' deduplication pass (several times faster)
+    out = {"user_id": users.take(first_rows).to_numpy(zero_copy_only=False),
            "start": _timestamps(mt[start_m]),
-           "seg": (rows["seg"].take(pa.array(ms[start_m])).to_pandas() if "seg" in rows.column_names
-                   else pd.Series([None] * len(pick), dtype=object)),
+           "seg": (rows["seg"].take(first_rows).to_numpy(zero_copy_only=False) if "seg" in rows.column_names
+                   else np.full(len(pick), None, dtype=object)),
            "reached": reached[pick]}
     for k in range(n):
         tk = times[k][pick]
@@ -266,12 +285,21 @@ def _window_end(mu: np.ndarray, mt: np.ndarray, window_us: int) -> np.ndarray:
     return np.searchsorted(key, query, side="right") - 1
 
 
+def _moment_counts(m_all: np.ndarray, ms: np.ndarray, plan: Plan) -> list[np.ndarray]:
+    """Per moment, how many of its rows match each subset of ``plan`` (rows of a moment are adjacent): the
+    difference of running counts at the moments' last rows (faster than ``reduceat`` over short segments)."""
+    last_rows = np.append(ms[1:], len(m_all)) - 1
+    return [np.diff(np.cumsum((m_all & _bits(sub)) != 0, dtype=np.int32)[last_rows], prepend=0)
+            for sub in plan.subsets]
+
+
 def _bits(sub: tuple[int, ...]) -> int:
     return sum(1 << j for j in sub)
 
 
 def _timestamps(us: np.ndarray, missing: np.ndarray | None = None) -> pd.Series:
-    values = us.astype("datetime64[us]")
+    """Epoch microseconds as tz-aware UTC nanoseconds, the unit the results carry."""
+    values = us.astype("datetime64[us]").astype("datetime64[ns]")
     if missing is not None:
         values[missing] = np.datetime64("NaT")
     return pd.Series(values).dt.tz_localize("UTC")
