@@ -296,8 +296,11 @@ def compute_funnel(
     if engine == "auto":
         engine = "fast" if t._find_backend(use_default=True).name == "duckdb" else "portable"
 
-    until = to_utc(observed_until) if observed_until is not None else to_utc(t.timestamp.max().execute())
-    t = t.filter(t.timestamp <= until.to_pydatetime())
+    if observed_until is not None:
+        until = to_utc(observed_until)
+        t = t.filter(t.timestamp <= until.to_pydatetime())
+    else:  # the last event: nothing lies after it, so no filter (it costs a comparison per event)
+        until = to_utc(t.timestamp.max().execute())
     if engine == "fast":
         plan = make_plan(steps_)
         window_us = int(window / pd.Timedelta(microseconds=1))

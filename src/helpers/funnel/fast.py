@@ -265,10 +265,9 @@ def _next_flagged(pos: np.ndarray, at: np.ndarray, mu: np.ndarray) -> np.ndarray
 
 def _first_flagged_from(flag: np.ndarray, at: np.ndarray) -> np.ndarray:
     """For every index in ``at``, the first moment at or after it where ``flag`` holds (a huge index when none:
-    the caller bounds it by the user's window)."""
-    pos = np.flatnonzero(flag)
-    idx = np.searchsorted(pos, at, side="left")
-    return np.append(pos, np.iinfo(np.int64).max)[idx]
+    the caller bounds it by the user's window). A running minimum from the end: one pass, no search."""
+    index = np.where(flag, np.arange(len(flag), dtype=np.int64), np.iinfo(np.int64).max)
+    return np.minimum.accumulate(index[::-1])[::-1][at]
 
 
 def _window_end(mu: np.ndarray, mt: np.ndarray, window_us: int) -> np.ndarray:
