@@ -455,6 +455,22 @@ def test_the_fast_path_and_the_portable_plan_give_the_same_users_times_and_segme
     assert fast.absent_steps == portable.absent_steps
 
 
+def test_the_window_end_search_gives_the_same_moments_when_users_go_in_blocks():
+    # Many users over a long time range overflow one (user, time) key; the blocks must not change the answer.
+    from helpers.funnel.fast import _window_end
+
+    rng = np.random.default_rng(7)
+    for _ in range(100):
+        mu = np.sort(rng.integers(0, 6, rng.integers(1, 40)))
+        mu = np.unique(mu, return_inverse=True)[1]
+        mt = np.concatenate([np.sort(rng.choice(np.arange(-50, 50), (mu == u).sum(), replace=False))
+                             for u in range(mu[-1] + 1)])
+        w = int(rng.integers(0, 20))
+        brute = [max(j for j in range(len(mu)) if mu[j] == mu[i] and mt[j] <= mt[i] + w) for i in range(len(mu))]
+        for key_limit in (2**62, 150, 1):  # one block, a few users per block, one user per block
+            assert _window_end(mu, mt, w, key_limit=key_limit).tolist() == brute
+
+
 def test_auto_runs_the_fast_path_on_duckdb_and_a_bad_engine_is_a_clear_error(monkeypatch):
     from helpers.funnel import fast
 

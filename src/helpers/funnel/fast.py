@@ -195,7 +195,7 @@ def attempts(rows: pa.Table, plan: Plan, window_us: int, order: str,
     for k in range(n):
         tk = times[k][pick]
         out[f"t_{k + 1}"] = _timestamps(np.where(tk == NO_MOMENT, 0, mt[np.maximum(tk, 0)]), tk == NO_MOMENT)
-    return pd.DataFrame(out)
+    return pd.DataFrame(out, copy=False)
 
 
 def _ordered(plan: Plan, single: dict, counts: list, mu: np.ndarray, mt: np.ndarray, window_us: int,
@@ -270,18 +270,26 @@ def _first_flagged_from(flag: np.ndarray, at: np.ndarray) -> np.ndarray:
     return np.minimum.accumulate(index[::-1])[::-1][at]
 
 
-def _window_end(mu: np.ndarray, mt: np.ndarray, window_us: int) -> np.ndarray:
-    """For every moment, the user's last moment at most ``window_us`` later (inclusive)."""
-    # One ascending key over (user, time): time ranks when user-major microseconds would not fit in int64.
-    span = int(mt.max() - mt.min()) + window_us + 1
-    if (int(mu[-1]) + 1) * span < 2**62:
-        base = mu.astype(np.int64) * span - int(mt.min())
-        key, query = base + mt, base + mt + window_us
-    else:
-        grid = np.unique(np.concatenate([mt, mt + window_us]))
-        base = mu.astype(np.int64) * (len(grid) + 1)
-        key, query = base + np.searchsorted(grid, mt), base + np.searchsorted(grid, mt + window_us)
-    return np.searchsorted(key, query, side="right") - 1
+def _window_end(mu: np.ndarray, mt: np.ndarray, window_us: int, key_limit: int = 2**62) -> np.ndarray:
+    """For every moment, the user's last moment at most ``window_us`` later (inclusive).
+
+    One ascending key over (user, time), ``user * span + time``, turns it into a single search; where that key
+    would pass ``key_limit`` (many users over a long time range) the users go in blocks whose keys fit.
+    """
+    out = np.empty(len(mt), dtype=np.int64)
+    if len(mt) == 0:
+        return out
+    t0 = int(mt.min())
+    span = int(mt.max()) - t0 + window_us + 1
+    users_per_block = max(1, key_limit // span)
+    n_users = int(mu[-1]) + 1
+    bounds = np.searchsorted(mu, np.append(np.arange(0, n_users, users_per_block), n_users))
+    for lo, hi in zip(bounds[:-1], bounds[1:]):  # one block when the keys fit, as on most data
+        if lo == hi:
+            continue
+        base = (mu[lo:hi] - mu[lo]).astype(np.int64) * span + (mt[lo:hi] - t0)
+        out[lo:hi] = lo + np.searchsorted(base, base + window_us, side="right") - 1
+    return out
 
 
 def _moment_counts(m_all: np.ndarray, ms: np.ndarray, plan: Plan) -> list[np.ndarray]:
@@ -297,11 +305,9 @@ def _bits(sub: tuple[int, ...]) -> int:
 
 
 def _timestamps(us: np.ndarray, missing: np.ndarray | None = None) -> pd.Series:
-    """Epoch microseconds as tz-aware UTC nanoseconds, the unit the results carry."""
-    values = us.astype("datetime64[us]").astype("datetime64[ns]")
-    if missing is not None:
-        values[missing] = np.datetime64("NaT")
-    return pd.Series(values).dt.tz_localize("UTC")
+    """Epoch microseconds as tz-aware UTC nanoseconds, the unit the results carry (NaT where ``missing``)."""
+    ns = us * 1000 if missing is None else np.where(missing, np.iinfo(np.int64).min, us * 1000)  # int64 min is NaT
+    return pd.Series(ns.astype(np.int64, copy=False).view("datetime64[ns]")).dt.tz_localize("UTC")
 
 
 def _empty(n: int) -> pd.DataFrame:
