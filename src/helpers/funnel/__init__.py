@@ -43,6 +43,8 @@ Where things live::
                 NumPy finds the attempts; chosen by engine="auto" on DuckDB
     plan.py     what both engines share: distinct step specs, Hall subsets
     compare.py  compare_segments, rank_friction, their headlines and tiles, value_per_conversion
+    drivers.py  conversion_drivers (what converters did that others did not), early_signals
+    trends.py   funnel_trend (conversion by entry period), time_to_convert
 """
 
 from __future__ import annotations
@@ -55,6 +57,12 @@ from helpers.funnel.compare import (
     friction_tile,
     rank_friction,
     value_per_conversion,
+)
+from helpers.funnel.drivers import (
+    conversion_drivers,
+    drivers_headline,
+    early_signals,
+    outcome_groups,
 )
 from helpers.funnel.engine import (
     NONE_SEGMENT,
@@ -70,5 +78,5 @@ from helpers.stats import (  # public here too, where they were first
 )
 
 __all__ = ["FunnelResult", "NONE_SEGMENT", "Order", "Step", "compare_segments", "comparison_headline",
-           "compute_funnel", "friction_headline", "friction_tile", "holm_adjust", "rank_friction", "value_per_conversion",
-           "wilson_interval"]
+           "compute_funnel", "conversion_drivers", "drivers_headline", "early_signals", "friction_headline",
+           "friction_tile", "holm_adjust", "outcome_groups", "rank_friction", "value_per_conversion", "wilson_interval"]
