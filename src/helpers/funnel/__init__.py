@@ -72,6 +72,12 @@ from helpers.funnel.engine import (
     _readable,  # noqa: F401 - read by helpers.plots
     compute_funnel,
 )
+from helpers.funnel.trends import (
+    TimeToConvert,
+    funnel_trend,
+    time_to_convert,
+    trend_headline,
+)
 from helpers.stats import (  # public here too, where they were first
     holm_adjust,
     wilson_interval,
@@ -79,4 +85,5 @@ from helpers.stats import (  # public here too, where they were first
 
 __all__ = ["FunnelResult", "NONE_SEGMENT", "Order", "Step", "compare_segments", "comparison_headline",
            "compute_funnel", "conversion_drivers", "drivers_headline", "early_signals", "friction_headline",
-           "friction_tile", "holm_adjust", "outcome_groups", "rank_friction", "value_per_conversion", "wilson_interval"]
+           "friction_tile", "funnel_trend", "holm_adjust", "outcome_groups", "rank_friction", "TimeToConvert",
+           "time_to_convert", "trend_headline", "value_per_conversion", "wilson_interval"]
