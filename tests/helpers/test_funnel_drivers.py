@@ -99,13 +99,14 @@ def test_a_candidate_counts_between_the_start_and_the_conversion_or_the_end_of_t
     assert seen == {"inside": (1, 1), "at_buy": (1, 0), "at_end": (0, 1)}  # both ends inclusive; nothing outside
 
 
-def test_funnel_steps_are_not_candidates_and_properties_of_the_target_event_are_not_either():
-    rows = [("s", "visit", 0), ("s", "view", 1), ("s", "buy", 2), ("f", "visit", 0), ("f", "view", 1)]
-    ev = frame(rows, page=["home", "pricing", "checkout", "home", "blog"])
+def test_funnel_steps_are_not_candidates_and_neither_are_their_events_properties():
+    rows = [("s", "visit", 0), ("s", "view", 1), ("s", "buy", 2), ("s", "browse", 1), ("f", "visit", 0),
+            ("f", "view", 1), ("f", "browse", 1)]
+    ev = frame(rows, page=["home", "pricing", "checkout", "docs", "home", "blog", "faq"])
     d = drivers(ev, steps=("visit", "view", "buy"))
-    assert set(d["candidate"]) == {"page = home", "page = pricing", "page = blog"}  # not "page = checkout" (buy's)
-    assert set(d["candidate_type"]) == {"event_property"}
-    assert d.set_index("candidate").loc["page = pricing", "successes_seen"] == 1
+    # only the non-step event and its property values: no "page = checkout" (buy's) or "page = pricing" (view's)
+    assert set(d["candidate"]) == {"browse", "page = docs", "page = faq"}
+    assert d.set_index("candidate").loc["page = docs", ["successes_seen", "failures_seen"]].tolist() == [1, 0]
 
 
 def test_user_properties_count_and_ids_or_emails_are_never_candidates():
@@ -118,6 +119,15 @@ def test_user_properties_count_and_ids_or_emails_are_never_candidates():
     assert (row["successes_seen"], row["failures_seen"], row["candidate_type"]) == (8, 2, "user_property")
     assert d.set_index("candidate").loc["plan = basic", ["successes_seen", "failures_seen"]].tolist() == [2, 8]
     assert d.attrs["skipped_user_properties"] == ["email"] and not d["candidate"].str.contains("@").any()
+    d = drivers(ev, user_table=users, ignore=["plan"])
+    assert not d["candidate"].str.startswith("plan").any()
+
+
+def test_ignored_event_properties_are_left_out():
+    rows = [("s", "visit", 0), ("s", "browse", 1), ("s", "buy", 2), ("f", "visit", 0), ("f", "browse", 1)]
+    ev = frame(rows, page=["home", "docs", "checkout", "home", "faq"], channel=["ads"] * 5)
+    assert {"page = docs", "channel = ads"} <= set(drivers(ev)["candidate"])
+    assert not drivers(ev, ignore=["page"])["candidate"].str.startswith("page").any()
 
 
 def test_rare_candidates_are_dropped_and_counted_and_holm_runs_over_those_kept():

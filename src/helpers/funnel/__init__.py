@@ -62,6 +62,7 @@ from helpers.funnel.drivers import (
     conversion_drivers,
     drivers_headline,
     early_signals,
+    event_property_columns,
     outcome_groups,
 )
 from helpers.funnel.engine import (
@@ -84,6 +85,6 @@ from helpers.stats import (  # public here too, where they were first
 )
 
 __all__ = ["FunnelResult", "NONE_SEGMENT", "Order", "Step", "compare_segments", "comparison_headline",
-           "compute_funnel", "conversion_drivers", "drivers_headline", "early_signals", "friction_headline",
+           "compute_funnel", "conversion_drivers", "drivers_headline", "early_signals", "event_property_columns", "friction_headline",
            "friction_tile", "funnel_trend", "holm_adjust", "outcome_groups", "rank_friction", "TimeToConvert",
            "time_to_convert", "trend_headline", "value_per_conversion", "wilson_interval"]

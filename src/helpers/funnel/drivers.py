@@ -13,8 +13,11 @@ for funnels), with censoring handled:
   start and their conversion (successes) or the end of their window
   (failures), both ends included. Candidates: an event name that is not one
   of the funnel's steps; an event property value (``page = pricing``) on any
-  event in that span except the target step's own events; a user attribute
-  value from ``user_table``. Persons are counted once per candidate.
+  event in that span other than the funnel's step events (their properties
+  mostly record reaching the step: the checkout page of ``checkout_started``);
+  a user attribute value from ``user_table``. Persons are counted once per
+  candidate. Leave out attributes that record the outcome itself (a paid plan
+  for a purchase funnel): they come out on top and say nothing.
 - Per candidate, with a, b the successes / failures who saw it and S, F the
   group sizes: ``odds_ratio = (a + prior)(F - b + prior) / ((S - a + prior)(b + prior))``
   (PostHog's rule, prior 1), its Woolf interval on the same smoothed counts,
@@ -45,7 +48,7 @@ from helpers.io import EventDataError, as_ibis
 from helpers.stats import Z95, holm_adjust, wilson_interval
 from helpers.units import declare
 
-__all__ = ["conversion_drivers", "drivers_headline", "early_signals", "outcome_groups"]
+__all__ = ["conversion_drivers", "drivers_headline", "early_signals", "event_property_columns", "outcome_groups"]
 
 CANONICAL_CORE = ("user_id", "event", "timestamp", "session_id", "value")
 ID_LIKE = ("anonymous_id", "device_id", "distinct_id")
@@ -57,7 +60,7 @@ _COLUMNS = ["candidate_type", "candidate", "property", "value", "successes_seen"
             "conversion_seen", "conversion_seen_low", "conversion_seen_high", "conversion_not_seen",
             "conversion_not_seen_low", "conversion_not_seen_high", "skewed"]
 _UNITS = {"successes_seen": "count", "failures_seen": "count", "successes": "count", "failures": "count",
-          "odds_ratio": "ratio", "odds_ratio_low": "ratio", "odds_ratio_high": "ratio", "phi": "score",
+          "odds_ratio": "ratio", "odds_ratio_low": "ratio", "odds_ratio_high": "ratio", "phi": "number",
           "p_value": "p_value", "p_adjusted": "p_value", "conversion_seen": "rate", "conversion_seen_low": "rate",
           "conversion_seen_high": "rate", "conversion_not_seen": "rate", "conversion_not_seen_low": "rate",
           "conversion_not_seen_high": "rate", "candidate_type": "text", "candidate": "text", "property": "text",
@@ -101,6 +104,19 @@ def outcome_groups(result: FunnelResult, target_step: int = -1) -> pd.DataFrame:
                          "group": group})
 
 
+def event_property_columns(events: pd.DataFrame | ibis.Table) -> list[str]:
+    """The event columns read as properties by default: ``channel`` and the extra text, boolean and integer
+    columns, not the canonical ones (``session_id``, ``value``...) or ids.
+
+    Examples
+    --------
+    >>> event_property_columns(pd.DataFrame({"user_id": ["a"], "event": ["x"], "timestamp": [pd.Timestamp(0, tz="UTC")],
+    ...                                      "channel": ["ads"], "page": ["home"], "anonymous_id": ["d1"]}))
+    ['channel', 'page']
+    """
+    return _property_columns(as_ibis(events), None)
+
+
 def _property_columns(t: ibis.Table, properties: Sequence[str] | None) -> list[str]:
     if properties is not None:
         missing = [p for p in properties if p not in t.columns]
@@ -112,8 +128,8 @@ def _property_columns(t: ibis.Table, properties: Sequence[str] | None) -> list[s
             and (schema[c].is_string() or schema[c].is_boolean() or schema[c].is_integer())]
 
 
-def _seen_counts(t: ibis.Table, spans: pd.DataFrame, step_names: set[str], target_names: set[str],
-                 kinds: Sequence[str], properties: list[str]) -> pd.DataFrame:
+def _seen_counts(t: ibis.Table, spans: pd.DataFrame, step_names: set[str], kinds: Sequence[str],
+                 properties: list[str]) -> pd.DataFrame:
     """Distinct persons per (candidate_type, property, value, success) who saw the candidate in their span: one
     query over the events joined to the spans."""
     w = ibis.memtable(pa.table({"_u": pa.array(spans["user_id"].astype(str).to_numpy(), pa.string()),
@@ -128,7 +144,7 @@ def _seen_counts(t: ibis.Table, spans: pd.DataFrame, step_names: set[str], targe
         parts.append(ev.group_by(value=ev.event, _s=ev._s).aggregate(n=ev.user_id.nunique()).mutate(
             candidate_type=ibis.literal("event"), property=ibis.null("string")))
     if "event_property" in kinds:
-        base = j.filter(~j.event.isin(sorted(target_names))) if target_names else j
+        base = j.filter(~j.event.isin(sorted(step_names))) if step_names else j
         for p in properties:
             sel = base.filter(base[p].notnull())
             parts.append(sel.group_by(value=sel[p].cast("string"), _s=sel._s).aggregate(n=sel.user_id.nunique()).mutate(
@@ -174,12 +190,15 @@ def conversion_drivers(
     min_share: float = 0.02,
     user_table: pd.DataFrame | None = None,
     properties: Sequence[str] | None = None,
+    ignore: Sequence[str] = (),
 ) -> pd.DataFrame:
     """What converters did that non-converters did not (rules in the module docstring).
 
     ``target_step``: the step that counts as converting (1-based; -1 the last).
     ``properties``: the event property columns to read (default: ``channel``
-    and the extra text, boolean and integer columns, not ids). One row per
+    and the extra text, boolean and integer columns, not ids). ``ignore``:
+    user attributes and event properties left out (those that record the
+    outcome itself, such as a paid plan in a purchase funnel). One row per
     candidate kept, sorted by odds ratio (strongest positive first);
     ``table.attrs`` holds ``successes``, ``failures``, ``in_progress`` (left
     out), ``dropped`` (candidates below the minimum), ``skewed`` and
@@ -217,11 +236,11 @@ def conversion_drivers(
     if S and F and ({"event", "event_property"} & set(candidates)):
         t = as_ibis(events)
         step_names = {e for s in result.steps for e in s.events if e != "*"}
-        target_names = {e for e in result.steps[k - 1].events if e != "*"}
-        props = _property_columns(t, properties) if "event_property" in candidates else []
-        parts.append(_seen_counts(t, spans, step_names, target_names, candidates, props))
+        props = [c for c in _property_columns(t, properties) if c not in ignore] if "event_property" in candidates else []
+        parts.append(_seen_counts(t, spans, step_names, candidates, props))
     if S and F and "user_property" in candidates and user_table is not None:
-        counted, attrs["skipped_user_properties"] = _user_counts(spans, user_table)
+        kept = user_table.drop(columns=[c for c in ignore if c in user_table.columns and c != "user_id"])
+        counted, attrs["skipped_user_properties"] = _user_counts(spans, kept)
         parts.append(counted)
     counts = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
         columns=["candidate_type", "property", "value", "_s", "n"])
@@ -388,4 +407,4 @@ def early_signals(events: pd.DataFrame | ibis.Table, outcome: FunnelResult | pd.
     grid.loc[best.groupby("event").head(1).index, "best"] = True
     grid.attrs.update({"people": n_people, "with_outcome": n_pos})
     return declare(grid, {"above": "count", "above_with_outcome": "count", "share_above": "rate", "precision": "rate",
-                          "recall": "rate", "phi": "score", "times": "count", "days": "count"})
+                          "recall": "rate", "phi": "number", "times": "count", "days": "count"})

@@ -177,6 +177,14 @@ class TimeToConvert:
     converters: int
     censored_in_progress: int
 
+    def percentiles(self) -> pd.DataFrame:
+        """``summary`` as one row (converters, mean, p25 ... p99), declared as durations for the report."""
+        row = pd.DataFrame([self.summary.set_index("statistic")["value"].to_dict()])
+        row["converters"] = row["converters"].astype(np.int64)
+        kinds = {c: "duration" for c in row.columns if c != "converters"}
+        return declare(row, {"converters": "count", **kinds}, headers={"p25": "25%", "p50": "median", "p75": "75%",
+                                                                       "p90": "90%", "p95": "95%", "p99": "99%"})
+
     def headline(self) -> str:
         """One sentence: median and 90th percentile, and how many were still in progress."""
         if not self.converters:

@@ -15,7 +15,8 @@ Where things live::
 
     base.py       template, init_notebook, label/labels (safe text), styled tables
     events.py     events_per_day, events_per_type, channel_mix
-    funnels.py    funnel_chart, time_to_convert, segment_comparison, paths_sankey, friction_chart
+    funnels.py    funnel_chart, time_to_convert, still_not_converted_chart, drivers_chart, funnel_trend_chart,
+                  segment_comparison, paths_sankey, friction_chart
     people.py     persona charts
     retention.py  cohort_heatmap, survival_chart, forest_plot, lifecycle, stickiness, risk, calibration
     journey.py    journey_map, touchpoint_heatmap, kpi_tiles
@@ -37,7 +38,16 @@ from helpers.plots.base import (
     styled,
 )
 from helpers.plots.events import channel_mix, events_per_day, events_per_type
-from helpers.plots.funnels import friction_chart, funnel_chart, paths_sankey, segment_comparison, time_to_convert
+from helpers.plots.funnels import (
+    drivers_chart,
+    friction_chart,
+    funnel_chart,
+    funnel_trend_chart,
+    paths_sankey,
+    segment_comparison,
+    still_not_converted_chart,
+    time_to_convert,
+)
 from helpers.plots.journey import Tiles, journey_map, kpi_tiles, touchpoint_heatmap
 from helpers.plots.people import k_selection, persona_heatmap, persona_kpis_chart, persona_projection, persona_sizes
 from helpers.plots.retention import (
@@ -51,8 +61,9 @@ from helpers.plots.retention import (
 )
 
 __all__ = [
-    "calibration_chart", "channel_mix", "cohort_heatmap", "events_per_day", "events_per_type", "forest_plot",
-    "friction_chart", "funnel_chart", "html_text", "init_notebook", "journey_map", "Tiles", "k_selection", "kpi_tiles",
+    "calibration_chart", "channel_mix", "cohort_heatmap", "drivers_chart", "events_per_day", "events_per_type",
+    "forest_plot", "friction_chart", "funnel_chart", "funnel_trend_chart", "html_text", "init_notebook", "journey_map",
+    "Tiles", "k_selection", "kpi_tiles", "still_not_converted_chart",
     "group_colours", "label", "LABEL_LIMIT", "NEUTRAL", "labels", "lifecycle_chart", "PALETTE", "paths_sankey", "persona_heatmap",
     "persona_kpis_chart", "persona_projection", "persona_sizes", "risk_distribution", "segment_comparison",
     "stickiness_chart", "styled", "Table", "survival_chart", "TEMPLATE", "time_to_convert", "touchpoint_heatmap",

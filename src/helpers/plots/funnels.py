@@ -3,10 +3,20 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from helpers.plots.base import PALETTE, _binned, _layout, group_colours, label
+from helpers.plots.base import (
+    NEUTRAL,
+    PALETTE,
+    _binned,
+    _layout,
+    _rgba,
+    group_colours,
+    label,
+    labels,
+)
 from helpers.units import human_duration
 
 
@@ -42,7 +52,12 @@ def funnel_chart(result) -> go.Figure:
 
 
 def time_to_convert(result, step: int | None = None) -> go.Figure:
-    """Histogram of the time from the previous step to ``step`` (default: the last), in hours, among users who reached it."""
+    """Histogram of time to convert, in hours: from :func:`helpers.funnel.time_to_convert` (its bins, with the
+    median and 90th percentile marked), or from a funnel result (previous step to ``step``, default the last)."""
+    from helpers.funnel import TimeToConvert
+
+    if isinstance(result, TimeToConvert):
+        return _time_to_convert_bins(result)
     k = step or len(result.steps)
     pu = result.per_user
     reached = pu[pu["furthest_step"] >= k]
@@ -104,3 +119,95 @@ def friction_chart(friction: pd.DataFrame, top: int = 10) -> go.Figure:
                            hovertemplate="%{y}<br>%{x:,.0f}<extra></extra>"))
     fig.update_xaxes(title=metric.replace("_", " "))
     return _layout(fig, "Where the funnel loses most", height=max(300, 36 * len(rows) + 120))
+
+
+def _time_to_convert_bins(ttc) -> go.Figure:
+    h = ttc.histogram
+    lo, hi = (h["bin_start"] / pd.Timedelta(hours=1)).to_numpy(float), (h["bin_end"] / pd.Timedelta(hours=1)).to_numpy(float)
+    fig = go.Figure(go.Bar(x=(lo + hi) / 2, y=h["converters"], width=hi - lo, marker_color=PALETTE[0],
+                           customdata=np.c_[lo, hi],
+                           hovertemplate="%{customdata[0]:.1f}-%{customdata[1]:.1f} h: %{y:,} converters<extra></extra>"))
+    stats = ttc.summary.set_index("statistic")["value"]
+    for name, dash in (("p50", "dash"), ("p90", "dot")):
+        if ttc.converters and pd.notna(stats[name]):
+            x = stats[name] / pd.Timedelta(hours=1)
+            fig.add_vline(x=float(x), line_dash=dash, annotation_text=f"{'median' if name == 'p50' else '90%'} "
+                          + human_duration(stats[name]))
+    before, after = label(ttc.from_step), label(ttc.to_step)
+    fig.update_xaxes(title=f"hours from {before} to {after}")
+    fig.update_yaxes(title="converters")
+    return _layout(fig, f"Time to convert: {before} → {after}")
+
+
+def still_not_converted_chart(ttc) -> go.Figure:
+    """The Kaplan-Meier share still not converted over time (hours), with its 95% band, from
+    :func:`helpers.funnel.time_to_convert`; people still inside their window are censored, not failures."""
+    c = ttc.curve
+    fig = go.Figure()
+    fig.add_scatter(x=c["timeline"], y=c["ci_high"], mode="lines", line=dict(width=0, shape="hv"), showlegend=False,
+                    hoverinfo="skip")
+    fig.add_scatter(x=c["timeline"], y=c["ci_low"], mode="lines", line=dict(width=0, shape="hv"), fill="tonexty",
+                    fillcolor=_rgba(PALETTE[0], 0.18), showlegend=False, hoverinfo="skip")
+    fig.add_scatter(x=c["timeline"], y=c["still_not_converted"], mode="lines", line=dict(color=PALETTE[0], shape="hv"),
+                    showlegend=False, hovertemplate="%{x:.1f} h: %{y:.1%} not converted yet<extra></extra>")
+    fig.update_yaxes(title="not converted yet", tickformat=".0%", range=[0, 1.02])
+    fig.update_xaxes(title=f"hours since {label(ttc.from_step)}")
+    return _layout(fig, f"Still not at {label(ttc.to_step)} (Kaplan-Meier, open windows censored)")
+
+
+def drivers_chart(drivers: pd.DataFrame, top: int = 8, alpha: float = 0.05) -> go.Figure:
+    """The strongest drivers each way as odds ratios (log axis) with 95% intervals, from
+    :func:`helpers.funnel.conversion_drivers`; Holm-significant ones in colour, the others grey."""
+    if not len(drivers):
+        fig = go.Figure()
+        fig.add_annotation(text="No behaviour was seen by enough people to compare.", showarrow=False)
+        return _layout(fig, "What converters do differently", height=200)
+    up = drivers[drivers["odds_ratio"] >= 1].head(top)
+    down = drivers[drivers["odds_ratio"] < 1].tail(top)
+    rows = pd.concat([up, down]).drop_duplicates(subset=["candidate"]).sort_values("odds_ratio")
+    significant = rows["p_adjusted"] < alpha
+    fig = go.Figure(go.Scatter(
+        x=rows["odds_ratio"], y=labels(rows["candidate"]), mode="markers",
+        marker=dict(size=10, color=np.where(significant, np.where(rows["odds_ratio"] >= 1, PALETTE[0], PALETTE[1]),
+                                            NEUTRAL)),
+        error_x=dict(type="data", symmetric=False, array=rows["odds_ratio_high"] - rows["odds_ratio"],
+                     arrayminus=rows["odds_ratio"] - rows["odds_ratio_low"], color=NEUTRAL),
+        customdata=np.c_[rows["conversion_seen"], rows["conversion_not_seen"], rows["p_adjusted"]],
+        hovertemplate="%{y}<br>odds ratio %{x:.2f}<br>conversion %{customdata[0]:.1%} if done, "
+                      "%{customdata[1]:.1%} if not<br>p (Holm) %{customdata[2]:.2g}<extra></extra>"))
+    fig.add_vline(x=1, line_dash="dash", line_color=NEUTRAL)
+    fig.update_xaxes(type="log", title="odds ratio of converting (log scale; 1 = no difference)")
+    return _layout(fig, f"What converters do differently (reached {label(drivers.attrs.get('target', 'the goal'))})",
+                   height=max(300, 34 * len(rows) + 140))
+
+
+def funnel_trend_chart(trend: pd.DataFrame) -> go.Figure:
+    """Conversion per entry period with 95% intervals (from :func:`helpers.funnel.funnel_trend`): final periods
+    solid, periods whose people are still inside their window hollow and dashed, so they do not read as a drop."""
+    fig = go.Figure()
+    seg = next((c for c in trend.columns if c not in {"period_start", "entered", "converted", "conversion",
+                                                       "conversion_low", "conversion_high", "in_progress", "is_final"}),
+               None)
+    groups = [(None, trend)] if seg is None else list(trend.groupby(seg, sort=True))
+    colours = group_colours(str(n) for n, _ in groups)
+    for name, g in groups:
+        colour = colours.get(str(name), PALETTE[0])
+        g = g[g["entered"] > 0]
+        for final, part in ((True, g[g["is_final"]]), (False, g[~g["is_final"]])):
+            if not len(part):
+                continue
+            nm = label(name) if name is not None else "conversion"
+            fig.add_scatter(x=part["period_start"], y=part["conversion"], mode="lines+markers",
+                            name=nm + ("" if final else " (not final)"), legendgroup=nm,
+                            line=dict(color=colour, dash="solid" if final else "dot"),
+                            marker=dict(size=8, color=colour if final else "white", line=dict(color=colour, width=2)),
+                            error_y=dict(type="data", symmetric=False, array=part["conversion_high"] - part["conversion"],
+                                         arrayminus=part["conversion"] - part["conversion_low"], color=colour),
+                            customdata=np.c_[part["entered"], part["in_progress"]],
+                            hovertemplate="%{x|%Y-%m-%d}: %{y:.1%} of %{customdata[0]:,}"
+                                          + ("" if final else "<br>%{customdata[1]:,} still in their window")
+                                          + "<extra></extra>")
+    fig.update_yaxes(title="conversion", tickformat=".0%", rangemode="tozero")
+    fig.update_xaxes(title="entered in the period from")
+    what = f"{label(trend.attrs.get('from_step', ''))} → {label(trend.attrs.get('to_step', ''))}"
+    return _layout(fig, f"Conversion by entry period: {what}")
