@@ -54,6 +54,7 @@ bench: $(INSTALLED)
 	$(BIN)/python benchmarks/bench_io.py
 	$(BIN)/python benchmarks/bench_report.py
 	$(BIN)/python benchmarks/bench_funnel.py
+	$(BIN)/python benchmarks/bench_drivers.py
 	$(BIN)/python benchmarks/bench_personas.py
 	$(BIN)/python benchmarks/bench_retention.py
 	$(BIN)/python benchmarks/bench_identity.py

@@ -100,8 +100,9 @@ def outcome_groups(result: FunnelResult, target_step: int = -1) -> pd.DataFrame:
     end = start + result.conversion_window
     end = end.where(~pd.Series(success, index=pu.index), pu[f"step_{k}_at"])
     group = np.where(success, "success", np.where(waiting, "in_progress", "failure"))
-    return pd.DataFrame({"user_id": pu["user_id"].to_numpy(), "start": start.to_numpy(), "end": end.to_numpy(),
-                         "group": group})
+    # the Series themselves: to_numpy() on tz-aware times builds one Timestamp object per person
+    return pd.DataFrame({"user_id": pu["user_id"].to_numpy(), "start": start.reset_index(drop=True),
+                         "end": end.reset_index(drop=True), "group": group})
 
 
 def event_property_columns(events: pd.DataFrame | ibis.Table) -> list[str]:
@@ -133,8 +134,8 @@ def _seen_counts(t: ibis.Table, spans: pd.DataFrame, step_names: set[str], kinds
     """Distinct persons per (candidate_type, property, value, success) who saw the candidate in their span: one
     query over the events joined to the spans."""
     w = ibis.memtable(pa.table({"_u": pa.array(spans["user_id"].astype(str).to_numpy(), pa.string()),
-                                "_lo": pa.array(spans["start"].to_numpy(), pa.timestamp("ns", tz="UTC")),
-                                "_hi": pa.array(spans["end"].to_numpy(), pa.timestamp("ns", tz="UTC")),
+                                "_lo": pa.Array.from_pandas(spans["start"]),
+                                "_hi": pa.Array.from_pandas(spans["end"]),
                                 "_s": pa.array(spans["group"].to_numpy() == "success")}))
     j = t.inner_join(w, t.user_id == w._u)
     j = j.filter((j.timestamp >= j._lo) & (j.timestamp <= j._hi))
@@ -359,8 +360,8 @@ def early_signals(events: pd.DataFrame | ibis.Table, outcome: FunnelResult | pd.
         raise EventDataError("max_times and max_days must be at least 1.")
     t = as_ibis(events)
     w = ibis.memtable(pa.table({"_u": pa.array(people["user_id"].to_numpy(), pa.string()),
-                                "_start": pa.array(pd.to_datetime(people["start"], utc=True).to_numpy(),
-                                                   pa.timestamp("ns", tz="UTC"))}))
+                                "_start": pa.Array.from_pandas(pd.to_datetime(people["start"], utc=True)
+                                                               .reset_index(drop=True))}))
     j = t.inner_join(w, t.user_id == w._u)
     if events_to_test is not None:
         j = j.filter(j.event.isin(list(events_to_test)))
