@@ -80,7 +80,11 @@ EVENTS = (
     "ad_click", "page_view", "signup", "onboarding_step", "first_value", "add_to_cart", "checkout_started",
     "purchase", "repeat_purchase", "subscription_renewed", "subscription_cancelled", "feature_used", "search",
     "support_ticket", "csat_response", "nps_response", "review", "referral_sent", "app_open", "email_open",
+    "tutorial_completed",
 )
+# The planted conversion driver: the tutorial is completed, before the purchase, by this share of buyers and of
+# the other signups (an association, drawn from its own generator so that every other draw stays as it was).
+TUTORIAL_SHARE = {"buyers": 0.55, "others": 0.12}
 CHANNELS = ("ads", "search", "social", "email", "push", "web", "app", "support", "referral")
 PAGES = ("home", "pricing", "features", "docs", "blog", "deals", "reviews", "checkout")
 ACQUISITION = ("ads", "search", "social", "email", "referral")
@@ -347,6 +351,14 @@ def generate_journeys(
     b = users_idx[buys]
     out.add(b, "purchase", purchase_t[b], own_channel[b], value=order_value[b] + np.where(pro[b], PLAN_PRICE["pro"], PLAN_PRICE["basic"]))
 
+    # --- the planted driver: a tutorial between signup and the purchase (or within two weeks of signup)
+    tutorial_rng = np.random.default_rng([seed, 18])
+    tutorial = signs_up & (tutorial_rng.random(n) < np.where(buys, TUTORIAL_SHARE["buyers"], TUTORIAL_SHARE["others"]))
+    tutorial_end = np.where(buys, purchase_t, np.minimum(signup_t + 14 * DAY, active_end))
+    tutorial_t = signup_t + tutorial_rng.uniform(0.05, 0.95, n) * (tutorial_end - signup_t)
+    tu = users_idx[tutorial & (tutorial_t < active_end)]
+    out.add(tu, "tutorial_completed", tutorial_t[tu], own_channel[tu])
+
     # --- monthly renewals while alive, cancellation at churn
     renewals = np.where(buys, np.floor((active_end - purchase_t) / (30 * DAY)).clip(0), 0).astype(int)
     owner, rank = _repeat_index(renewals)
@@ -451,6 +463,7 @@ def generate_journeys(
         "signed_up_at": to_ts(signup_t, signs_up),
         "activated": activated,
         "purchased": buys,
+        "completed_tutorial": tutorial & (tutorial_t < np.minimum(active_end, horizon)),
         "lifetime_days": np.where(signs_up, lifetime / DAY, np.nan),
         "churned": churned,
         "churned_at": to_ts(death, churned),
