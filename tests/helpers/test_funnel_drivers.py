@@ -227,3 +227,20 @@ def test_the_samples_planted_tutorial_comes_out_on_top():
     # the planted shares (55% of buyers, 12% of other signups) show through among closed windows
     assert 0.45 < top["successes_seen"] / d.attrs["successes"] < 0.65
     assert bool(j.truth["completed_tutorial"].any())
+
+
+def test_signal_outcomes_from_a_funnel_step_and_from_lifetimes_leave_censored_people_out():
+    from helpers.funnel import signal_outcome
+    from helpers.retention import user_lifetimes
+
+    rows = [("a", "visit", 0), ("a", "signup", 1), ("b", "visit", 0), ("c", "visit", 24 * 30)]
+    r = compute_funnel(frame(rows), ["visit", "signup", "buy"], conversion_window="7D", observed_until=UNTIL)
+    out = signal_outcome(r, step=2)
+    assert dict(zip(out["user_id"], out["outcome"])) == {"a": True, "b": False}  # c still in its window
+    ev = frame([("a", "visit", 0), ("a", "visit", 24 * 40), ("b", "visit", 0), ("c", "visit", 24 * 25)])
+    life = user_lifetimes(ev, inactivity="30D", observed_until=T0 + pd.Timedelta(days=45))
+    out = signal_outcome(life, retained_days=30)
+    # a stays past day 30; b churned (inactive) before; c was seen for under 30 days and has not churned: left out
+    assert dict(zip(out["user_id"], out["outcome"])) == {"a": True, "b": False}
+    g = early_signals(ev, out, max_times=2, max_days=2)
+    assert g.attrs["people"] == 2 and g.attrs["with_outcome"] == 1

@@ -64,6 +64,7 @@ from helpers.funnel.drivers import (
     early_signals,
     event_property_columns,
     outcome_groups,
+    signal_outcome,
 )
 from helpers.funnel.engine import (
     NONE_SEGMENT,
@@ -86,5 +87,5 @@ from helpers.stats import (  # public here too, where they were first
 
 __all__ = ["FunnelResult", "NONE_SEGMENT", "Order", "Step", "compare_segments", "comparison_headline",
            "compute_funnel", "conversion_drivers", "drivers_headline", "early_signals", "event_property_columns", "friction_headline",
-           "friction_tile", "funnel_trend", "holm_adjust", "outcome_groups", "rank_friction", "TimeToConvert",
+           "friction_tile", "funnel_trend", "holm_adjust", "outcome_groups", "rank_friction", "signal_outcome", "TimeToConvert",
            "time_to_convert", "trend_headline", "value_per_conversion", "wilson_interval"]

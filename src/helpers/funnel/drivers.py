@@ -48,7 +48,8 @@ from helpers.io import EventDataError, as_ibis
 from helpers.stats import Z95, holm_adjust, wilson_interval
 from helpers.units import declare
 
-__all__ = ["conversion_drivers", "drivers_headline", "early_signals", "event_property_columns", "outcome_groups"]
+__all__ = ["conversion_drivers", "drivers_headline", "early_signals", "event_property_columns", "outcome_groups",
+           "signal_outcome"]
 
 CANONICAL_CORE = ("user_id", "event", "timestamp", "session_id", "value")
 ID_LIKE = ("anonymous_id", "device_id", "distinct_id")
@@ -322,13 +323,47 @@ def drivers_headline(drivers: pd.DataFrame, alpha: float = 0.05) -> str:
     return base + ", " + "; ".join(texts) + "." + note
 
 
+def signal_outcome(source: FunnelResult | pd.DataFrame, *, step: int = -1,
+                   retained_days: float | None = None) -> pd.DataFrame:
+    """An outcome table for :func:`early_signals`: ``user_id``, ``start``, ``outcome``, censored people left out.
+
+    From a :class:`FunnelResult`: reached ``step`` (1-based; -1 the last) in the counted attempt, started at the
+    attempt's start; people who did not and whose window is still open are left out. From
+    :func:`helpers.retention.user_lifetimes` with ``retained_days``: still there after that many days
+    (``duration_days`` above it); people not churned but observed for less than that are left out.
+
+    Examples
+    --------
+    >>> life = pd.DataFrame({"user_id": ["a", "b", "c"], "start": pd.to_datetime(["2025-01-01"] * 3, utc=True),
+    ...                      "churned": [True, False, False], "duration_days": [3.0, 40.0, 10.0]})
+    >>> signal_outcome(life, retained_days=30)[["user_id", "outcome"]].values.tolist()
+    [['a', False], ['b', True]]
+    """
+    if isinstance(source, FunnelResult):
+        g = outcome_groups(source, step)
+        g = g[g["group"] != "in_progress"]
+        return pd.DataFrame({"user_id": g["user_id"].astype(str).to_numpy(), "start": g["start"].to_numpy(),
+                             "outcome": (g["group"] == "success").to_numpy()})
+    if retained_days is None:
+        raise EventDataError("signal_outcome: give retained_days for a lifetimes table (or pass a FunnelResult).")
+    missing = [c for c in ("user_id", "start", "churned", "duration_days") if c not in source.columns]
+    if missing:
+        raise EventDataError(f"signal_outcome: a lifetimes table needs user_id, start, churned, duration_days "
+                             f"(missing {missing}); use helpers.retention.user_lifetimes.")
+    retained = source["duration_days"] > retained_days
+    known = retained | source["churned"].astype(bool)
+    kept = source[known]
+    return pd.DataFrame({"user_id": kept["user_id"].astype(str).to_numpy(), "start": kept["start"].to_numpy(),
+                         "outcome": retained[known].to_numpy()})
+
+
 def early_signals(events: pd.DataFrame | ibis.Table, outcome: FunnelResult | pd.DataFrame, *, max_times: int = 10,
                   max_days: int = 14, events_to_test: Sequence[str] | None = None) -> pd.DataFrame:
     """Amplitude Compass / Mixpanel Signal: "did X at least k times within d days of the start" against an outcome.
 
     ``outcome``: a :class:`FunnelResult` (outcome: reached its last step; start: the attempt's start; people
-    still in their window are left out), or a table with ``user_id``, ``start`` and a boolean ``outcome`` (for
-    example retained past day 30 from ``user_lifetimes``, with the lifetimes' censored people removed).
+    still in their window are left out), or a table with ``user_id``, ``start`` and a boolean ``outcome``, as
+    :func:`signal_outcome` makes from a funnel step or from ``user_lifetimes`` (retained past a day).
     For every event, k in 1..``max_times`` and d in 1..``max_days``: the share of people at or above the
     threshold, precision (outcome rate above it), recall (share of the outcome's people above it) and phi.
     Returns the grid with ``best`` marking each event's (k, d) of the largest phi.
