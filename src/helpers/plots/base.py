@@ -143,6 +143,22 @@ def _layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
     return fig
 
 
+_RATIO_TICKS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+
+
+def _ratio_axis(fig: go.Figure, low: Any, high: Any, title: str) -> None:
+    """A log x axis for ratios with explicit 1-2-5 ticks: plotly's own log ticks add small unlabelled-looking
+    minor labels ("2", "5" at 9 px) that are unreadable and repeat along the axis."""
+    values = np.concatenate([np.asarray(low, float), np.asarray(high, float), [1.0]])
+    values = values[np.isfinite(values) & (values > 0)]
+    lo, hi = values.min(), values.max()
+    ticks = [t for t in _RATIO_TICKS if lo / 2.5 <= t <= hi * 2.5] or [1]
+    if len(ticks) > 7:  # a wide range: decades only, so labels do not crowd a phone-width axis
+        ticks = [t for t in ticks if np.log10(t) == round(np.log10(t))]
+    fig.update_xaxes(type="log", title=title, tickmode="array", tickvals=ticks,
+                     ticktext=[f"{t:g}" for t in ticks], minor=dict(showgrid=False))
+
+
 def _binned(values: pd.Series, bins: int, colour: str, hovertemplate: str) -> go.Bar:
     """A histogram counted here, not in the browser: the page carries ``bins`` bars, not one value per user
     (a plotly Histogram of 1M users embeds all 1M values)."""

@@ -12,6 +12,7 @@ from helpers.plots.base import (
     PALETTE,
     _binned,
     _layout,
+    _ratio_axis,
     _rgba,
     group_colours,
     label,
@@ -176,7 +177,8 @@ def drivers_chart(drivers: pd.DataFrame, top: int = 8, alpha: float = 0.05) -> g
         hovertemplate="%{y}<br>odds ratio %{x:.2f}<br>conversion %{customdata[0]:.1%} if done, "
                       "%{customdata[1]:.1%} if not<br>p (Holm) %{customdata[2]:.2g}<extra></extra>"))
     fig.add_vline(x=1, line_dash="dash", line_color=NEUTRAL)
-    fig.update_xaxes(type="log", title="odds ratio of converting (log scale; 1 = no difference)")
+    _ratio_axis(fig, rows["odds_ratio_low"], rows["odds_ratio_high"],
+                "odds ratio of converting (log scale; 1 = no difference)")
     return _layout(fig, f"What converters do differently (reached {label(drivers.attrs.get('target', 'the goal'))})",
                    height=max(300, 34 * len(rows) + 140))
 

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from helpers.plots.base import PALETTE, _binned, _l, _layout, _rgba, group_colours, label, labels
+from helpers.plots.base import PALETTE, _binned, _l, _layout, _ratio_axis, _rgba, group_colours, label, labels
 
 
 def cohort_heatmap(table, *, max_offsets: int = 26) -> go.Figure:
@@ -114,7 +114,7 @@ def forest_plot(table: pd.DataFrame, *, label: str | None = None, title: str = "
                      arrayminus=rows["hazard_ratio"] - rows["ci_low"]),
         customdata=rows[["p"]].to_numpy(), hovertemplate="%{y}<br>HR %{x:.2f} (p=%{customdata[0]:.2g})<extra></extra>"))
     fig.add_vline(x=1, line_dash="dash", line_color="grey")
-    fig.update_xaxes(type="log", title="hazard ratio: < 1 stays longer, > 1 churns sooner")
+    _ratio_axis(fig, rows["ci_low"], rows["ci_high"], "hazard ratio: < 1 stays longer, > 1 churns sooner")
     return _layout(fig, title, height=max(300, 34 * len(rows) + 140))
 
 
