@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.attribution import NO_TOUCH, attribute
+from helpers.attribution import NO_TOUCH, attribute, attribution_headline, markov_orders
 from helpers.io import EventDataError
 
 T0 = pd.Timestamp("2024-03-01", tz="UTC")
@@ -89,8 +89,8 @@ def test_lookback_is_inclusive_and_older_touches_do_not_count():
                                      buy], "channel": ["email", None, "ads", None]})
     r = attribute(ev, "buy", lookback="30D", n_bootstrap=0)
     c = r.credit.set_index("channel")
-    assert list(c.index) == ["ads", "email", NO_TOUCH]
-    assert (c.loc["email"] == 1).all() and (c.loc[NO_TOUCH] == 1).all() and (c.loc["ads"] == 0).all()
+    assert list(c.index) == ["email", NO_TOUCH]  # ads touched no journey at all
+    assert (c.loc["email"] == 1).all() and (c.loc[NO_TOUCH] == 1).all()
     assert np.allclose(c.sum(), 2)
     assert any("had no touch" in n for n in r.notes)
 
@@ -129,7 +129,7 @@ def test_touches_after_the_last_conversion_form_a_null_path():
                        "channel": ["ads", None, "social"]})
     r = attribute(ev, "buy", n_bootstrap=0)
     s = r.summary.set_index("measure")["value"]
-    assert s["journeys"] == 2 and s["journeys without conversion (null)"] == 1
+    assert s["journeys with touches"] == 2 and s["journeys without conversion (null)"] == 1
     assert r.transition_matrix.loc["social", "(null)"] == 1.0
 
 
@@ -344,3 +344,19 @@ def test_bad_arguments_say_what_is_wrong(kwargs, message):
 def test_an_unknown_conversion_names_the_events_there_are():
     with pytest.raises(EventDataError, match="conversion \\['purchase'\\]: no such event.*'buy'"):
         attribute(paths_log(THREE), "purchase")
+
+
+def test_markov_orders_reuses_the_paths_and_matches_a_rerun_at_each_order():
+    ev, _ = planted(2, 1500)
+    r = attribute(ev, "purchase", n_bootstrap=0)
+    table = markov_orders(r, (1, 3)).set_index(["order", "channel"])
+    for k in (1, 3):
+        again = attribute(ev, "purchase", n_bootstrap=0, markov_order=k)
+        assert table.loc[k, "credit"].to_dict() == pytest.approx(credit(again, "markov"))
+
+
+def test_headline_names_the_top_channel_of_each_model():
+    r = attribute(paths_log([(["a", "b"], "conv"), (["b"], "conv")]), "buy", models=("last", "first"),
+                  n_bootstrap=0)
+    assert attribution_headline(r).startswith("Of 2 conversions, last touch credits b most (2.0); first touch "
+                                              "credits a most (1.0)."  # a tie goes to the first name)

@@ -63,7 +63,7 @@ from helpers.attribution import models as _models
 from helpers.io import EventDataError, as_ibis, to_utc
 from helpers.units import declare
 
-__all__ = ["MODELS", "NO_TOUCH", "AttributionResult", "attribute"]
+__all__ = ["MODELS", "NO_TOUCH", "AttributionResult", "attribute", "attribution_headline", "markov_orders"]
 
 MODELS = ("first", "last", "linear", "time_decay", "position", "markov", "shapley")
 NO_TOUCH = "(no touch)"
@@ -104,6 +104,8 @@ class AttributionResult:
     half_life: pd.Timedelta
     observed_until: pd.Timestamp
     notes: list[str] = field(default_factory=list)
+    path_counts: pd.DataFrame | None = field(default=None, repr=False)  # distinct paths (codes), conversions, nulls
+    channels: list[str] = field(default_factory=list, repr=False)
 
     def _repr_html_(self) -> str:
         return self.credit._repr_html_()
@@ -121,8 +123,7 @@ def _timedelta(value: Any, name: str) -> pd.Timedelta | None:
     return td
 
 
-def _check(t: ibis.Table, conversion: list[str], models: Sequence[str], position_weights: Sequence[float],
-           markov_order: int) -> None:
+def _check(models: Sequence[str], position_weights: Sequence[float], markov_order: int) -> None:
     unknown = [m for m in models if m not in MODELS]
     if unknown or not models:
         raise EventDataError(f"models={list(models)!r}: choose from {', '.join(MODELS)}.")
@@ -131,11 +132,18 @@ def _check(t: ibis.Table, conversion: list[str], models: Sequence[str], position
                              "middle, last) that sum to 1.")
     if not isinstance(markov_order, (int, np.integer)) or markov_order < 1:
         raise EventDataError(f"markov_order={markov_order!r} must be a whole number of at least 1.")
-    found = set(t.filter(t.event.isin(conversion)).select("event").distinct().event.execute())
-    if not found:
+
+
+def _conversions_and_end(t: ibis.Table, conversion: list[str]) -> tuple[int, Any]:
+    """How many conversion events there are and the last event's time, in one scan."""
+    row = t.aggregate(n=t.event.isin(conversion).cast("int64").sum(), last=t.timestamp.max()).execute()
+    n = row["n"].iloc[0]
+    n = 0 if pd.isna(n) else int(n)
+    if n == 0:
         known = sorted(t.select("event").distinct().limit(20).event.execute().astype(str))
         raise EventDataError(f"conversion {conversion!r}: no such event in the data (events include "
                              f"{', '.join(repr(k) for k in known)}).")
+    return n, row["last"].iloc[0]
 
 
 def attribute(
@@ -194,32 +202,38 @@ def attribute(
     t = as_ibis(events)
     conversion_ = [conversion] if isinstance(conversion, str) else list(conversion)
     models = tuple(models)
-    _journeys.check_columns(t, conversion_, channel, value)
-    _check(t, conversion_, models, position_weights, markov_order)
+    _journeys.check_columns(t, channel, value)
+    _check(models, position_weights, markov_order)
     window = _timedelta(lookback, "lookback")
     half = _timedelta(half_life, "half_life") or (window / 4 if window is not None else pd.Timedelta("7D"))
     if observed_until is not None:
         until = to_utc(observed_until)
         t = t.filter(t.timestamp <= until.to_pydatetime())
+        _conversions_and_end(t, conversion_)
     else:
-        until = to_utc(t.timestamp.max().execute())
+        until = to_utc(_conversions_and_end(t, conversion_)[1])
     us = pd.Timedelta(microseconds=1)
     lookback_us = int(window / us) if window is not None else 2**62
     j = _journeys.build(t, conversion_, channel=channel, lookback_us=lookback_us, collapse=collapse_repeats,
-                        half_life_us=half / us, position_weights=tuple(position_weights), value=value)
-    return _assemble(j, models, value is not None, markov_order, n_bootstrap, confidence, seed, top_paths,
-                     window, half, until)
+                        half_life_us=half / us, value=value)
+    return _assemble(j, models, value is not None, tuple(position_weights), markov_order, n_bootstrap, confidence,
+                     seed, top_paths, window, half, until)
 
 
-def _assemble(j: _journeys.Journeys, models: tuple[str, ...], with_value: bool, markov_order: int,
-              n_bootstrap: int, confidence: float, seed: int, top_paths: int, window: pd.Timedelta | None,
-              half: pd.Timedelta, until: pd.Timestamp) -> AttributionResult:
+def _assemble(j: _journeys.Journeys, models: tuple[str, ...], with_value: bool,
+              position_weights: tuple[float, float, float], markov_order: int, n_bootstrap: int, confidence: float,
+              seed: int, top_paths: int, window: pd.Timedelta | None, half: pd.Timedelta,
+              until: pd.Timestamp) -> AttributionResult:
     channels = j.channels
     n_ch = len(channels)
-    jt = j.journeys
-    converted = jt["converted"].to_numpy(bool)
-    amount = np.where(converted, jt["amount"].to_numpy(float), 0.0)
-    path_id, path_strings = pd.factorize(jt["path"], sort=True)
+    touched_journey = j.length > 0
+    untouched = j.converted & ~touched_journey
+    conversions, total_value = int(j.converted.sum()), float(j.amount[j.converted].sum())
+    untouched_conversions, untouched_value = int(untouched.sum()), float(j.amount[untouched].sum())
+    keys = j.path_keys()[touched_journey]
+    converted = j.converted[touched_journey]
+    amount = np.where(converted, j.amount[touched_journey], 0.0)
+    path_id, path_strings = pd.factorize(keys, sort=True)
     paths = _models.parse_paths(list(path_strings), n_ch)
     n_paths = len(path_strings)
     conv_p = np.bincount(path_id, weights=converted, minlength=n_paths)
@@ -230,7 +244,7 @@ def _assemble(j: _journeys.Journeys, models: tuple[str, ...], with_value: bool, 
 
     conv_credit = pd.DataFrame(index=range(n_ch), dtype=float)
     val_credit = pd.DataFrame(index=range(n_ch), dtype=float)
-    rule = j.rule_credit.set_index("code").reindex(range(n_ch)).fillna(0.0)
+    rule = _journeys.rule_credit(j, position_weights)
     for m in models:
         if m in _journeys.RULE_MODELS:
             conv_credit[m] = rule[m].to_numpy(float)
@@ -250,11 +264,11 @@ def _assemble(j: _journeys.Journeys, models: tuple[str, ...], with_value: bool, 
         notes.append(f"Shapley values: {how}.")
 
     names = list(channels)
-    if j.untouched_conversions > 0:
+    if untouched_conversions > 0:
         names.append(NO_TOUCH)
-        conv_credit.loc[n_ch] = float(j.untouched_conversions)
-        val_credit.loc[n_ch] = float(j.untouched_value)
-        notes.append(f"{j.untouched_conversions:,} of {j.conversions:,} conversions had no touch in their lookback; "
+        conv_credit.loc[n_ch] = float(untouched_conversions)
+        val_credit.loc[n_ch] = float(untouched_value)
+        notes.append(f"{untouched_conversions:,} of {conversions:,} conversions had no touch in their lookback; "
                      f"every model credits them to {NO_TOUCH}.")
     conv_credit.insert(0, "channel", names)
     val_credit.insert(0, "channel", names)
@@ -264,7 +278,7 @@ def _assemble(j: _journeys.Journeys, models: tuple[str, ...], with_value: bool, 
     value_credit = declare(val_credit.reset_index(drop=True), {"channel": "text", **{m: "money" for m in models}},
                            headers={m: MODEL_LABELS[m] for m in models}) if with_value else None
 
-    intervals, re_low, re_high = _bootstrap(jt, path_id, converted, amount, ch, set_of_path, n_sets, shap_map,
+    intervals, re_low, re_high = _bootstrap(j.user_id[touched_journey], path_id, converted, amount, ch, set_of_path, n_sets, shap_map,
                                             models, n_bootstrap, confidence, seed, conv_credit, n_ch, names)
     removal = declare(pd.DataFrame({"channel": channels, "removal_effect": effects,
                                     "removal_effect_low": re_low, "removal_effect_high": re_high}),
@@ -275,12 +289,14 @@ def _assemble(j: _journeys.Journeys, models: tuple[str, ...], with_value: bool, 
         transition_matrix=_transition_table(ch, prob, channels),
         vs_last_touch=_vs_last(credit, models), intervals=intervals,
         paths=_top_paths(path_strings, conv_p, null_p, value_p, channels, top_paths, with_value),
-        summary=_summary(j, jt, converted, n_paths), conversions=j.conversions, value=j.value,
+        summary=_summary(j, conversions, untouched_conversions, n_paths), conversions=conversions,
+        value=total_value,
         conversion_probability=p_conv, models=models, lookback=window, half_life=half, observed_until=until,
-        notes=notes)
+        notes=notes, channels=list(channels),
+        path_counts=pd.DataFrame({"path": list(path_strings), "conversions": conv_p, "nulls": null_p}))
 
 
-def _bootstrap(jt: pd.DataFrame, path_id: np.ndarray, converted: np.ndarray, amount: np.ndarray,
+def _bootstrap(person_ids: np.ndarray, path_id: np.ndarray, converted: np.ndarray, amount: np.ndarray,
                ch: _models.Chain, set_of_path: np.ndarray, n_sets: int, shap_map: np.ndarray,
                models: tuple[str, ...], n_bootstrap: int, confidence: float, seed: int, credit: pd.DataFrame,
                n_ch: int, names: list[str]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
@@ -288,13 +304,13 @@ def _bootstrap(jt: pd.DataFrame, path_id: np.ndarray, converted: np.ndarray, amo
     wanted = [m for m in ("markov", "shapley") if m in models]
     nan = np.full(n_ch, np.nan)
     rows = []
-    if n_bootstrap <= 0 or len(jt) == 0:
+    if n_bootstrap <= 0 or len(person_ids) == 0:
         for m in wanted:
             rows.append(pd.DataFrame({"channel": names[:n_ch], "model": m, "credit": credit[m].to_numpy()[:n_ch],
                                       "low": nan, "high": nan}))
         re_low = re_high = nan
     else:
-        person, _ = pd.factorize(jt["user_id"], sort=True)  # by id, so a replicate never depends on row order
+        person, _ = pd.factorize(person_ids, sort=True)  # by id, so a replicate never depends on row order
         n_people = int(person.max()) + 1
         n_paths = int(path_id.max()) + 1
         rng = np.random.default_rng([seed, 19])
@@ -337,7 +353,7 @@ def _state_labels(ch: _models.Chain, channels: list[str]) -> list[str]:
 
 def _transition_table(ch: _models.Chain, prob: Any, channels: list[str]) -> pd.DataFrame:
     states = _state_labels(ch, channels)
-    dense = np.asarray(prob.todense())
+    dense = prob if isinstance(prob, np.ndarray) else np.asarray(prob.todense())
     rows = states + ["(start)"]
     cols = states + ["(conversion)", "(null)"]
     table = pd.DataFrame(dense[: ch.n_states + 1, :][:, list(range(ch.n_states)) + [ch.n_states + 1, ch.n_states + 2]],
@@ -379,17 +395,81 @@ def _top_paths(path_strings: Any, conv: np.ndarray, null: np.ndarray, value: np.
     return declare(table, kinds)
 
 
-def _summary(j: _journeys.Journeys, jt: pd.DataFrame, converted: np.ndarray, n_paths: int) -> pd.DataFrame:
-    touches = jt["touches"].to_numpy()
+def _summary(j: _journeys.Journeys, conversions: int, untouched: int, n_paths: int) -> pd.DataFrame:
+    length = j.length
+    touched = length > 0
+    converting = touched & j.converted
     rows = [
-        ("people with touches", jt["user_id"].nunique(), "count"),
-        ("journeys", len(jt), "count"),
-        ("converting journeys with touches", int(converted.sum()), "count"),
-        ("journeys without conversion (null)", int((~converted).sum()), "count"),
-        ("conversions", j.conversions, "count"),
-        ("conversions without a touch", j.untouched_conversions, "count"),
+        ("people with touches", len(pd.unique(j.user_id[touched])), "count"),
+        ("journeys with touches", int(touched.sum()), "count"),
+        ("converting journeys with touches", int(converting.sum()), "count"),
+        ("journeys without conversion (null)", int((touched & ~j.converted).sum()), "count"),
+        ("conversions", conversions, "count"),
+        ("conversions without a touch", untouched, "count"),
         ("distinct paths", n_paths, "count"),
         ("median touches per converting journey",
-         float(np.median(touches[converted])) if converted.any() else np.nan, "number"),
+         float(np.median(length[converting])) if converting.any() else np.nan, "number"),
     ]
     return pd.DataFrame(rows, columns=["measure", "value", "kind"])
+
+
+def markov_orders(result: AttributionResult, orders: Sequence[int] = (1, 2, 3)) -> pd.DataFrame:
+    """The Markov removal effect and credit of each channel for chains of several orders, on the same paths.
+
+    A first-order chain forgets where a person came from: a channel that makes the later steps convert better
+    (an affiliate review before a plain web visit) is credited only for the traffic it carries. A higher order
+    remembers more; once it covers the longest path, every path's conversion probability is reproduced and
+    RE(c) is the share of conversions on paths that contain c. The table shows how much the story depends on it.
+
+    Examples
+    --------
+    >>> ev = pd.DataFrame({"user_id": ["a", "a", "a", "b", "b"], "event": ["t", "t", "buy", "t", "t"],
+    ...                    "timestamp": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03",
+    ...                                                 "2024-01-01", "2024-01-02"], utc=True),
+    ...                    "channel": ["review", "web", None, "ads", "web"]})
+    >>> # ads, review, web at order 1, then at order 2 (which sees that the ads path never converts)
+    >>> markov_orders(attribute(ev, "buy", n_bootstrap=0), (1, 2)).round(2).to_dict("list")["removal_effect"]
+    [0.5, 0.5, 1.0, 0.0, 1.0, 1.0]
+    """
+    if result.path_counts is None:
+        raise EventDataError("this result holds no paths: run attribute() again.")
+    pc_ = result.path_counts
+    paths = _models.parse_paths(list(pc_["path"]), len(result.channels))
+    conv, null = pc_["conversions"].to_numpy(float), pc_["nulls"].to_numpy(float)
+    touched = float(conv.sum())
+    rows = []
+    for k in orders:
+        effects, _, _ = _models.removal_effects(_models.chain(paths, int(k)), conv, null)
+        rows.append(pd.DataFrame({"order": int(k), "channel": result.channels, "removal_effect": effects,
+                                  "credit": _models.markov_credit(effects, touched)}))
+    table = pd.concat(rows, ignore_index=True)
+    return declare(table, {"order": "count", "channel": "text", "removal_effect": "rate", "credit": "count"})
+
+
+def attribution_headline(result: AttributionResult) -> str:
+    """One sentence a stakeholder can read: which channel each model credits most, and the biggest disagreement
+    with last touch.
+
+    Examples
+    --------
+    >>> ev = pd.DataFrame({"user_id": ["a", "a", "a"], "event": ["t", "t", "buy"],
+    ...                    "timestamp": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03"], utc=True),
+    ...                    "channel": ["ads", "web", None]})
+    >>> attribution_headline(attribute(ev, "buy", models=("first", "last"), n_bootstrap=0))
+    'Of 1 conversions, last touch credits web most (1.0); first touch credits ads most (1.0). Compared with last touch, first touch gives ads +1.0 conversions.'
+    """
+    c = result.credit[result.credit["channel"] != NO_TOUCH].set_index("channel")
+    if c.empty:
+        return "No conversion had a touch in its lookback, so no channel can be credited."
+    parts = []
+    for m in [m for m in ("last", "markov", "shapley", "first", "linear") if m in result.models][:3]:
+        top = c[m].idxmax()
+        parts.append(f"{MODEL_LABELS[m]} credits {top} most ({c.loc[top, m]:,.1f})")
+    text = f"Of {result.conversions:,} conversions, " + "; ".join(parts) + "."
+    d = result.vs_last_touch
+    d = d[d["channel"] != NO_TOUCH]
+    if len(d):
+        row = d.loc[d["difference"].abs().idxmax()]
+        text += (f" Compared with last touch, {MODEL_LABELS[row['model']]} gives {row['channel']} "
+                 f"{row['difference']:+,.1f} conversions.")
+    return text

@@ -1,9 +1,10 @@
 """Conversion journeys from the events, on the backend (ibis): the event-level half of attribution.
 
-Every step here is a whole-column ibis expression (filters, windows partitioned by person and journey,
-aggregates), so the same code runs on DuckDB and Spark; what comes back is small: the rule-based models'
-credit per channel, and one row per journey (its path as channel codes), which the path-level models in
-:mod:`helpers.attribution.models` reduce further to distinct paths.
+One query: the touches and conversions of each person, in one window pass (one partition and one order, so
+the backend sorts once) that numbers the journeys, finds each touch's next conversion and the touch before
+it; a filter (lookback, repeats); a group-by that returns one row per journey with its channels in order.
+The same expression runs on DuckDB and Spark. What comes back is small enough for NumPy: the rule-based
+models are weighted sums over those lists, the path-level models work on distinct paths.
 """
 
 from __future__ import annotations
@@ -13,101 +14,140 @@ from dataclasses import dataclass
 import ibis
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from helpers.io import EventDataError, epoch_us
 
 RULE_MODELS = ("first", "last", "linear", "time_decay", "position")
-SEP = ","  # between channel codes in a path (codes are integers, so no channel name can contain it)
+SEP = ","  # between channel codes in a path key (codes are integers, so no channel name can break it)
 
 
 @dataclass
 class Journeys:
-    """What the backend hands to the path-level models."""
+    """What the backend hands to the models: one row per journey (converting or not)."""
 
-    channels: list[str]  # code -> channel name
-    rule_credit: pd.DataFrame  # channel code x (model, model_value) sums over converting journeys with touches
-    journeys: pd.DataFrame  # one row per journey with touches: user_id, path, converted, amount, touches
-    conversions: int  # every conversion event counted
-    value: float  # their total value (0 without a value column)
-    untouched_conversions: int  # conversions with no touch in their lookback
-    untouched_value: float
+    channels: list[str]  # code -> channel name, sorted
+    user_id: np.ndarray  # per journey
+    converted: np.ndarray  # bool per journey
+    amount: np.ndarray  # the conversion's value (0 for null journeys)
+    offsets: np.ndarray  # journey i's touches are code[offsets[i]:offsets[i+1]]
+    code: np.ndarray  # channel code per touch, in order
+    decay: np.ndarray  # 2^(-age / half_life) per touch (0 in null journeys)
+
+    @property
+    def length(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def path_keys(self) -> np.ndarray:
+        """Each journey's path as text of channel codes (``"0,3,1"``), for counting distinct paths."""
+        lists = pa.ListArray.from_arrays(pa.array(self.offsets, pa.int32()), pc.cast(pa.array(self.code), pa.string()))
+        return pc.binary_join(lists, SEP).to_numpy(zero_copy_only=False)
 
 
-def channel_codes(touch: ibis.Table, channel: str) -> list[str]:
-    """The distinct channels of the touches, sorted (their position is their code)."""
-    names = touch.select(c=touch[channel].cast("string")).distinct().c.execute()
-    return sorted(str(c) for c in names)
-
-
-def build(t: ibis.Table, conversion: list[str], *, channel: str, lookback_us: int, collapse: bool, half_life_us: float,
-          position_weights: tuple[float, float, float], value: str | None) -> Journeys:
+def build(t: ibis.Table, conversion: list[str], *, channel: str, lookback_us: int, collapse: bool,
+          half_life_us: float, value: str | None) -> Journeys:
     """Journeys of every person (rules in :mod:`helpers.attribution`)."""
     is_conv = t.event.isin(conversion)
-    touch_rows = t.filter(~is_conv & t[channel].notnull())
-    channels = channel_codes(touch_rows, channel)
     amount = t[value].cast("float64").fill_null(0.0) if value else ibis.literal(0.0)
-    # channel -> code as a CASE over the (few) channels: no join, so the scan stays one pass
-    code = ibis.cases(*[(t[channel].cast("string") == c, i) for i, c in enumerate(channels)], else_=-1) \
-        if channels else ibis.literal(-1)
     base = t.filter(is_conv | t[channel].notnull()).select(
         user_id=t.user_id,
         us=epoch_us(t.timestamp),
         conv=is_conv.cast("int64"),
-        code=ibis.ifelse(is_conv, -1, code).cast("int64"),
+        ch=ibis.ifelse(is_conv, ibis.null("string"), t[channel].cast("string")),
         amount=ibis.ifelse(is_conv, amount, 0.0).cast("float64"),
     )
-    # journey number: the conversions before this row; a touch at a conversion's moment sorts before it (conv 0 < 1)
-    by_person = ibis.window(group_by=base.user_id, order_by=[base.us, base.conv, base.code], rows=(None, 0))
-    base = base.mutate(journey=base.conv.sum().over(by_person) - base.conv)
-    per_journey = ibis.window(group_by=[base.user_id, base.journey])
-    base = base.mutate(conv_us=ibis.ifelse(base.conv == 1, base.us, None).max().over(per_journey),
-                       conv_amount=base.amount.max().over(per_journey))
-    # the conversion row itself, and a second conversion at the same moment (conv_us is the journey's only one)
-    touch = base.filter((base.conv == 0) & (base.conv_us.isnull() | (base.conv_us - base.us <= lookback_us)))
-    if collapse:  # a run of one channel keeps its first touch (and that touch's time)
-        run = ibis.window(group_by=[touch.user_id, touch.journey], order_by=[touch.us, touch.code])
-        touch = touch.mutate(previous=touch.code.lag().over(run))  # a window inside a filter fails on Spark
-        touch = touch.filter(touch.previous.isnull() | (touch.previous != touch.code)).drop("previous")
-    ordered = ibis.window(group_by=[touch.user_id, touch.journey], order_by=[touch.us, touch.code])
-    whole = ibis.window(group_by=[touch.user_id, touch.journey])
-    decay = (-(touch.conv_us - touch.us).cast("float64") / half_life_us * np.log(2.0)).exp()
-    touch = touch.mutate(pos=ibis.row_number().over(ordered), n=touch.us.count().over(whole),
-                         decay=decay)
-    touch = touch.mutate(decay_total=touch.decay.sum().over(whole))
+    # one order for every window: time, then touches before a conversion at the same moment, then channel name
+    order = [base.us, base.conv, base.ch]
+    behind = ibis.window(group_by=base.user_id, order_by=order, rows=(None, 0))
+    ahead = ibis.window(group_by=base.user_id, order_by=order, rows=(0, None))
+    plain = ibis.window(group_by=base.user_id, order_by=order)
+    base = base.mutate(
+        journey=base.conv.sum().over(behind) - base.conv,  # conversions before this row
+        conv_us=ibis.ifelse(base.conv == 1, base.us, ibis.null("int64")).min().over(ahead),  # the next conversion
+        prev_ch=base.ch.lag().over(plain),
+        prev_us=base.us.lag().over(plain),
+    )
+
+    def within(us: ibis.Value) -> ibis.Value:  # inside the lookback of the journey's conversion (null: no limit)
+        return base.conv_us.isnull() | (base.conv_us - us <= lookback_us)
+
+    keep = within(base.us)
+    if collapse:  # a run of one channel keeps its first touch: drop a touch whose kept predecessor is the same
+        # the row before is a touch of the same journey (a conversion row in between has no channel)
+        repeat = (base.prev_ch == base.ch).fill_null(False) & within(base.prev_us)
+        keep = keep & ~repeat
+    rows = base.filter((base.conv == 1) | keep)
+    touch = rows.conv == 0
+    per_journey = rows.group_by([rows.user_id, rows.journey]).aggregate(
+        path=rows.ch.collect(where=touch, order_by=[rows.us, rows.ch]),
+        at=rows.us.collect(where=touch, order_by=[rows.us, rows.ch]),
+        conv_us=rows.us.max(where=rows.conv == 1),
+        converted=rows.conv.max(),
+        amount=rows.amount.sum(),
+    ).to_pyarrow()
+    return _arrays(per_journey, half_life_us)
+
+
+def _arrays(table: pa.Table, half_life_us: float) -> Journeys:
+    path = _lists(table.column("path"))
+    at = _lists(table.column("at"))
+    names = path.flatten()
+    encoded = pc.dictionary_encode(names)
+    dictionary = encoded.dictionary.to_pylist()
+    channels = sorted(dictionary)
+    recode = np.array([channels.index(c) for c in dictionary], np.int64) if dictionary else np.zeros(0, np.int64)
+    code = recode[encoded.indices.to_numpy(zero_copy_only=False)] if len(names) else np.zeros(0, np.int64)
+    offsets = path.offsets.to_numpy().astype(np.int64)
+    offsets = offsets - offsets[0]
+    converted = table.column("converted").to_numpy().astype(bool)
+    conv_us = pc.fill_null(table.column("conv_us"), 0).to_numpy()
+    touch_us = at.flatten().to_numpy(zero_copy_only=False)
+    journey = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    in_conversion = converted[journey]
+    age = np.where(in_conversion, conv_us[journey] - touch_us, 0).astype(np.float64)
+    decay = np.where(in_conversion, np.exp2(-age / half_life_us), 0.0)
+    return Journeys(channels=channels, user_id=table.column("user_id").to_numpy(), converted=converted,
+                    amount=table.column("amount").to_numpy().astype(float), offsets=offsets, code=code, decay=decay)
+
+
+def _lists(column: pa.ChunkedArray) -> pa.ListArray:
+    """One list array; a journey of a conversion only has a null list: an empty one."""
+    lists = column.combine_chunks()
+    return pc.if_else(pc.is_null(lists), pa.scalar([], lists.type), lists)
+
+
+def rule_credit(j: Journeys, position_weights: tuple[float, float, float]) -> pd.DataFrame:
+    """first / last / linear / time decay / position credit per channel, conversions and value, over the
+    converting journeys with touches (a weighted sum over every touch: vectorised)."""
+    length = j.length
+    journey = np.repeat(np.arange(len(length)), length)
+    conv = j.converted[journey]  # only converting journeys' touches earn credit: work on those alone
+    journey, code, decay = journey[conv], j.code[conv], j.decay[conv]
+    n = length[journey].astype(float)
+    pos = np.flatnonzero(conv) - j.offsets[:-1][journey]
     first, middle, last = position_weights
-    n, pos = touch.n, touch.pos
-    weights = {
-        "first": ibis.ifelse(pos == 0, 1.0, 0.0),
-        "last": ibis.ifelse(pos == n - 1, 1.0, 0.0),
-        "linear": 1.0 / n.cast("float64"),
-        "time_decay": touch.decay / touch.decay_total,
-        "position": ibis.cases((n == 1, 1.0), (n == 2, 0.5), (pos == 0, first), (pos == n - 1, last),
-                               else_=middle / (n - 2).cast("float64")),
-    }
-    touch = touch.mutate(**{f"w_{name}": w.cast("float64") for name, w in weights.items()})
-    converting = touch.filter(touch.conv_us.notnull())
-    credit = converting.group_by(converting.code).aggregate(
-        **{name: converting[f"w_{name}"].sum() for name in weights},
-        **{f"{name}_value": (converting[f"w_{name}"] * converting.conv_amount).sum() for name in weights},
-    ).order_by("code").execute()
-    journeys = touch.group_by([touch.user_id, touch.journey]).aggregate(
-        path=touch.code.cast("string").group_concat(SEP, order_by=[touch.us, touch.code]),
-        converted=touch.conv_us.notnull().max(),
-        amount=touch.conv_amount.max(),
-        touches=touch.us.count(),
-    ).execute()
-    totals = base.filter(base.conv == 1).aggregate(n=base.us.count(), v=base.amount.sum()).execute()
-    conversions = int(totals["n"].iloc[0])
-    total_value = float(totals["v"].iloc[0] or 0.0)
-    conv_j = journeys[journeys["converted"].astype(bool)]
-    return Journeys(channels=channels, rule_credit=credit, journeys=journeys.drop(columns="journey"),
-                    conversions=conversions, value=total_value,
-                    untouched_conversions=conversions - len(conv_j),
-                    untouched_value=total_value - float(conv_j["amount"].sum()))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        decay_total = np.bincount(journey, weights=decay, minlength=len(length))[journey]
+        weights = {
+            "first": (pos == 0).astype(float),
+            "last": (pos == n - 1).astype(float),
+            "linear": 1.0 / n,
+            "time_decay": np.where(decay_total > 0, decay / decay_total, 1.0 / n),
+            "position": np.select([n == 1, n == 2, pos == 0, pos == n - 1], [1.0, 0.5, first, last],
+                                  middle / (n - 2)),
+        }
+    k = len(j.channels)
+    amount = j.amount[journey]
+    out = {}
+    for name, w in weights.items():
+        out[name] = np.bincount(code, weights=w, minlength=k)
+        out[f"{name}_value"] = np.bincount(code, weights=w * amount, minlength=k)
+    return pd.DataFrame(out)
 
 
-def check_columns(t: ibis.Table, conversion: list[str], channel: str, value: str | None) -> None:
-    """Clear errors for a missing channel or value column, or a conversion that is not an event."""
+def check_columns(t: ibis.Table, channel: str, value: str | None) -> None:
+    """Clear errors for a missing channel or value column."""
     if channel not in t.columns:
         raise EventDataError(f"channel={channel!r} is not a column of the events ({', '.join(t.columns)}); "
                              "attribution needs the channel of each touch.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -18,6 +19,7 @@ from scipy.sparse.linalg import spsolve
 
 EXACT_SHAPLEY_CHANNELS = 12  # 2^12 coalitions; beyond, permutation sampling
 SHAPLEY_PERMUTATIONS = 4000
+DENSE_STATES = 400  # up to this many Markov states the chain is solved with dense linear algebra
 
 
 @dataclass
@@ -60,6 +62,7 @@ class Chain:
     kind: np.ndarray  # 0: every journey of the path, 1: its conversions, 2: its non-conversions
     n_states: int
     contains: np.ndarray  # (channels, states) bool: the state's history includes the channel
+    maps: Any = None  # the distinct transitions and the path-count maps, filled on first use
 
     @property
     def start(self) -> int:
@@ -75,7 +78,13 @@ def chain(paths: Paths, order: int = 1) -> Chain:
         back = np.arange(n) - j
         ok = paths.position >= j
         hist[ok, j] = paths.code[back[ok]]
-    keys, state = np.unique(hist, axis=0, return_inverse=True)
+    base = paths.n_channels + 1
+    if base ** order < 2**62:  # a history as one integer: a 1-D unique is far faster than unique rows
+        packed = ((hist + 1) * base ** np.arange(order)).sum(axis=1)
+        uniq, state = np.unique(packed, return_inverse=True)
+        keys = (uniq[:, None] // base ** np.arange(order)) % base - 1
+    else:
+        keys, state = np.unique(hist, axis=0, return_inverse=True)
     state = state.ravel()
     s = len(keys)
     start, conv, null = s, s + 1, s + 2
@@ -93,22 +102,44 @@ def chain(paths: Paths, order: int = 1) -> Chain:
     return Chain(state_key=keys, src=src, dst=dst, path=path, kind=kind, n_states=s, contains=contains)
 
 
-def transition_counts(ch: Chain, conversions: np.ndarray, nulls: np.ndarray) -> sparse.csr_matrix:
-    """Transition counts between all states (start, states, conversion, null) for these path counts."""
-    total = conversions + nulls
-    w = np.select([ch.kind == 0, ch.kind == 1], [total[ch.path], conversions[ch.path]], nulls[ch.path])
+def _edge_maps(ch: Chain, n_paths: int) -> tuple[np.ndarray, np.ndarray, list[sparse.csr_matrix]]:
+    """Distinct transitions and, per kind, the sparse map from path counts to their counts (built once)."""
     size = ch.n_states + 3
-    return sparse.coo_matrix((w, (ch.src, ch.dst)), shape=(size, size)).tocsr()
+    pair, edge = np.unique(ch.src.astype(np.int64) * size + ch.dst, return_inverse=True)
+    edge = edge.ravel()
+    maps = []
+    for kind in (0, 1, 2):
+        m = ch.kind == kind
+        maps.append(sparse.csr_matrix((np.ones(m.sum()), (edge[m], ch.path[m])), shape=(len(pair), n_paths)))
+    return pair // size, pair % size, maps
 
 
-def _probabilities(counts: sparse.csr_matrix) -> sparse.csr_matrix:
+def transition_counts(ch: Chain, conversions: np.ndarray, nulls: np.ndarray) -> np.ndarray | sparse.csr_matrix:
+    """Transition counts between all states (start, states, conversion, null) for these path counts; dense when
+    the chain is small (order 1 always is), sparse otherwise."""
+    if ch.maps is None or ch.maps[2][0].shape[1] != len(conversions):
+        ch.maps = _edge_maps(ch, len(conversions))
+    src, dst, (m_total, m_conv, m_null) = ch.maps
+    w = m_total @ (conversions + nulls) + m_conv @ conversions + m_null @ nulls
+    size = ch.n_states + 3
+    if size <= DENSE_STATES:
+        out = np.zeros((size, size))
+        out[src, dst] = w
+        return out
+    return sparse.coo_matrix((w, (src, dst)), shape=(size, size)).tocsr()
+
+
+def _probabilities(counts: np.ndarray | sparse.csr_matrix) -> np.ndarray | sparse.csr_matrix:
     out = np.asarray(counts.sum(axis=1)).ravel()
     with np.errstate(divide="ignore"):
         inv = np.where(out > 0, 1.0 / out, 0.0)
+    if isinstance(counts, np.ndarray):
+        return counts * inv[:, None]
     return sparse.diags(inv) @ counts
 
 
-def conversion_probability(prob: sparse.csr_matrix, n_states: int, removed: np.ndarray | None = None) -> float:
+def conversion_probability(prob: np.ndarray | sparse.csr_matrix, n_states: int,
+                           removed: np.ndarray | None = None) -> float:
     """P(reaching conversion from start), solved exactly on the absorbing chain: (I - Q) x = r.
 
     ``removed``: states whose inflow goes to null (their x is 0), i.e. they are taken out of the system.
@@ -117,6 +148,10 @@ def conversion_probability(prob: sparse.csr_matrix, n_states: int, removed: np.n
     if removed is not None:
         keep[:n_states] &= ~removed
     idx = np.flatnonzero(keep)
+    if isinstance(prob, np.ndarray):
+        q = prob[np.ix_(idx, idx)]
+        x = np.linalg.solve(np.eye(len(idx)) - q, prob[idx, n_states + 1])
+        return float(x[-1])
     q = prob[idx][:, idx]
     r = np.asarray(prob[idx, n_states + 1].todense()).ravel()
     system = (sparse.identity(len(idx), format="csc") - q.tocsc())

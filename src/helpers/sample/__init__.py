@@ -8,7 +8,7 @@ through awareness (``ad_click``, landing ``page_view``), consideration
 (``subscription_renewed``, ``repeat_purchase``, ``subscription_cancelled``),
 expansion and advocacy (``nps_response``, ``csat_response``, ``review``,
 ``referral_sent``), on channels ads, search, social, email, push, web, app,
-support and referral.
+support, referral and affiliate.
 
 What is planted, and returned apart from the events (:class:`Journeys`):
 
@@ -21,6 +21,10 @@ What is planted, and returned apart from the events (:class:`Journeys`):
   who churns has a last session at the churn moment (and a
   ``subscription_cancelled`` if they had bought); activity thins out in the
   three weeks before. Users still alive at the end are right-censored;
+- a planted conversion driver (``tutorial_completed``, :data:`TUTORIAL_SHARE`)
+  and a planted assisting channel (``affiliate``: a reviews ``page_view``
+  between signup and the first cart, :data:`AFFILIATE_SHARE`), which is never
+  the last touch before a purchase (``truth.saw_affiliate_review``);
 - an A/B ``variant`` (users table) that lifts signup -> first_value by
   :data:`VARIANT_LIFT` (absolute) and nothing else directly;
 - devices and logins: every row carries the ``anonymous_id`` of the device
@@ -52,6 +56,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from helpers.sample.plants import AFFILIATE_SHARE, TUTORIAL_SHARE, plant_affiliate, plant_tutorial  # noqa: F401
+
 __all__ = [
     "ACTIVATION_HAZARD_RATIO",
     "DUPLICATE_RATE",
@@ -82,10 +88,7 @@ EVENTS = (
     "support_ticket", "csat_response", "nps_response", "review", "referral_sent", "app_open", "email_open",
     "tutorial_completed",
 )
-# The planted conversion driver: the tutorial is completed, before the purchase, by this share of buyers and of
-# the other signups (an association, drawn from its own generator so that every other draw stays as it was).
-TUTORIAL_SHARE = {"buyers": 0.55, "others": 0.12}
-CHANNELS = ("ads", "search", "social", "email", "push", "web", "app", "support", "referral")
+CHANNELS = ("ads", "search", "social", "email", "push", "web", "app", "support", "referral", "affiliate")
 PAGES = ("home", "pricing", "features", "docs", "blog", "deals", "reviews", "checkout")
 ACQUISITION = ("ads", "search", "social", "email", "referral")
 SESSION_EVENTS = ("page_view", "feature_used", "search", "add_to_cart", "repeat_purchase", "support_ticket",
@@ -351,13 +354,10 @@ def generate_journeys(
     b = users_idx[buys]
     out.add(b, "purchase", purchase_t[b], own_channel[b], value=order_value[b] + np.where(pro[b], PLAN_PRICE["pro"], PLAN_PRICE["basic"]))
 
-    # --- the planted driver: a tutorial between signup and the purchase (or within two weeks of signup)
-    tutorial_rng = np.random.default_rng([seed, 18])
-    tutorial = signs_up & (tutorial_rng.random(n) < np.where(buys, TUTORIAL_SHARE["buyers"], TUTORIAL_SHARE["others"]))
-    tutorial_end = np.where(buys, purchase_t, np.minimum(signup_t + 14 * DAY, active_end))
-    tutorial_t = signup_t + tutorial_rng.uniform(0.05, 0.95, n) * (tutorial_end - signup_t)
-    tu = users_idx[tutorial & (tutorial_t < active_end)]
-    out.add(tu, "tutorial_completed", tutorial_t[tu], own_channel[tu])
+    # --- planted for the "why" analyses (each from its own generator): a conversion driver, an assisting channel
+    tutorial, tutorial_t = plant_tutorial(out, seed, signs_up, buys, signup_t, purchase_t, active_end, own_channel)
+    affiliate, affiliate_t = plant_affiliate(out, seed, signs_up, buys, signup_t, cart_t, active_end,
+                                             ch["affiliate"], PAGES.index("reviews"))
 
     # --- monthly renewals while alive, cancellation at churn
     renewals = np.where(buys, np.floor((active_end - purchase_t) / (30 * DAY)).clip(0), 0).astype(int)
@@ -464,6 +464,7 @@ def generate_journeys(
         "activated": activated,
         "purchased": buys,
         "completed_tutorial": tutorial & (tutorial_t < np.minimum(active_end, horizon)),
+        "saw_affiliate_review": affiliate & (affiliate_t < np.minimum(active_end, horizon)),
         "lifetime_days": np.where(signs_up, lifetime / DAY, np.nan),
         "churned": churned,
         "churned_at": to_ts(death, churned),
