@@ -359,4 +359,4 @@ def test_headline_names_the_top_channel_of_each_model():
     r = attribute(paths_log([(["a", "b"], "conv"), (["b"], "conv")]), "buy", models=("last", "first"),
                   n_bootstrap=0)
     assert attribution_headline(r).startswith("Of 2 conversions, last touch credits b most (2.0); first touch "
-                                              "credits a most (1.0)."  # a tie goes to the first name)
+                                              "credits a most (1.0).")  # a tie goes to the first name
