@@ -120,7 +120,7 @@ def test_never_converters_count_only_in_markov():
     assert credit(a, "markov") == pytest.approx({"A": 1.5, "B": 1.5})
     assert b.conversion_probability == pytest.approx(0.5)
     assert credit(b, "markov") == pytest.approx({"A": 3 * 7 / 15 / (7 / 15 + 2 / 3), "B": 3 * 2 / 3 / (7 / 15 + 2 / 3)})
-    assert b.summary.set_index("measure").loc["journeys without conversion (null)", "value"] == 3
+    assert b.summary.set_index("measure").loc["journeys without conversion (null)", "value"] == "3"
 
 
 def test_touches_after_the_last_conversion_form_a_null_path():
@@ -129,7 +129,7 @@ def test_touches_after_the_last_conversion_form_a_null_path():
                        "channel": ["ads", None, "social"]})
     r = attribute(ev, "buy", n_bootstrap=0)
     s = r.summary.set_index("measure")["value"]
-    assert s["journeys with touches"] == 2 and s["journeys without conversion (null)"] == 1
+    assert s["journeys with touches"] == "2" and s["journeys without conversion (null)"] == "1"
     assert r.transition_matrix.loc["social", "(null)"] == 1.0
 
 
@@ -349,10 +349,12 @@ def test_an_unknown_conversion_names_the_events_there_are():
 def test_markov_orders_reuses_the_paths_and_matches_a_rerun_at_each_order():
     ev, _ = planted(2, 1500)
     r = attribute(ev, "purchase", n_bootstrap=0)
-    table = markov_orders(r, (1, 3)).set_index(["order", "channel"])
+    table = markov_orders(r, (1, 3)).set_index("channel")
     for k in (1, 3):
         again = attribute(ev, "purchase", n_bootstrap=0, markov_order=k)
-        assert table.loc[k, "credit"].to_dict() == pytest.approx(credit(again, "markov"))
+        assert table[f"credit_order_{k}"].to_dict() == pytest.approx(credit(again, "markov"))
+        assert table[f"removal_effect_order_{k}"].to_dict() == pytest.approx(
+            again.removal_effects.set_index("channel")["removal_effect"].to_dict())
 
 
 def test_headline_names_the_top_channel_of_each_model():
@@ -360,3 +362,9 @@ def test_headline_names_the_top_channel_of_each_model():
                   n_bootstrap=0)
     assert attribution_headline(r).startswith("Of 2 conversions, last touch credits b most (2.0); first touch "
                                               "credits a most (1.0).")  # a tie goes to the first name
+
+
+def test_headline_names_the_channel_last_touch_undervalues():
+    ev, _ = planted(3, 1500)
+    text = attribution_headline(attribute(ev, "purchase", n_bootstrap=0))
+    assert "Last touch undervalues partner most: Shapley credits it with" in text and "against 0." in text

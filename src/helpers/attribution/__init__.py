@@ -63,7 +63,8 @@ from helpers.attribution import models as _models
 from helpers.io import EventDataError, as_ibis, to_utc
 from helpers.units import declare
 
-__all__ = ["MODELS", "NO_TOUCH", "AttributionResult", "attribute", "attribution_headline", "markov_orders"]
+__all__ = ["MODELS", "NO_TOUCH", "AttributionResult", "attribute", "attribution_headline", "attribution_inputs",
+           "markov_orders", "orders_headline"]
 
 MODELS = ("first", "last", "linear", "time_decay", "position", "markov", "shapley")
 NO_TOUCH = "(no touch)"
@@ -399,22 +400,23 @@ def _summary(j: _journeys.Journeys, conversions: int, untouched: int, n_paths: i
     length = j.length
     touched = length > 0
     converting = touched & j.converted
+    median = float(np.median(length[converting])) if converting.any() else float("nan")
     rows = [
-        ("people with touches", len(pd.unique(j.user_id[touched])), "count"),
-        ("journeys with touches", int(touched.sum()), "count"),
-        ("converting journeys with touches", int(converting.sum()), "count"),
-        ("journeys without conversion (null)", int((touched & ~j.converted).sum()), "count"),
-        ("conversions", conversions, "count"),
-        ("conversions without a touch", untouched, "count"),
-        ("distinct paths", n_paths, "count"),
-        ("median touches per converting journey",
-         float(np.median(length[converting])) if converting.any() else np.nan, "number"),
+        ("people with touches", f"{len(pd.unique(j.user_id[touched])):,}"),
+        ("journeys with touches", f"{int(touched.sum()):,}"),
+        ("converting journeys with touches", f"{int(converting.sum()):,}"),
+        ("journeys without conversion (null)", f"{int((touched & ~j.converted).sum()):,}"),
+        ("conversions", f"{conversions:,}"),
+        ("conversions without a touch", f"{untouched:,}"),
+        ("distinct paths", f"{n_paths:,}"),
+        ("median touches per converting journey", f"{median:g}"),
     ]
-    return pd.DataFrame(rows, columns=["measure", "value", "kind"])
+    return declare(pd.DataFrame(rows, columns=["measure", "value"]), {"measure": "text", "value": "text"})
 
 
 def markov_orders(result: AttributionResult, orders: Sequence[int] = (1, 2, 3)) -> pd.DataFrame:
-    """The Markov removal effect and credit of each channel for chains of several orders, on the same paths.
+    """Per channel, the Markov credit and removal effect for chains of several orders, on the same paths
+    (columns ``credit_order_k``, ``removal_effect_order_k``).
 
     A first-order chain forgets where a person came from: a channel that makes the later steps convert better
     (an affiliate review before a plain web visit) is credited only for the traffic it carries. A higher order
@@ -428,8 +430,9 @@ def markov_orders(result: AttributionResult, orders: Sequence[int] = (1, 2, 3)) 
     ...                                                 "2024-01-01", "2024-01-02"], utc=True),
     ...                    "channel": ["review", "web", None, "ads", "web"]})
     >>> # ads, review, web at order 1, then at order 2 (which sees that the ads path never converts)
-    >>> markov_orders(attribute(ev, "buy", n_bootstrap=0), (1, 2)).round(2).to_dict("list")["removal_effect"]
-    [0.5, 0.5, 1.0, 0.0, 1.0, 1.0]
+    >>> t = markov_orders(attribute(ev, "buy", n_bootstrap=0), (1, 2))
+    >>> t["removal_effect_order_1"].tolist(), t["removal_effect_order_2"].tolist()
+    ([0.5, 0.5, 1.0], [0.0, 1.0, 1.0])
     """
     if result.path_counts is None:
         raise EventDataError("this result holds no paths: run attribute() again.")
@@ -437,13 +440,19 @@ def markov_orders(result: AttributionResult, orders: Sequence[int] = (1, 2, 3)) 
     paths = _models.parse_paths(list(pc_["path"]), len(result.channels))
     conv, null = pc_["conversions"].to_numpy(float), pc_["nulls"].to_numpy(float)
     touched = float(conv.sum())
-    rows = []
+    table = pd.DataFrame({"channel": result.channels})
+    kinds: dict[str, str] = {"channel": "text"}
+    headers = {}
+    effects = {k: _models.removal_effects(_models.chain(paths, int(k)), conv, null)[0] for k in orders}
     for k in orders:
-        effects, _, _ = _models.removal_effects(_models.chain(paths, int(k)), conv, null)
-        rows.append(pd.DataFrame({"order": int(k), "channel": result.channels, "removal_effect": effects,
-                                  "credit": _models.markov_credit(effects, touched)}))
-    table = pd.concat(rows, ignore_index=True)
-    return declare(table, {"order": "count", "channel": "text", "removal_effect": "rate", "credit": "count"})
+        table[f"credit_order_{k}"] = _models.markov_credit(effects[k], touched)
+        kinds[f"credit_order_{k}"] = "count"
+        headers[f"credit_order_{k}"] = f"credit, order {k}"
+    for k in orders:
+        table[f"removal_effect_order_{k}"] = effects[k]
+        kinds[f"removal_effect_order_{k}"] = "rate"
+        headers[f"removal_effect_order_{k}"] = f"removal effect, order {k}"
+    return declare(table, kinds, headers=headers)
 
 
 def attribution_headline(result: AttributionResult) -> str:
@@ -456,7 +465,7 @@ def attribution_headline(result: AttributionResult) -> str:
     ...                    "timestamp": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03"], utc=True),
     ...                    "channel": ["ads", "web", None]})
     >>> attribution_headline(attribute(ev, "buy", models=("first", "last"), n_bootstrap=0))
-    'Of 1 conversions, last touch credits web most (1.0); first touch credits ads most (1.0). Compared with last touch, first touch gives ads +1.0 conversions.'
+    'Of 1 conversions, last touch credits web most (1.0); first touch credits ads most (1.0).'
     """
     c = result.credit[result.credit["channel"] != NO_TOUCH].set_index("channel")
     if c.empty:
@@ -467,9 +476,64 @@ def attribution_headline(result: AttributionResult) -> str:
         parts.append(f"{MODEL_LABELS[m]} credits {top} most ({c.loc[top, m]:,.1f})")
     text = f"Of {result.conversions:,} conversions, " + "; ".join(parts) + "."
     d = result.vs_last_touch
-    d = d[d["channel"] != NO_TOUCH]
-    if len(d):
-        row = d.loc[d["difference"].abs().idxmax()]
-        text += (f" Compared with last touch, {MODEL_LABELS[row['model']]} gives {row['channel']} "
-                 f"{row['difference']:+,.1f} conversions.")
+    d = d[(d["channel"] != NO_TOUCH) & d["model"].isin(["markov", "shapley", "linear"]) & (d["difference"] > 0)]
+    if len(d):  # the channel last touch undervalues most, by a model that reads the whole journey
+        row = d.loc[d["difference"].idxmax()]
+        text += (f" Last touch undervalues {row['channel']} most: {MODEL_LABELS[row['model']]} credits it with "
+                 f"{row['credit']:,.0f} conversions against {row['last_touch']:,.0f}.")
     return text
+
+
+def orders_headline(orders: pd.DataFrame) -> str:
+    """In words, the channel whose Markov credit changes most between the lowest and highest order of
+    :func:`markov_orders`.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"channel": ["ads", "review"], "credit_order_1": [3.0, 1.0], "credit_order_3": [2.0, 4.0]})
+    >>> orders_headline(t)
+    'Remembering 3 channels instead of 1 moves the most credit for review: 1 to 4 conversions (ads: 3 to 2).'
+    """
+    cols = sorted((c for c in orders.columns if c.startswith("credit_order_")), key=lambda c: int(c.rsplit("_", 1)[1]))
+    if len(cols) < 2 or not len(orders):
+        return "Only one order was compared."
+    lo, hi = cols[0], cols[-1]
+    change = (orders[hi] - orders[lo]).abs()
+    top = orders.loc[change.idxmax()]
+    rest = orders.drop(index=change.idxmax())
+    other = rest.loc[(rest[hi] - rest[lo]).abs().idxmax()] if len(rest) else None
+    text = (f"Remembering {hi.rsplit('_', 1)[1]} channels instead of {lo.rsplit('_', 1)[1]} moves the most credit "
+            f"for {top['channel']}: {top[lo]:,.0f} to {top[hi]:,.0f} conversions")
+    if other is not None:
+        text += f" ({other['channel']}: {other[lo]:,.0f} to {other[hi]:,.0f})"
+    return text + "."
+
+def attribution_inputs(events: pd.DataFrame | ibis.Table, conversion: str | Sequence[str], *,
+                       channel: str = "channel", value: str | None = "value") -> tuple[str | None, str | None]:
+    """What an attribution run on these events can use: ``(value column or None, why it cannot run or None)``.
+
+    The value column is used when it is a number column with a value on some conversion; attribution cannot run
+    without a channel column holding some channel, or without a conversion event. A report section says the
+    reason instead of failing.
+
+    Examples
+    --------
+    >>> ev = pd.DataFrame({"user_id": ["a"], "event": ["buy"], "timestamp": pd.to_datetime(["2024-01-01"], utc=True)})
+    >>> attribution_inputs(ev, "buy")
+    (None, 'The events have no channel column, so no conversion can be credited to a channel.')
+    """
+    t = as_ibis(events)
+    names = [conversion] if isinstance(conversion, str) else list(conversion)
+    if channel not in t.columns:
+        return None, f"The events have no {channel} column, so no conversion can be credited to a channel."
+    conv = t.event.isin(names)
+    aggs = {"n": conv.cast("int64").sum(), "touches": (t[channel].notnull() & ~conv).cast("int64").sum()}
+    use_value = value is not None and value in t.columns and t[value].type().is_numeric()
+    if use_value:
+        aggs["valued"] = (conv & t[value].notnull()).cast("int64").sum()
+    row = t.aggregate(**aggs).execute().fillna(0).iloc[0]
+    if row["n"] == 0:
+        return None, f"No {', '.join(names)} event in the data, so there is no conversion to attribute."
+    if row["touches"] == 0:
+        return None, f"No event has a {channel}, so no conversion can be credited to a channel."
+    return (value if use_value and row["valued"] > 0 else None), None
