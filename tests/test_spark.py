@@ -168,3 +168,16 @@ def test_identity_stitching_is_the_same_on_spark(tables, tmp_path):
     key = ["session_id", "timestamp", "event", "anonymous_id"]
     rows = lambda t: t.execute().sort_values(key, kind="mergesort").reset_index(drop=True)[["user_id", *key]]  # noqa: E731
     same(rows(a.events), rows(b.events))
+
+
+def test_attribution_is_the_same_on_spark(tables):
+    """The journeys (one window pass, ordered lists per journey) compile and count the same on Spark."""
+    from helpers.attribution import attribute
+
+    duck, spark = tables
+    a = attribute(duck, "purchase", value="value", n_bootstrap=0)
+    b = attribute(spark, "purchase", value="value", n_bootstrap=0)
+    same(a.credit, b.credit)
+    same(a.value_credit, b.value_credit)
+    same(a.paths, b.paths)
+    same(a.summary, b.summary)

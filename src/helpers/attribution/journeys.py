@@ -2,7 +2,8 @@
 
 One query: the touches and conversions of each person, in one window pass (one partition and one order, so
 the backend sorts once) that numbers the journeys, finds each touch's next conversion and the touch before
-it; a filter (lookback, repeats); a group-by that returns one row per journey with its channels in order.
+it; a filter (lookback, repeats); a group-by that returns one row per journey with its touches (time and
+channel; unordered, since Spark has no ordered aggregation, and sorted per journey in NumPy).
 The same expression runs on DuckDB and Spark. What comes back is small enough for NumPy: the rule-based
 models are weighted sums over those lists, the path-level models work on distinct paths.
 """
@@ -80,8 +81,8 @@ def build(t: ibis.Table, conversion: list[str], *, channel: str, lookback_us: in
     rows = base.filter((base.conv == 1) | keep)
     touch = rows.conv == 0
     per_journey = rows.group_by([rows.user_id, rows.journey]).aggregate(
-        path=rows.ch.collect(where=touch, order_by=[rows.us, rows.ch]),
-        at=rows.us.collect(where=touch, order_by=[rows.us, rows.ch]),
+        # unordered (Spark has no ordered aggregation); NumPy sorts each journey's touches afterwards
+        touches=ibis.struct({"us": rows.us, "ch": rows.ch}).collect(where=touch),
         conv_us=rows.us.max(where=rows.conv == 1),
         converted=rows.conv.max(),
         amount=rows.amount.sum(),
@@ -90,20 +91,22 @@ def build(t: ibis.Table, conversion: list[str], *, channel: str, lookback_us: in
 
 
 def _arrays(table: pa.Table, half_life_us: float) -> Journeys:
-    path = _lists(table.column("path"))
-    at = _lists(table.column("at"))
-    names = path.flatten()
+    touches = _lists(table.column("touches"))
+    flat = touches.flatten()
+    names = flat.field("ch")
     encoded = pc.dictionary_encode(names)
     dictionary = encoded.dictionary.to_pylist()
     channels = sorted(dictionary)
     recode = np.array([channels.index(c) for c in dictionary], np.int64) if dictionary else np.zeros(0, np.int64)
     code = recode[encoded.indices.to_numpy(zero_copy_only=False)] if len(names) else np.zeros(0, np.int64)
-    offsets = path.offsets.to_numpy().astype(np.int64)
+    touch_us = flat.field("us").to_numpy(zero_copy_only=False)
+    offsets = touches.offsets.to_numpy().astype(np.int64)
     offsets = offsets - offsets[0]
+    journey = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    order = np.lexsort((code, touch_us, journey))  # within each journey: by time, ties by channel name
+    code, touch_us = code[order], touch_us[order]
     converted = table.column("converted").to_numpy().astype(bool)
     conv_us = pc.fill_null(table.column("conv_us"), 0).to_numpy()
-    touch_us = at.flatten().to_numpy(zero_copy_only=False)
-    journey = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
     in_conversion = converted[journey]
     age = np.where(in_conversion, conv_us[journey] - touch_us, 0).astype(np.float64)
     decay = np.where(in_conversion, np.exp2(-age / half_life_us), 0.0)
