@@ -131,6 +131,18 @@ def test_strict_uses_a_later_clean_attempt():
     assert furthest(compute_funnel(ev, ["visit", "buy"], order="strict")) == {"a": 2}
 
 
+def test_strict_takes_the_next_moment_when_sharing_one_would_stop_the_attempt():
+    """Found by the random reference in CI: a, a in one second, then a, b. Pairing the two simultaneous a's
+    leaves b two moments away (an a in between); taking the next a instead reaches b."""
+    ev = log([("u", "a", 6), ("u", "a", 6), ("u", "a", 7), ("u", "b", 8),
+              ("v", "a", 6), ("v", "a", 6), ("v", "b", 7)])  # here sharing the moment is what reaches b
+    r = compute_funnel(ev, ["a", "a", "b"], order="strict", conversion_window="2min")
+    assert furthest(r) == {"u": 3, "v": 3}
+    times = r.per_user.set_index("user_id")
+    assert times.loc["u", "step_2_at"] == T0 + pd.Timedelta(minutes=7)
+    assert times.loc["v", "step_2_at"] == T0 + pd.Timedelta(minutes=6)
+
+
 def test_any_order_counts_steps_in_whatever_order_within_the_window():
     ev = log([("a", "buy", 0), ("a", "visit", 1), ("b", "visit", 0), ("c", "buy", 0), ("c", "visit", 30 * DAY)])
     assert furthest(compute_funnel(ev, ["visit", "buy"], order="any")) == {"a": 2, "b": 1, "c": 1}

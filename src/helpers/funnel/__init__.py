@@ -13,7 +13,9 @@ Semantics (each sentence is pinned by a test):
   each to the earliest qualifying moment; several consecutive steps may share
   a moment when it holds a separate event for each of them.
 - ``order="strict"``: as ordered, and no event of any name happens strictly
-  between (in time) two consecutive matched steps.
+  between (in time) two consecutive matched steps. Where a step could share
+  the previous step's moment or take the very next moment, the attempt takes
+  whichever reaches further (a, a at one second, then a, b: a, a, b is reached).
 - ``order="any"``: the steps may happen in any order; an attempt starts at any
   funnel event, and reaches step k when steps 1..k each occur (as separate
   occurrences where a step repeats) within the window from that start. A

@@ -391,12 +391,22 @@ def _attempts(t: ibis.Table, steps: list[Step], window: pd.Timedelta, order: str
         later = a[f"nt{j}"]
         cand = ibis.cases((same, a[f"t_{k}"]), else_=later)
         step_ok = a._ok & cand.notnull() & (cand <= a.start + deadline_of)
+        fork = None
         if order == "strict":
-            step_ok = step_ok & (same | (later == a._next_any))
+            at_next = ibis.coalesce(later == a._next_any, False)
+            step_ok = step_ok & (same | at_next)
+            if k < n - 1:
+                # A step that could share the moment could also take the very next one, and which reaches further
+                # depends on the steps after it: such an attempt forks (rare: several step events at one moment).
+                fork_ok = ibis.coalesce(a._ok & same & at_next & (later <= a.start + deadline_of), False)
+                fork = a.filter(fork_ok).mutate(**{f"t_{k + 1}": later, "_run": ibis.literal(k, type="int64"),
+                                                   "_ok": ibis.literal(True), "_reached": a._reached + 1})
         step_ok = ibis.coalesce(step_ok, False)
         a = a.mutate(**{f"t_{k + 1}": ibis.cases((step_ok, cand), else_=None),
                         "_run": ibis.cases((same, a._run), else_=k),
                         "_ok": step_ok, "_reached": a._reached + step_ok.cast("int64")})
+        if fork is not None:
+            a = a.union(fork.select(*a.columns))
         if k < n - 1:
             # Hop to the moment of the step just taken (the same moment when the run goes on).
             lk = g.select(_ku=g.user_id, _kt=g.timestamp, **{f"_L{c}": g[c] for c in carried})

@@ -229,11 +229,22 @@ def _ordered(plan: Plan, single: dict, counts: list, mu: np.ndarray, mt: np.ndar
         if next_any is not None:  # strict: a later step must be at the user's very next moment of any event
             at_next = (later != NO_MOMENT) & (mt[np.maximum(later, 0)] == next_any[cur])
             step_ok &= same | at_next
+            if k < n - 1:
+                # A step that could share the moment could also take the very next one, and which reaches further
+                # depends on the steps after it: such an attempt forks (rare: several step events at one moment).
+                f = np.flatnonzero(ok & same & at_next & (mt[np.maximum(later, 0)] <= deadline))
+                if len(f):
+                    starts, deadline, cur, run = (np.r_[starts, starts[f]], np.r_[deadline, deadline[f]],
+                                                  np.r_[cur, cur[f]], np.r_[run, run[f]])
+                    times = [np.r_[tk, tk[f]] for tk in times]
+                    cand, step_ok = np.r_[cand, later[f]], np.r_[step_ok, np.ones(len(f), bool)]
+                    same = np.r_[same, np.zeros(len(f), bool)]
         times.append(np.where(step_ok, cand, NO_MOMENT))
         run = np.where(same, run, k)
         cur = np.where(step_ok, cand, cur)
         ok = step_ok
-    return starts, times
+    order = np.argsort(starts, kind="stable")  # forks join their attempt: attempts stay in start order
+    return starts[order], [tk[order] for tk in times]
 
 
 def _any_order(plan: Plan, single: dict, counts: list, funnel_moment: np.ndarray, mu: np.ndarray, mt: np.ndarray,
