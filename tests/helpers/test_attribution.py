@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.attribution import NO_TOUCH, attribute, attribution_headline, markov_orders
+from helpers.attribution import (NO_TOUCH, attribute, attribution_headline, intervals_headline,
+                                 last_touch_headline, markov_orders)
 from helpers.io import EventDataError
 
 T0 = pd.Timestamp("2024-03-01", tz="UTC")
@@ -368,3 +369,45 @@ def test_headline_names_the_channel_last_touch_undervalues():
     ev, _ = planted(3, 1500)
     text = attribution_headline(attribute(ev, "purchase", n_bootstrap=0))
     assert "Last touch undervalues partner most: Shapley credits it with" in text and "against 0." in text
+
+
+def test_last_touch_headline_counts_the_credit_moved_and_names_who_gains_and_loses():
+    """a>b converts twice, b once: last touch b 3; linear a 1, b 2; so 1 of 3 conversions moves, a gains it."""
+    r = attribute(paths_log([(["a", "b"], "conv"), (["a", "b"], "conv"), (["b"], "conv")]), "buy",
+                  models=("last", "linear"), n_bootstrap=0)
+    assert last_touch_headline(r) == ("Linear moves 1.0 of 3 conversions (33%) away from the channels last touch "
+                                      "credits: a gains 1.0; b loses 1.0.")
+    same = attribute(paths_log([(["a"], "conv"), (["b"], "conv")]), "buy", models=("last", "linear"), n_bootstrap=0)
+    assert last_touch_headline(same).startswith("Linear and last touch agree")
+
+
+def test_intervals_headline_tells_a_clear_leader_from_an_overlap():
+    clear = attribute(paths_log([(["a"], "conv")] * 40 + [(["b"], "conv")] * 5), "buy", models=("last", "shapley"),
+                      n_bootstrap=100)
+    assert "Shapley's top channel, a, is clearly ahead of b." in intervals_headline(clear)
+    close = attribute(paths_log([(["a"], "conv")] * 11 + [(["b"], "conv")] * 10), "buy",
+                      models=("last", "shapley"), n_bootstrap=100)
+    assert "not clearly ahead of b: their intervals overlap" in intervals_headline(close)
+    assert intervals_headline(attribute(paths_log([(["a"], "conv")]), "buy", models=("last",), n_bootstrap=0)) == (
+        "Neither Markov nor Shapley was run, so there are no intervals.")
+
+
+def test_the_samples_planted_affiliate_is_found_by_journey_models_and_missed_by_last_touch():
+    """The sample's affiliate review sits between signup and the first cart, never last: last and first touch
+    give it nothing, a first-order chain little, and orders 2 and 3 a removal effect close to the planted share
+    of buyers who saw a review (about 28%)."""
+    from helpers import io
+    from helpers.sample import generate_journeys
+
+    j = generate_journeys(6000, seed=3)
+    ev = io.load_events(j.export())
+    r = attribute(ev, "purchase", markov_order=3, n_bootstrap=0)
+    c = r.credit.set_index("channel").loc["affiliate"]
+    assert c["last"] == c["first"] == 0 and c["shapley"] > 50 and c["markov"] > 50
+    buyers = ev.loc[ev["event"] == "purchase", "user_id"].unique()
+    share = j.truth.set_index("user_id").loc[buyers, "saw_affiliate_review"].mean()
+    assert 0.2 < share < 0.4
+    re = markov_orders(r, (1, 2, 3)).set_index("channel").loc["affiliate"]
+    assert re["removal_effect_order_2"] == pytest.approx(share, abs=0.03)
+    assert re["removal_effect_order_3"] == pytest.approx(share, abs=0.03)
+    assert re["removal_effect_order_1"] < share / 2

@@ -65,6 +65,7 @@ from helpers.io import EventDataError, as_ibis, to_utc
 from helpers.units import declare
 
 __all__ = ["MODELS", "NO_TOUCH", "AttributionResult", "attribute", "attribution_headline", "attribution_inputs",
+           "intervals_headline", "last_touch_headline",
            "markov_orders", "orders_headline"]
 
 MODELS = ("first", "last", "linear", "time_decay", "position", "markov", "shapley")
@@ -418,6 +419,8 @@ def _summary(j: _journeys.Journeys, conversions: int, untouched: int, n_paths: i
 from helpers.attribution.reading import (  # noqa: E402  (reading.py uses AttributionResult and attribute)
     attribution_headline,
     attribution_inputs,
+    intervals_headline,
+    last_touch_headline,
     markov_orders,
     orders_headline,
 )

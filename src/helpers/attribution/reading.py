@@ -109,6 +109,70 @@ def orders_headline(orders: pd.DataFrame) -> str:
         text += f" ({other['channel']}: {other[lo]:,.0f} to {other[hi]:,.0f})"
     return text + "."
 
+
+def last_touch_headline(result: AttributionResult) -> str:
+    """In words, what last touch misses: the conversions the journey-based models (Markov, Shapley, or linear
+    when neither ran) move away from the closing channels, and to which channels.
+
+    Examples
+    --------
+    >>> ev = pd.DataFrame({"user_id": ["a", "a", "a"], "event": ["t", "t", "buy"],
+    ...                    "timestamp": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03"], utc=True),
+    ...                    "channel": ["ads", "web", None]})
+    >>> last_touch_headline(attribute(ev, "buy", models=("last", "linear"), n_bootstrap=0))
+    'Linear moves 0.5 of 1 conversions (50%) away from the channels last touch credits: ads gains 0.5; web loses 0.5.'
+    """
+    d = result.vs_last_touch
+    model = next((m for m in ("markov", "shapley", "linear") if m in set(d["model"])), None)
+    if model is None:
+        return "No model that reads the whole journey was run, so there is nothing to set against last touch."
+    d = d[(d["model"] == model) & (d["channel"] != NO_TOUCH)]
+    moved = float(d["difference"].clip(lower=0).sum())
+    if moved < 0.05 or not result.conversions:
+        return f"{MODEL_LABELS[model][:1].upper() + MODEL_LABELS[model][1:]} and last touch agree: every journey's credit goes where it closes."
+    gains = d[d["difference"] > 0].nlargest(3, "difference")
+    losses = d[d["difference"] < 0].nsmallest(2, "difference")
+    label = MODEL_LABELS[model]
+    text = (f"{label[:1].upper() + label[1:]} moves {moved:,.1f} of {result.conversions:,} conversions "
+            f"({moved / result.conversions:.0%}) away from the channels last touch credits: "
+            + ", ".join(f"{r.channel} gains {r.difference:,.1f}" for r in gains.itertuples()))
+    if len(losses):
+        text += "; " + ", ".join(f"{r.channel} loses {-r.difference:,.1f}" for r in losses.itertuples())
+    return text + "."
+
+
+def intervals_headline(result: AttributionResult) -> str:
+    """In words, how much the Markov and Shapley credits move when people are resampled: the widest interval,
+    and whether each model's top channel is clear of its runner-up.
+
+    Examples
+    --------
+    >>> ev = pd.DataFrame({"user_id": ["a", "a", "a"], "event": ["t", "t", "buy"],
+    ...                    "timestamp": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03"], utc=True),
+    ...                    "channel": ["ads", "web", None]})
+    >>> intervals_headline(attribute(ev, "buy", models=("last", "markov"), n_bootstrap=0))
+    'No bootstrap was run (n_bootstrap=0), so the credits carry no intervals.'
+    """
+    iv = result.intervals
+    if iv.empty:
+        return "Neither Markov nor Shapley was run, so there are no intervals."
+    if iv["low"].isna().all():
+        return "No bootstrap was run (n_bootstrap=0), so the credits carry no intervals."
+    iv = iv[iv["channel"] != NO_TOUCH].assign(width=lambda t: t["high"] - t["low"])
+    widest = iv.loc[iv["width"].idxmax()]
+    text = (f"Resampling people, the widest 95% interval is {MODEL_LABELS[widest['model']]}'s credit for "
+            f"{widest['channel']}: {widest['low']:,.0f} to {widest['high']:,.0f} conversions.")
+    for model, t in iv.groupby("model", sort=False):
+        if len(t) < 2:
+            continue
+        first, second = t.nlargest(2, "credit").itertuples()
+        clear = first.low > second.high
+        text += (f" {MODEL_LABELS[model]}'s top channel, {first.channel}, is "
+                 + (f"clearly ahead of {second.channel}." if clear
+                    else f"not clearly ahead of {second.channel}: their intervals overlap."))
+    return text
+
+
 def attribution_inputs(events: pd.DataFrame | ibis.Table, conversion: str | Sequence[str], *,
                        channel: str = "channel", value: str | None = "value") -> tuple[str | None, str | None]:
     """What an attribution run on these events can use: ``(value column or None, why it cannot run or None)``.
