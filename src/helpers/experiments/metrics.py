@@ -1,0 +1,271 @@
+"""What an experiment measures per person, and who is in it: metric specifications, the assignment table, and
+one ibis query that gives every assigned person each metric over the post period and over the pre period
+(the CUPED covariate). Rules are in :mod:`helpers.experiments`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import ibis
+import numpy as np
+import pandas as pd
+
+from helpers.io import EventDataError, as_ibis, epoch_us
+from helpers.io.times import to_utc, to_utc_series
+
+KINDS = ("conversion", "count", "value")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric of a readout: ``kind`` is ``conversion`` (reached ``events``, or step ``step`` of the
+    ordered funnel ``steps``, in the window), ``count`` (events in the window) or ``value`` (the sum of
+    ``column`` over ``events`` in the window). Make them with :func:`conversion`, :func:`count`, :func:`value`.
+    """
+
+    name: str
+    kind: str
+    events: tuple[str, ...] = ()
+    steps: tuple[Any, ...] = ()
+    step: int = -1
+    column: str | None = None
+    funnel_options: Mapping[str, Any] = field(default_factory=dict)
+
+
+def conversion(target: str | Sequence[str], *, steps: Sequence[Any] | None = None, step: int = -1,
+               name: str | None = None, **funnel_options: Any) -> Metric:
+    """A conversion metric: 1 for a person who did ``target`` (an event, or any of several) within the post
+    period, else 0. With ``steps``, a person converts when they reach step ``step`` (1-based; -1: the last) of
+    the ordered funnel ``steps`` (``compute_funnel`` rules, ``funnel_options`` passed on) inside the window;
+    ``target`` then only names the metric.
+
+    Examples
+    --------
+    >>> conversion("purchase").name, conversion("x", steps=["signup", "first_value"], step=2).kind
+    ('purchase', 'conversion')
+    """
+    if steps is not None:
+        steps = tuple(steps)
+        if len(steps) < 1:
+            raise EventDataError("a funnel conversion metric needs at least one step.")
+        k = step if step > 0 else len(steps) + 1 + step
+        if not 1 <= k <= len(steps):
+            raise EventDataError(f"step {step} is not a step of the {len(steps)}-step funnel {list(steps)}.")
+        label = name or (target if isinstance(target, str) else "/".join(target))
+        return Metric(label, "conversion", steps=steps, step=k, funnel_options=dict(funnel_options))
+    events = (target,) if isinstance(target, str) else tuple(target)
+    return Metric(name or "/".join(events), "conversion", events=events)
+
+
+def count(event: str | Sequence[str], *, name: str | None = None) -> Metric:
+    """A count metric: how many ``event`` events a person had in the window.
+
+    Examples
+    --------
+    >>> count("page_view").name
+    'page_view count'
+    """
+    events = (event,) if isinstance(event, str) else tuple(event)
+    return Metric(name or f"{'/'.join(events)} count", "count", events=events)
+
+
+def value(event: str | Sequence[str] = "purchase", column: str = "value", *, name: str | None = None) -> Metric:
+    """A value metric: the sum of ``column`` over a person's ``event`` events in the window (revenue per
+    person; missing values count 0).
+
+    Examples
+    --------
+    >>> value().name
+    'purchase value'
+    """
+    events = (event,) if isinstance(event, str) else tuple(event)
+    return Metric(name or f"{'/'.join(events)} {column}", "value", events=events, column=column)
+
+
+def as_metric(spec: Metric | str | Mapping[str, Any]) -> Metric:
+    """A :class:`Metric` from a metric, an event name (a conversion) or a mapping such as
+    ``{"kind": "count", "event": "page_view"}`` (what a config file or a notebook parameter holds).
+
+    Examples
+    --------
+    >>> as_metric({"kind": "value", "event": "purchase", "column": "value"}).name
+    'purchase value'
+    """
+    if isinstance(spec, Metric):
+        return spec
+    if isinstance(spec, str):
+        return conversion(spec)
+    if isinstance(spec, Mapping):
+        spec = dict(spec)
+        kind = spec.pop("kind", "conversion")
+        target = spec.pop("event", spec.pop("events", None))
+        if kind not in KINDS:
+            raise EventDataError(f"metric kind {kind!r} is not one of {', '.join(KINDS)}.")
+        if target is None and not spec.get("steps"):
+            raise EventDataError(f"the metric {spec} names no event.")
+        if kind == "conversion":
+            return conversion(target if target is not None else spec.get("name", "funnel"), **spec)
+        return (count if kind == "count" else value)(target, **spec)
+    raise EventDataError(f"a metric is a Metric, an event name or a mapping, not {type(spec).__name__}.")
+
+
+def normalise_assignments(assignments: pd.DataFrame, where: str = "assignments") -> tuple[pd.DataFrame,
+                                                                                           dict[str, int]]:
+    """``(one row per person: user_id, variant, assigned_at, exclusions)`` from a user-level table. Rows
+    without a variant or a time are dropped and counted; a person with rows of two variants is excluded and
+    counted; a person with several rows of one variant keeps the earliest time.
+
+    Examples
+    --------
+    >>> a = pd.DataFrame({"user_id": ["a", "b", "b", "c", "c"], "variant": ["A", "B", "A", "B", "B"],
+    ...                   "assigned_at": ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-05", "2024-01-04"]})
+    >>> t, why = normalise_assignments(a)
+    >>> t["user_id"].tolist(), str(t["assigned_at"].iloc[1].date()), why["assigned to more than one variant"]
+    (['a', 'c'], '2024-01-04', 1)
+    """
+    missing = [c for c in ("user_id", "variant", "assigned_at") if c not in assignments.columns]
+    if missing:
+        raise EventDataError(f"{where} has no column {', '.join(missing)}: it needs user_id, variant and "
+                             f"assigned_at (one row per person), or pass the exposure event's name instead.")
+    a = assignments[["user_id", "variant", "assigned_at"]].copy()
+    try:
+        a["assigned_at"] = to_utc_series(a["assigned_at"])
+    except (ValueError, TypeError) as exc:
+        bad = a["assigned_at"][pd.to_datetime(a["assigned_at"], errors="coerce", utc=True).isna()
+                               & a["assigned_at"].notna()]
+        example = bad.iloc[0] if len(bad) else a["assigned_at"].iloc[0]
+        raise EventDataError(f"{where}, column assigned_at: {example!r} is not a time.") from exc
+    incomplete = a["user_id"].isna() | a["variant"].isna() | a["assigned_at"].isna()
+    a = a[~incomplete]
+    a = a.assign(user_id=a["user_id"].astype(str), variant=a["variant"].astype(str))
+    variants = a.groupby("user_id")["variant"].nunique()
+    twice = variants.index[variants > 1]
+    a = a[~a["user_id"].isin(twice)]
+    a = a.sort_values(["user_id", "assigned_at"], kind="stable").drop_duplicates("user_id")
+    why = {"assignment rows without a person, variant or time (dropped)": int(incomplete.sum()),
+           "assigned to more than one variant": int(len(twice))}
+    return a.reset_index(drop=True), why
+
+
+def exposures(events: pd.DataFrame | ibis.Table, exposure_event: str, variant_column: str) -> pd.DataFrame:
+    """A user-level assignment table from exposure events: each person's first exposure time, and their
+    variant (``variant_column`` of the exposure events; a person exposed to two variants keeps both rows, so
+    that :func:`normalise_assignments` excludes them).
+
+    Examples
+    --------
+    >>> ev = pd.DataFrame({"user_id": ["a", "a", "b"], "event": ["seen"] * 3, "variant": ["A", "A", "B"],
+    ...                    "timestamp": pd.to_datetime(["2024-01-02", "2024-01-01", "2024-01-01"], utc=True)})
+    >>> exposures(ev, "seen", "variant").sort_values("user_id")["variant"].tolist()
+    ['A', 'B']
+    """
+    t = as_ibis(events)
+    if variant_column not in t.columns:
+        raise EventDataError(f"the events have no {variant_column!r} column to read the exposure's variant from "
+                             f"(columns: {', '.join(t.columns)}).")
+    seen = t.filter(t.event == exposure_event)
+    out = (seen.group_by([seen.user_id, seen[variant_column].cast("string").name("variant")])
+           .aggregate(assigned_at=seen.timestamp.min()).to_pandas())
+    if out.empty:
+        raise EventDataError(f"no {exposure_event!r} event in the data, so nobody is assigned.")
+    return out
+
+
+def person_metrics(events: pd.DataFrame | ibis.Table, assigned: pd.DataFrame, metrics: Sequence[Metric], *,
+                   pre_period: pd.Timedelta | None, post_period: pd.Timedelta | None,
+                   observed_until: pd.Timestamp) -> pd.DataFrame:
+    """Per assigned person, each metric over the post period (column ``<i>``) and the pre period (``<i>_pre``,
+    the CUPED covariate; 0 without pre-period data), ``i`` the metric's position. The post period runs from
+    the assignment (inclusive) for ``post_period`` (inclusive), or to ``observed_until``; the pre period is
+    the ``pre_period`` before the assignment (the assignment's moment excluded)."""
+    t = as_ibis(events)
+    until_us = int(to_utc(observed_until).value // 1000)
+    post_us = None if post_period is None else int(post_period.value // 1000)
+    pre_us = 0 if pre_period is None else int(pre_period.value // 1000)
+    people = assigned[["user_id"]].assign(
+        at_us=((assigned["assigned_at"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(microseconds=1)).astype("int64"))
+    out = assigned[["user_id"]].copy()
+    plain = [(i, m) for i, m in enumerate(metrics) if not m.steps]
+    if plain:
+        names = sorted({e for _, m in plain for e in m.events})
+        columns = ["user_id", "event", "timestamp"] + sorted({m.column for _, m in plain if m.column})
+        missing = [c for c in columns if c not in t.columns]
+        if missing:
+            raise EventDataError(f"the events have no {', '.join(missing)} column, which a metric needs.")
+        e = t.filter(t.event.isin(names)).select(columns)
+        e = e.mutate(us=epoch_us(e.timestamp))
+        p = ibis.memtable(people)
+        j = e.inner_join(p, "user_id")
+        delta = j.us - j.at_us
+        post = (delta >= 0) & (j.us <= until_us)
+        if post_us is not None:
+            post = post & (delta <= post_us)
+        pre = (delta < 0) & (delta >= -pre_us)
+        aggs = {}
+        for i, m in plain:
+            hit = j.event.isin(list(m.events))
+            for suffix, window in (("", post), ("_pre", pre)):
+                if m.kind == "conversion":
+                    aggs[f"m{i}{suffix}"] = (hit & window).cast("int64").max()
+                elif m.kind == "count":
+                    aggs[f"m{i}{suffix}"] = (hit & window).cast("int64").sum()
+                else:
+                    amount = j[m.column].cast("float64").fill_null(0)
+                    aggs[f"m{i}{suffix}"] = ibis.ifelse(hit & window, amount, 0.0).sum()
+        per = j.group_by("user_id").aggregate(**aggs).to_pandas()
+        out = out.merge(per, on="user_id", how="left")
+    for i, m in enumerate(metrics):
+        if m.steps:
+            out = out.merge(_funnel_metric(t, people, m, i, pre_us, post_us, until_us, observed_until),
+                            on="user_id", how="left")
+    cols = {f"m{i}{s}": (f"{i}{s}") for i in range(len(metrics)) for s in ("", "_pre")}
+    out = out.rename(columns=cols)
+    for c in cols.values():
+        out[c] = out[c].fillna(0).astype(float) if c in out.columns else 0.0
+    return out
+
+
+def _funnel_metric(t: ibis.Table, people: pd.DataFrame, m: Metric, i: int, pre_us: int, post_us: int | None,
+                   until_us: int, observed_until: pd.Timestamp) -> pd.DataFrame:
+    """Step ``m.step`` of the funnel reached inside each person's post window (and pre window)."""
+    from helpers.funnel import compute_funnel
+
+    p = ibis.memtable(people)
+    e = t.mutate(us=epoch_us(t.timestamp))
+    j = e.inner_join(p, "user_id")
+    delta = j.us - j.at_us
+    out = people[["user_id"]].copy()
+    windows = {"": (delta >= 0) & (j.us <= until_us) & ((delta <= post_us) if post_us is not None else True),
+               "_pre": (delta < 0) & (delta >= -pre_us)}
+    for suffix, window in windows.items():
+        within = j.filter(window).drop("us", "at_us")
+        span = (pd.Timedelta(microseconds=post_us) if post_us is not None else
+                observed_until - pd.Timestamp(people["at_us"].min() * 1000, tz="UTC")) if suffix == "" else \
+            pd.Timedelta(microseconds=max(pre_us, 1))
+        if suffix == "_pre" and pre_us == 0:
+            out[f"m{i}{suffix}"] = 0.0
+            continue
+        options = {"conversion_window": span, **m.funnel_options}
+        import warnings
+
+        with warnings.catch_warnings():  # a step nobody reaches in the window is a result here, not a warning
+            warnings.simplefilter("ignore", UserWarning)
+            r = compute_funnel(within, list(m.steps), observed_until=observed_until, **options)
+        reached = r.per_user.loc[r.per_user["furthest_step"] >= m.step, "user_id"].astype(str)
+        out[f"m{i}{suffix}"] = out["user_id"].isin(set(reached)).astype(float).to_numpy()
+    return out
+
+
+def counts_by_arm(values: np.ndarray, arm: np.ndarray, n_arms: int) -> tuple[np.ndarray, np.ndarray,
+                                                                             np.ndarray]:
+    """Per arm: persons, mean and sample standard deviation of ``values`` (``arm`` codes 0..n_arms-1)."""
+    n = np.bincount(arm, minlength=n_arms).astype(float)
+    s = np.bincount(arm, weights=values, minlength=n_arms)
+    s2 = np.bincount(arm, weights=values * values, minlength=n_arms)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = s / n
+        var = np.maximum(s2 - n * mean * mean, 0) / (n - 1)
+    return n, mean, np.sqrt(var)
