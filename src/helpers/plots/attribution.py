@@ -80,9 +80,13 @@ def transition_heatmap(result) -> go.Figure:
     """The Markov chain's transition probabilities (from the row's state to the column's)."""
     tm = result.transition_matrix
     z = tm.to_numpy(float)
-    text = np.where(z >= 0.005, np.char.mod("%.0f%%", np.round(100 * z)), "")
+    # Higher-order chains have many states; past ~12 columns the cells are too narrow for a legible
+    # 11 px label, so the numbers move to the hover.
+    legible = tm.shape[1] <= 12
+    text = np.where(legible & (z >= 0.005), np.char.mod("%.0f%%", np.round(100 * z)), "")
     fig = go.Figure(go.Heatmap(z=z, x=labels(tm.columns), y=labels(tm.index), text=text, texttemplate="%{text}",
-                               colorscale="Blues", zmin=0, zmax=1, colorbar=dict(tickformat=".0%"),
+                               textfont=dict(size=11), colorscale="Blues", zmin=0, zmax=1,
+                               colorbar=dict(tickformat=".0%"),
                                hovertemplate="from %{y}<br>to %{x}: %{z:.1%}<extra></extra>"))
     fig.update_yaxes(autorange="reversed", title="from")
     fig.update_xaxes(title="to", tickangle=-40)
