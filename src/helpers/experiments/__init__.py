@@ -45,10 +45,13 @@ Modules
 -------
     stats.py     the tests on per-arm summaries (SRM, Welch, two proportions, delta method, CUPED θ, sequences)
     metrics.py   metric specs, assignment tables, one ibis query for every person's post and pre values
-    readout.py   readout() and Readout; reading.py: what the readout says in words
+    readout.py   readout() and Readout
+    reading.py   what the readout says in words, and the call per variant (ship / don't ship / keep running)
 """
 
-from helpers.experiments.metrics import Metric, as_metric, conversion, count, value
+from helpers.experiments.metrics import Metric, as_metric, conversion, count, load_assignments, value
 from helpers.experiments.readout import Readout, readout
+from helpers.experiments.reading import cuped_headline, decisions, readout_headline, split_headline
 
-__all__ = ["Metric", "Readout", "as_metric", "conversion", "count", "readout", "value"]
+__all__ = ["Metric", "Readout", "as_metric", "conversion", "count", "cuped_headline", "decisions",
+           "load_assignments", "readout", "readout_headline", "split_headline", "value"]

@@ -269,3 +269,54 @@ def counts_by_arm(values: np.ndarray, arm: np.ndarray, n_arms: int) -> tuple[np.
         mean = s / n
         var = np.maximum(s2 - n * mean * mean, 0) / (n - 1)
     return n, mean, np.sqrt(var)
+
+
+def load_assignments(source: str | Any | pd.DataFrame, *, experiment: str | None = None,
+                     users: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The assignment table of one experiment, read from a Parquet or CSV file (or a DataFrame), with user
+    attributes (a persona, a plan) joined on for :func:`~helpers.experiments.readout`'s ``by``.
+
+    A file holding several experiments has an ``experiment`` column; pick one with ``experiment``. The file
+    is only read. Attributes of ``users`` that the assignments already have are not joined again.
+
+    Examples
+    --------
+    >>> a = pd.DataFrame({"experiment": ["x", "x", "y"], "user_id": ["1", "2", "1"], "variant": ["A", "B", "A"],
+    ...                   "assigned_at": ["2024-01-01"] * 3})
+    >>> load_assignments(a, experiment="x", users=pd.DataFrame({"user_id": ["1"], "persona": ["p"]}))[
+    ...     ["user_id", "variant", "persona"]].fillna("-").values.tolist()
+    [['1', 'A', 'p'], ['2', 'B', '-']]
+    """
+    from pathlib import Path
+
+    if isinstance(source, pd.DataFrame):
+        table, where = source.copy(), "assignments"
+    else:
+        path = Path(source)
+        where = str(path)
+        if not path.exists():
+            raise EventDataError(f"{path}: no such assignments file (it needs user_id, variant and assigned_at).")
+        try:
+            table = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") or path.is_dir() else pd.read_csv(
+                path, dtype={"user_id": str, "variant": str})
+        except Exception as exc:  # noqa: BLE001 - any reader failure, said with the file's name
+            raise EventDataError(f"{path}: cannot be read as an assignments table ({exc}).") from exc
+    missing = [c for c in ("user_id", "variant", "assigned_at") if c not in table.columns]
+    if missing:
+        raise EventDataError(f"{where} has no column {', '.join(missing)} (columns: {', '.join(map(str, table.columns))}).")
+    if "experiment" in table.columns:
+        names = sorted(table["experiment"].dropna().astype(str).unique().tolist())
+        if experiment is None and len(names) > 1:
+            raise EventDataError(f"{where} holds {len(names)} experiments ({', '.join(names)}); pick one with "
+                                 f"experiment=...")
+        if experiment is not None:
+            if experiment not in names:
+                raise EventDataError(f"{where}: no experiment {experiment!r} (experiments: {', '.join(names)}).")
+            table = table[table["experiment"].astype(str) == experiment]
+    table = table.assign(user_id=table["user_id"].astype("string"))
+    if users is not None and "user_id" in users.columns:
+        extra = [c for c in users.columns if c != "user_id" and c not in table.columns]
+        if extra:
+            attrs = users[["user_id", *extra]].assign(user_id=users["user_id"].astype("string"))
+            table = table.merge(attrs.drop_duplicates("user_id"), on="user_id", how="left")
+    return table.reset_index(drop=True)

@@ -26,7 +26,8 @@ What is planted, and returned apart from the events (:class:`Journeys`):
   between signup and the first cart, :data:`AFFILIATE_SHARE`), which is never
   the last touch before a purchase (``truth.saw_affiliate_review``);
 - an A/B ``variant`` (users table) that lifts signup -> first_value by
-  :data:`VARIANT_LIFT` (absolute) and nothing else directly;
+  :data:`VARIANT_LIFT` (absolute) and nothing else directly; each person is
+  assigned at signup (``assignments.parquet``, :meth:`Journeys.assignments`);
 - devices and logins: every row carries the ``anonymous_id`` of the device
   it came from. Before signup a person is anonymous on their first device;
   a quarter of those who sign up later also use a second device, whose
@@ -190,6 +191,17 @@ class Journeys:
         if self.anonymous_rows is not None:
             out["user_id"] = out["user_id"].mask(self.anonymous_rows)
         return out
+
+    def assignments(self) -> pd.DataFrame:
+        """The onboarding experiment as an experiment platform logs it: each person who signed up is assigned
+        to their ``variant`` at the moment of signup (``user_id, variant, assigned_at``). Variant B lifts
+        signup -> first_value by :data:`VARIANT_LIFT`; nothing else is planted on it."""
+        signed = self.truth["signed_up_at"].notna().to_numpy()
+        out = pd.DataFrame({"user_id": self.users["user_id"].to_numpy()[signed],
+                            "variant": self.users["variant"].to_numpy()[signed],
+                            "assigned_at": self.truth["signed_up_at"].to_numpy()[signed]})
+        out["assigned_at"] = pd.to_datetime(out["assigned_at"], utc=True)
+        return out.astype({"user_id": "string[pyarrow]", "variant": "string[pyarrow]"})
 
 
 class _Events:
@@ -526,7 +538,8 @@ def _to_frame(cols: dict[str, np.ndarray], user_ids: np.ndarray, origin: pd.Time
 
 def write_sample(out_dir: str | Path, n_users: int = 20_000, *, seed: int = 0, start: str = "2025-01-01",
                  days: int = 180) -> Journeys:
-    """Generate journeys and write ``events.parquet`` and ``users.parquet`` to ``out_dir``.
+    """Generate journeys and write ``events.parquet``, ``users.parquet`` and ``assignments.parquet`` (the
+    onboarding experiment, :meth:`Journeys.assignments`) to ``out_dir``.
 
     The ground truth is not written: tests regenerate it from the same seed.
     Above ``PART_USERS`` users, the journeys are generated and written in parts
@@ -538,7 +551,7 @@ def write_sample(out_dir: str | Path, n_users: int = 20_000, *, seed: int = 0, s
     out.mkdir(parents=True, exist_ok=True)
     if n_users <= PART_USERS:
         j = generate_journeys(n_users, seed=seed, start=start, days=days)
-        for name, frame in (("events", j.export()), ("users", j.users)):
+        for name, frame in (("events", j.export()), ("users", j.users), ("assignments", j.assignments())):
             tmp = out / f".{name}.parquet.tmp"
             frame.to_parquet(tmp, index=False, compression="zstd", coerce_timestamps="us", row_group_size=1_000_000)
             tmp.replace(out / f"{name}.parquet")
@@ -564,6 +577,9 @@ def write_sample(out_dir: str | Path, n_users: int = 20_000, *, seed: int = 0, s
     users = pd.concat([p.users for p in parts], ignore_index=True)
     users.to_parquet(out / ".users.parquet.tmp", index=False, compression="zstd")
     (out / ".users.parquet.tmp").replace(out / "users.parquet")
+    assigned = pd.concat([p.assignments() for p in parts], ignore_index=True)
+    assigned.to_parquet(out / ".assignments.parquet.tmp", index=False, compression="zstd", coerce_timestamps="us")
+    (out / ".assignments.parquet.tmp").replace(out / "assignments.parquet")
     events = parts[0].events
     events.attrs["rows"] = rows
     return Journeys(events, users, pd.concat([p.truth for p in parts], ignore_index=True), parts[0].hazard_ratios,
