@@ -58,6 +58,8 @@ bench: $(INSTALLED)
 	$(BIN)/python benchmarks/bench_personas.py
 	$(BIN)/python benchmarks/bench_retention.py
 	$(BIN)/python benchmarks/bench_identity.py
+	$(BIN)/python benchmarks/bench_attribution.py
+	$(BIN)/python benchmarks/bench_experiments.py
 
 ## strip: remove outputs from the notebooks before committing
 strip: $(INSTALLED)

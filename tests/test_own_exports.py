@@ -36,7 +36,7 @@ def shape_run(request, tmp_path_factory):
 def test_the_report_completes_and_every_page_renders(shape_run, browser):
     shape, latest, run = shape_run
     pages = sorted(latest.glob("*.html"))
-    assert len(pages) == 8, [p.name for p in pages]
+    assert len(pages) == 9, [p.name for p in pages]
     for path in pages:
         page, problems = page_problems(browser, path)
         assert problems == [], f"{shape.name} {path.name}: {problems[:3]}"
@@ -56,6 +56,7 @@ ABSENT = {
     # shape: {page: sentences that must appear because an input is missing}
     "clickstream": {"03_funnel_analysis.html": ["no A/B variant"], "01_data_loading.html": ["no channel column"],
                     "07_attribution.html": ["no channel column"],
+                    "08_experiments.html": ["There is no assignment table at assignments.parquet"],
                     "06_early_warning.html": ["no survey"]},
     "purchases": {"03_funnel_analysis.html": ["no A/B variant"], "01_data_loading.html": ["duplicate rows were kept"]},
     "subscriptions": {"03_funnel_analysis.html": ["no A/B variant"]},

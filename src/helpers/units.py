@@ -27,6 +27,7 @@ KINDS = {
     "duration": "a time span (Timedelta), as 4 h 16 min",
     "p_value": "a p value: < 0.001 or three decimals",
     "number": "any other number, two decimals",
+    "estimate": "an estimate that may be small (a difference in means), three significant digits",
     "text": "text from the data, escaped",
 }
 
@@ -105,8 +106,9 @@ def format_value(value: Any, kind: str) -> str:
     Examples
     --------
     >>> [format_value(v, k) for v, k in [(0.4613, "rate"), (0.52, "ratio"), (10.84, "score"), (9909, "count"),
-    ...  (0.0004, "p_value"), (0.0412, "p_value"), (pd.Timedelta(hours=4, minutes=16), "duration"), (3.5, "days")]]
-    ['46.1%', '0.52', '10.8', '9,909', '< 0.001', '0.041', '4 h 16 min', '3.5 days']
+    ...  (0.0004, "p_value"), (0.0412, "p_value"), (pd.Timedelta(hours=4, minutes=16), "duration"), (3.5, "days"),
+    ...  (0.04275, "estimate"), (-1716.9, "estimate")]]
+    ['46.1%', '0.52', '10.8', '9,909', '< 0.001', '0.041', '4 h 16 min', '3.5 days', '0.0428', '-1,717']
     """
     if value is None or (not isinstance(value, str) and _missing(value)):
         return ""
@@ -131,6 +133,9 @@ def format_value(value: Any, kind: str) -> str:
         return f"{value:,.1f} days" if abs(value) >= 1 else human_duration(pd.Timedelta(days=value))
     if kind == "p_value":
         return "< 0.001" if value < 0.001 else f"{value:.3f}"
+    if kind == "estimate":  # 0.000535, 0.0428, 1.72, 1,717: never scientific notation
+        size = abs(value)
+        return f"{value:,.0f}" if size >= 100 else f"{value:.3g}" if size >= 0.001 or value == 0 else f"{value:.2e}"
     return f"{value:,.2f}"
 
 

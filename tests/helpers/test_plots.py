@@ -121,3 +121,31 @@ def test_the_dau_mau_axis_starts_at_zero():
                           "share_1_day": [0.5, 0.5], "share_2_3_days": [0.2, 0.2], "share_4_7_days": [0.2, 0.2],
                           "share_8_plus_days": [0.1, 0.1]})
     assert plots.stickiness_chart(table).layout.yaxis.rangemode == "tozero"
+
+
+def test_experiment_charts_escape_names_and_show_the_readouts_numbers():
+    from helpers import experiments
+
+    t0 = pd.Timestamp("2025-01-01", tz="UTC")
+    n = 400
+    a = pd.DataFrame({"user_id": [f"p{i}" for i in range(n)], "variant": np.where(np.arange(n) % 2, HOSTILE, "A"),
+                      "assigned_at": t0 + pd.to_timedelta(np.arange(n), unit="h"),
+                      "plan": np.where(np.arange(n) % 4 < 2, HOSTILE, "pro")})
+    buyers = [f"p{i}" for i in range(n) if i % 3 == 0 or (i % 2 and i % 5 == 0)]
+    ev = pd.DataFrame({"user_id": buyers, "event": HOSTILE, "timestamp": t0 + pd.Timedelta("30D")})
+    ev = pd.concat([ev, a[["user_id", "assigned_at"]].rename(columns={"assigned_at": "timestamp"}).assign(
+        event=HOSTILE, timestamp=lambda d: d["timestamp"] + pd.Timedelta("1h"))], ignore_index=True)
+    r = experiments.readout(ev, a, [HOSTILE, experiments.count(HOSTILE)], control="A", post_period="40D",
+                            sequential=True, observed_until=t0 + pd.Timedelta("60D"))
+    seg = experiments.readout(ev, a, [HOSTILE], control="A", post_period="40D", by="plan",
+                              observed_until=t0 + pd.Timedelta("60D"))
+    lift = plots.lift_chart(r)
+    for fig in (plots.split_chart(r), lift, plots.sequential_chart(r), plots.lift_chart(seg, segment=True)):
+        text = _texts(fig)
+        assert "<img" not in text and "&lt;img src=x onerror=alert(1)&gt;" in text, fig.layout.title.text
+    raw = lift.data[0]  # the raw results: dots at the relative lifts, bars to their interval
+    want = r.results[r.results["adjustment"] == "none"].iloc[::-1]
+    assert np.allclose(raw.x, want["relative_lift"]) and np.allclose(
+        np.asarray(raw.x) + np.asarray(raw.error_x.array), want["relative_ci_high"])
+    view = r.sequential_view[r.sequential_view["metric"] == r.metrics[0].name]
+    assert np.allclose(plots.sequential_chart(r).data[4].y, view["difference"])

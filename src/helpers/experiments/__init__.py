@@ -51,7 +51,17 @@ Modules
 
 from helpers.experiments.metrics import Metric, as_metric, conversion, count, load_assignments, value
 from helpers.experiments.readout import Readout, readout
-from helpers.experiments.reading import cuped_headline, decisions, readout_headline, split_headline
+from helpers.experiments.reading import (
+    ExperimentInputs,
+    cuped_headline,
+    decisions,
+    experiment_inputs,
+    readout_headline,
+    segments_headline,
+    sequential_headline,
+    split_headline,
+)
 
-__all__ = ["Metric", "Readout", "as_metric", "conversion", "count", "cuped_headline", "decisions",
-           "load_assignments", "readout", "readout_headline", "split_headline", "value"]
+__all__ = ["ExperimentInputs", "Metric", "Readout", "as_metric", "conversion", "count", "cuped_headline",
+           "decisions", "experiment_inputs", "load_assignments", "readout", "readout_headline", "segments_headline",
+           "sequential_headline", "split_headline", "value"]

@@ -18,12 +18,19 @@ The call (:func:`decisions`) follows these rules, in order:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+import ibis
 import numpy as np
 import pandas as pd
 
+from helpers.experiments.metrics import Metric, as_metric, load_assignments
 from helpers.experiments.readout import Readout
+from helpers.io import as_ibis, event_names
 from helpers.units import declare
 
 CALLS = ("ship", "don't ship", "keep running", "fix the split")
@@ -150,7 +157,7 @@ def decisions(r: Readout, *, primary: str | None = None, lower_is_better: Sequen
         rows.append({"variant": variant, "call": call, "metric": primary, "difference": float(prow["difference"]),
                      "low": lo, "high": hi, "judged_on": judged_on, "reason": reason})
     return declare(pd.DataFrame(rows), {"variant": "text", "call": "text", "metric": "text",
-                                        "difference": "number", "low": "number", "high": "number",
+                                        "difference": "estimate", "low": "estimate", "high": "estimate",
                                         "judged_on": "text", "reason": "text"})
 
 
@@ -214,3 +221,156 @@ def cuped_headline(r: Readout) -> str:
     if rest:
         text += f" It could not help {', '.join(rest)}: too little pre-period behaviour predicts it."
     return text
+
+
+@dataclass
+class ExperimentInputs:
+    """What an experiment run on these events can use (:func:`experiment_inputs`): the assignments (a table,
+    or the exposure event's name), the metrics that have events, the segment column, and ``cannot``: why no
+    readout can run (``None`` when one can). ``notes`` say what was left out."""
+
+    assignments: pd.DataFrame | str | None
+    metrics: list[Metric]
+    by: str | None
+    cannot: str | None
+    notes: list[str]
+
+
+def experiment_inputs(events: pd.DataFrame | ibis.Table, metrics: Sequence[Metric | str | Mapping[str, Any]], *,
+                      control: str, assignments: str | os.PathLike[str] | pd.DataFrame | None = None,
+                      experiment: str | None = None, exposure_event: str | None = None,
+                      variant_column: str = "variant", users: pd.DataFrame | None = None,
+                      by: str | Sequence[str] | None = None) -> ExperimentInputs:
+    """Check what a readout on these events can use, so that a report section says why it cannot run instead of
+    failing: the assignments (``exposure_event`` when given, else the ``assignments`` file or table), the
+    metrics with at least one of their events in the data (the others left out and named), the control among
+    the variants, and the first of ``by`` that the assignments (with ``users`` joined) have.
+
+    Examples
+    --------
+    >>> ev = pd.DataFrame({"user_id": ["a"], "event": ["buy"], "timestamp": pd.to_datetime(["2024-01-01"], utc=True)})
+    >>> experiment_inputs(ev, ["buy"], control="A").cannot
+    'There is no assignment table and no exposure event, so there is no experiment to read.'
+    >>> a = pd.DataFrame({"user_id": ["a", "b"], "variant": ["A", "B"], "assigned_at": ["2024-01-01"] * 2})
+    >>> i = experiment_inputs(ev, ["buy", "refund"], control="A", assignments=a)
+    >>> [m.name for m in i.metrics], i.notes
+    (['buy'], ['No refund event in the data: that metric is left out.'])
+    """
+    specs = [as_metric(m) for m in metrics]
+    notes: list[str] = []
+
+    def cannot(why: str) -> ExperimentInputs:
+        return ExperimentInputs(None, specs, None, why, notes)
+
+    t = as_ibis(events)
+    if exposure_event:
+        if variant_column not in t.columns:
+            return cannot(f"The events have no {variant_column} column, so the {exposure_event} exposures name no "
+                          "variant.")
+        n = t.filter(t.event == exposure_event).count().execute()
+        if not n:
+            return cannot(f"No {exposure_event} exposure event in the data, so nobody is assigned.")
+        table: pd.DataFrame | str = exposure_event
+        variants = set(t.filter(t.event == exposure_event)[variant_column].cast("string").name("v").as_table()
+                       .distinct().to_pandas()["v"].dropna())
+        columns: list[str] = []
+    elif assignments is None:
+        return cannot("There is no assignment table and no exposure event, so there is no experiment to read.")
+    else:
+        if not isinstance(assignments, pd.DataFrame) and not Path(assignments).exists():
+            return cannot(f"There is no assignment table at {Path(assignments).name}, so there is no experiment "
+                          "to read (give assignments_path, or exposure_event for an exposure logged as an event).")
+        table = load_assignments(assignments, experiment=experiment, users=users)
+        variants = set(table["variant"].dropna().astype(str))
+        columns = list(table.columns)
+    if control not in variants:
+        return cannot(f"The control {control} is not a variant of this experiment (variants: "
+                      f"{', '.join(sorted(variants)) or 'none'}).")
+    if len(variants) < 2:
+        return cannot(f"The experiment has only one variant ({control}); there is nothing to compare.")
+    present = event_names(t)
+    keep = []
+    for m in specs:
+        needed = m.steps if m.steps else m.events
+        missing = [str(e) for e in needed if isinstance(e, str) and e not in present]
+        if missing:
+            notes.append(f"No {', '.join(missing)} event in the data: that metric is left out.")
+        elif m.kind == "value" and m.column not in t.columns:
+            notes.append(f"The events have no {m.column} column: the {m.name} metric is left out.")
+        else:
+            keep.append(m)
+    if not keep:
+        return ExperimentInputs(None, [], None, "None of the metrics' events is in the data, so nothing can "
+                                "be compared. " + " ".join(notes), notes)
+    wanted = [by] if isinstance(by, str) else list(by or [])
+    segment = next((c for c in wanted if c in columns), None)
+    return ExperimentInputs(table, keep, segment, None, notes)
+
+
+def sequential_headline(r: Readout, metric: str | None = None) -> str:
+    """When the always-valid interval of ``metric`` (default: the first) first excluded zero, if it did, and
+    how that compares with the fixed-horizon interval looked at daily.
+
+    Examples
+    --------
+    >>> t0 = pd.Timestamp("2024-01-01", tz="UTC")
+    >>> a = pd.DataFrame({"user_id": [str(i) for i in range(40)], "variant": ["A", "B"] * 20,
+    ...                   "assigned_at": t0 + pd.to_timedelta(range(40), unit="h")})
+    >>> ev = pd.DataFrame({"user_id": [str(i) for i in range(0, 40, 3)], "event": "buy", "timestamp": t0 + pd.Timedelta("3D")})
+    >>> from helpers.experiments import readout
+    >>> r = readout(ev, a, ["buy"], control="A", post_period="2D", observed_until=t0 + pd.Timedelta("6D"), sequential=True)
+    >>> sequential_headline(r)[:60]
+    'Looked at daily, the always-valid interval of buy never excl'
+    """
+    if r.sequential_view is None or not len(r.sequential_view):
+        return "The readout was not sequential, so its intervals hold for one look at the end only."
+    metric = metric or r.metrics[0].name
+    v = r.sequential_view[r.sequential_view["metric"] == metric]
+    parts = []
+    for variant, g in v.groupby("variant", sort=False):
+        cs = g[(g["cs_low"] > 0) | (g["cs_high"] < 0)]
+        ci = g[(g["ci_low"] > 0) | (g["ci_high"] < 0)]
+        if len(cs):
+            first = cs.iloc[0]
+            parts.append(f"the always-valid interval of {metric} for {variant} first excluded zero on "
+                         f"{first['look']:%Y-%m-%d}, with {int(first['persons']):,} persons")
+        else:
+            parts.append(f"the always-valid interval of {metric} for {variant} never excluded zero")
+        if len(ci):
+            parts[-1] += (f" (the fixed-horizon interval did so first on {ci.iloc[0]['look']:%Y-%m-%d}, but it is "
+                          "only valid for one look)")
+    text = "Looked at daily, " + "; ".join(parts) + "."
+    if len(parts) == 1:
+        text = text.replace(f" for {v['variant'].iloc[0]}", "") if len(v) else text
+    return text
+
+
+def segments_headline(r: Readout, primary: str | None = None) -> str:
+    """Which segments of a readout ``by`` a column show a difference in ``primary`` after Holm's correction
+    over metrics × variants × segments, and which do not.
+
+    Examples
+    --------
+    >>> t0 = pd.Timestamp("2024-01-01", tz="UTC")
+    >>> a = pd.DataFrame({"user_id": [str(i) for i in range(8)], "variant": ["A", "B"] * 4, "assigned_at": t0,
+    ...                   "plan": ["x"] * 4 + ["y"] * 4})
+    >>> ev = pd.DataFrame({"user_id": ["1"], "event": ["buy"], "timestamp": [t0]})
+    >>> from helpers.experiments import readout
+    >>> segments_headline(readout(ev, a, ["buy"], control="A", by="plan", observed_until=t0))
+    'After Holm correction over 2 segments, no segment shows a difference in buy.'
+    """
+    if "segment" not in r.results.columns:
+        return "The readout has no segments."
+    primary = primary or r.metrics[0].name
+    adjustment = "cuped" if r.cuped else "none"
+    s = r.results[(r.results["metric"] == primary) & (r.results["adjustment"] == adjustment)
+                  & r.results["segment"].notna()]
+    n = s["segment"].nunique()
+    sig = s[s["significant"]]
+    if sig.empty:
+        return f"After Holm correction over {n} segments, no segment shows a difference in {primary}."
+    listed = ", ".join(f"{row.segment} ({_number(row.difference, row.kind)})" for row in sig.itertuples())
+    rest = n - sig["segment"].nunique()
+    return (f"After Holm correction over {n} segments, {primary} differs in {listed}"
+            + (f"; {rest} other segment{'s' if rest != 1 else ''} show{'s' if rest == 1 else ''} no difference"
+               " (too few persons, or no effect there)." if rest else "."))

@@ -203,7 +203,7 @@ def readout(events: pd.DataFrame | ibis.Table, assignments: pd.DataFrame | str,
         arms = arms.drop(columns="segment")
     results = _declare_results(results)
     arms = declare(arms, {"metric": "text", "adjustment": "text", "variant": "text", "persons": "count",
-                          "mean": "number", "sd": "number", "ci_low": "number", "ci_high": "number"})
+                          "mean": "estimate", "sd": "estimate", "ci_low": "estimate", "ci_high": "estimate"})
     view = pd.concat(view_rows, ignore_index=True) if view_rows else None
     return Readout(srm=srm, srm_p=srm_p, split_ok=bool(srm_p >= srm_alpha), arms=arms, results=results,
                    exclusions=declare(pd.DataFrame(exclusion_rows), {"reason": "text", "metric": "text",
@@ -340,15 +340,17 @@ def _sequential_view(m: _metrics.Metric, y: np.ndarray, x: np.ndarray, arm: np.n
                                     "cs_high": hi}))
     out = pd.concat(frames, ignore_index=True)
     out = out[(out["persons"] > 0) & np.isfinite(out["cs_low"])].reset_index(drop=True)
-    return declare(out, {"metric": "text", "variant": "text", "persons": "count", "difference": "number",
-                         "ci_low": "number", "ci_high": "number", "cs_low": "number", "cs_high": "number"})
+    return declare(out, {"metric": "text", "variant": "text", "persons": "count", "difference": "estimate",
+                         "ci_low": "estimate", "ci_high": "estimate", "cs_low": "estimate", "cs_high": "estimate"})
 
 
 def _declare_results(results: pd.DataFrame) -> pd.DataFrame:
     kinds = {"metric": "text", "kind": "text", "variant": "text", "control": "text", "adjustment": "text",
-             "test": "text", "persons_control": "count", "persons_variant": "count", "mean_control": "number",
-             "mean_variant": "number", "difference": "number", "ci_low": "number", "ci_high": "number",
+             "test": "text", "persons_control": "count", "persons_variant": "count", "mean_control": "estimate",
+             "mean_variant": "estimate", "difference": "estimate", "ci_low": "estimate", "ci_high": "estimate",
              "relative_lift": "rate", "relative_ci_low": "rate", "relative_ci_high": "rate", "p_value": "p_value",
-             "p_adjusted": "p_value", "theta": "number", "variance_reduction": "rate", "segment": "text",
-             "cs_low": "number", "cs_high": "number"}
-    return declare(results, {k: v for k, v in kinds.items() if k in results.columns}, hidden=["se", "kind"])
+             "p_adjusted": "p_value", "theta": "estimate", "variance_reduction": "rate", "segment": "text",
+             "cs_low": "estimate", "cs_high": "estimate"}
+    return declare(results, {k: v for k, v in kinds.items() if k in results.columns}, hidden=["se", "kind"],
+                   headers={"cs": "Always-valid", "relative": "Relative lift", "p_adjusted": "Holm p",
+                            "theta": "CUPED θ"})

@@ -21,6 +21,7 @@ Where things live::
     retention.py  cohort_heatmap, survival_chart, forest_plot, lifecycle, stickiness, risk, calibration
     journey.py    journey_map, touchpoint_heatmap, kpi_tiles
     attribution.py  attribution_chart, attribution_shift_chart, transition_heatmap
+    experiments.py  split_chart, lift_chart, sequential_chart
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from helpers.plots.base import (
     styled,
 )
 from helpers.plots.attribution import attribution_chart, attribution_shift_chart, transition_heatmap
+from helpers.plots.experiments import lift_chart, sequential_chart, split_chart
 from helpers.plots.events import channel_mix, events_per_day, events_per_type
 from helpers.plots.funnels import (
     drivers_chart,
@@ -64,6 +66,7 @@ from helpers.plots.retention import (
 
 __all__ = [
     "attribution_chart", "attribution_shift_chart", "transition_heatmap",
+    "lift_chart", "sequential_chart", "split_chart",
     "calibration_chart", "channel_mix", "cohort_heatmap", "drivers_chart", "events_per_day", "events_per_type",
     "forest_plot", "friction_chart", "funnel_chart", "funnel_trend_chart", "html_text", "init_notebook", "journey_map",
     "Tiles", "k_selection", "kpi_tiles", "still_not_converted_chart",
