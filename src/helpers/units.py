@@ -135,7 +135,7 @@ def format_value(value: Any, kind: str) -> str:
         return "< 0.001" if value < 0.001 else f"{value:.3f}"
     if kind == "estimate":  # 0.000535, 0.0428, 1.72, 1,717: never scientific notation
         size = abs(value)
-        return f"{value:,.0f}" if size >= 100 else f"{value:.3g}" if size >= 0.001 or value == 0 else f"{value:.2e}"
+        return f"{value:,.0f}" if size >= 100 else f"{value:.3g}" if size >= 1e-4 or value == 0 else f"{value:.2e}"
     return f"{value:,.2f}"
 
 

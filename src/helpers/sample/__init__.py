@@ -58,6 +58,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from helpers.sample.plants import AFFILIATE_SHARE, TUTORIAL_SHARE, plant_affiliate, plant_tutorial  # noqa: F401
+from helpers.sample.plants import signup_assignments
 
 __all__ = [
     "ACTIVATION_HAZARD_RATIO",
@@ -193,15 +194,9 @@ class Journeys:
         return out
 
     def assignments(self) -> pd.DataFrame:
-        """The onboarding experiment as an experiment platform logs it: each person who signed up is assigned
-        to their ``variant`` at the moment of signup (``user_id, variant, assigned_at``). Variant B lifts
-        signup -> first_value by :data:`VARIANT_LIFT`; nothing else is planted on it."""
-        signed = self.truth["signed_up_at"].notna().to_numpy()
-        out = pd.DataFrame({"user_id": self.users["user_id"].to_numpy()[signed],
-                            "variant": self.users["variant"].to_numpy()[signed],
-                            "assigned_at": self.truth["signed_up_at"].to_numpy()[signed]})
-        out["assigned_at"] = pd.to_datetime(out["assigned_at"], utc=True)
-        return out.astype({"user_id": "string[pyarrow]", "variant": "string[pyarrow]"})
+        """The onboarding experiment: each person who signed up, assigned to their ``variant`` at signup
+        (``user_id, variant, assigned_at``); B lifts signup -> first_value by :data:`VARIANT_LIFT`, nothing else."""
+        return signup_assignments(self.users, self.truth)
 
 
 class _Events:

@@ -1,4 +1,5 @@
-"""What the sample plants for the "why" analyses: a conversion driver and an assisting channel.
+"""What the sample plants for the "why" analyses: a conversion driver, an assisting channel, and the
+assignment table of its onboarding experiment.
 
 Each draws from its own generator (``default_rng([seed, issue])``), so adding one moved no other draw of the
 sample. See :mod:`helpers.sample` for the rest of what is planted.
@@ -9,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 DAY = 86_400.0
 # The planted conversion driver: the tutorial is completed, before the purchase, by this share of buyers and of
@@ -46,3 +48,12 @@ def plant_affiliate(out: Any, seed: int, signs_up: np.ndarray, buys: np.ndarray,
     who = np.flatnonzero(affiliate & (when < active_end))
     out.add(who, "page_view", when[who], channel, page=np.full(who.size, page))
     return affiliate, when
+
+
+def signup_assignments(users: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
+    """Each person who signed up, assigned to their ``variant`` at the moment of signup: ``user_id, variant,
+    assigned_at`` (what an experiment platform logs)."""
+    signed = truth["signed_up_at"].notna().to_numpy()
+    out = pd.DataFrame({"user_id": users["user_id"].to_numpy()[signed], "variant": users["variant"].to_numpy()[signed],
+                        "assigned_at": pd.to_datetime(truth["signed_up_at"].to_numpy()[signed], utc=True)})
+    return out.astype({"user_id": "string[pyarrow]", "variant": "string[pyarrow]"})
