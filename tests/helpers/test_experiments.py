@@ -320,3 +320,33 @@ def test_the_sample_experiment_recovers_the_planted_lift_and_nothing_on_the_null
     censored = r.exclusions.set_index(["reason", "metric"])["persons"]
     assert censored[("post period not elapsed by the end of the data", "activation")] == int(
         (a["assigned_at"] + pd.Timedelta("7D") > r.observed_until).sum())
+
+
+def test_experiment_inputs_say_why_a_readout_cannot_run_and_what_they_left_out(tmp_path):
+    from helpers.experiments import experiment_inputs
+
+    ev, a = planted(400, 30)
+    ev = ev.assign(variant=None)
+    assert "no assignment table at nope.parquet" in experiment_inputs(
+        ev, ["buy"], control="A", assignments=tmp_path / "nope.parquet").cannot
+    both = pd.concat([a.assign(experiment="one"), a.assign(experiment="two", variant="C")])
+    both.to_parquet(tmp_path / "a.parquet")
+    with pytest.raises(EventDataError, match="holds 2 experiments"):
+        experiment_inputs(ev, ["buy"], control="A", assignments=tmp_path / "a.parquet")
+    assert "The control A is not a variant" in experiment_inputs(
+        ev, ["buy"], control="A", assignments=tmp_path / "a.parquet", experiment="two").cannot
+    users = pd.DataFrame({"user_id": a["user_id"], "plan": np.where(np.arange(len(a)) % 2, "pro", "free")})
+    ok = experiment_inputs(ev, ["buy", count("refund"), value("buy", "price")], control="A",
+                           assignments=tmp_path / "a.parquet", experiment="one", users=users,
+                           by=["persona", "plan"])
+    assert ok.cannot is None and [m.name for m in ok.metrics] == ["buy"] and ok.by == "plan"
+    assert ok.notes == ["No refund event in the data: that metric is left out.",
+                        "The events have no price column: the buy price metric is left out."]
+    assert len(ok.assignments) == len(a) and ok.assignments["plan"].notna().all()
+    assert "no variant" in experiment_inputs(ev.drop(columns="variant"), ["buy"], control="A",
+                                             exposure_event="seen").cannot
+    seen = pd.DataFrame({"user_id": a["user_id"], "event": "seen", "timestamp": a["assigned_at"],
+                         "variant": a["variant"]})
+    exp = experiment_inputs(pd.concat([ev, seen]), ["buy"], control="A", exposure_event="seen")
+    assert exp.cannot is None and exp.assignments == "seen"
+    assert experiment_inputs(ev, ["refund"], control="A", assignments=a).cannot.startswith("None of the metrics")

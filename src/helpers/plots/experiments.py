@@ -67,22 +67,25 @@ def lift_chart(r, *, segment: bool = False) -> go.Figure:
         keys = keys + " · " + res["segment"].astype(str)
     res = res.assign(_row=labels(keys))
     order = list(dict.fromkeys(res["_row"]))[::-1]  # first metric on top
+    families = list(dict.fromkeys(res["adjustment"]))
     fig = go.Figure()
-    for i, (adjustment, g) in enumerate(res.groupby("adjustment", sort=False)):
-        g = g.set_index("_row").reindex(order)
+    for i, adjustment in enumerate(families):
+        g = res[res["adjustment"] == adjustment].set_index("_row").reindex(order)
         lift = g["relative_lift"]
         err = dict(type="data", symmetric=False, array=(g["relative_ci_high"] - lift).clip(lower=0),
                    arrayminus=(lift - g["relative_ci_low"]).clip(lower=0), thickness=2, width=6,
                    color=PALETTE[i % len(PALETTE)])
-        custom = np.c_[g["difference"], g["ci_low"], g["ci_high"], g["p_adjusted"]]
-        fig.add_scatter(x=lift, y=order, mode="markers", name=_ADJUSTMENT.get(adjustment, label(adjustment)),
+        custom = [list(row) for row in zip(g["difference"], g["ci_low"], g["ci_high"], g["p_adjusted"], order)]
+        # Raw and adjusted side by side on each metric's row, not on top of each other.
+        y = np.arange(len(order)) + (i - (len(families) - 1) / 2) * 0.22
+        fig.add_scatter(x=lift, y=y, mode="markers", name=_ADJUSTMENT.get(adjustment, label(adjustment)),
                         marker=dict(size=9, color=PALETTE[i % len(PALETTE)]), error_x=err, customdata=custom,
-                        offsetgroup=str(i),
-                        hovertemplate="%{y}<br>lift %{x:+.1%}<br>difference %{customdata[0]:+.4g} "
+                        hovertemplate="%{customdata[4]}<br>lift %{x:+.1%}<br>difference %{customdata[0]:+.4g} "
                                       "[%{customdata[1]:+.4g}, %{customdata[2]:+.4g}]<br>Holm p %{customdata[3]:.3g}"
                                       "<extra>" + _ADJUSTMENT.get(adjustment, "") + "</extra>")
+    fig.update_yaxes(tickmode="array", tickvals=list(range(len(order))), ticktext=order,
+                     range=[-0.6, len(order) - 0.4], showgrid=False, zeroline=False)
     fig.add_vline(x=0, line=dict(color=NEUTRAL, width=1, dash="dot"))
-    fig.update_layout(scattermode="group")
     fig.update_xaxes(title=f"relative lift against {label(r.control)} ({100 * (1 - r.alpha):.0f}% interval)",
                      tickformat="+.0%", zeroline=False)
     title = "Lift of each metric against the control" + (", per segment" if segment else "")
