@@ -79,7 +79,10 @@ def attribution_headline(result: AttributionResult) -> str:
     d = result.vs_last_touch
     d = d[(d["channel"] != NO_TOUCH) & d["model"].isin(["markov", "shapley", "linear"]) & (d["difference"] > 0)]
     if len(d):  # the channel last touch undervalues most, by a model that reads the whole journey
-        row = d.loc[d["difference"].idxmax()]
+        # Ties (Shapley equals linear when no channel repeats) go to the model that reads most of the journey,
+        # so the sentence does not depend on row order.
+        rank = d["model"].map({"markov": 0, "shapley": 1, "linear": 2})
+        row = d.assign(_d=-d["difference"].round(9), _r=rank).sort_values(["_d", "_r", "channel"]).iloc[0]
         text += (f" Last touch undervalues {row['channel']} most: {MODEL_LABELS[row['model']]} credits it with "
                  f"{row['credit']:,.0f} conversions against {row['last_touch']:,.0f}.")
     return text
