@@ -181,3 +181,18 @@ def test_attribution_is_the_same_on_spark(tables):
     same(a.value_credit, b.value_credit)
     same(a.paths, b.paths)
     same(a.summary, b.summary)
+
+
+def test_experiment_readout_is_the_same_on_spark(tables):
+    """Each person's post and pre values (one ibis query joined to the assignments) compile and count the same."""
+    from helpers.experiments import conversion, count, load_assignments, readout, value
+
+    duck, spark = tables
+    a = load_assignments(config.SAMPLE_DIR / "assignments.parquet")
+    metrics = [conversion("first_value"), count("page_view"), value("purchase"),
+               conversion("cart to purchase", steps=["add_to_cart", "purchase"])]
+    x = readout(duck, a, metrics, control="A", post_period="14D", sequential=True)
+    y = readout(spark, a, metrics, control="A", post_period="14D", sequential=True)
+    same(x.results, y.results)
+    same(x.exclusions, y.exclusions)
+    same(x.sequential_view, y.sequential_view)
