@@ -1,8 +1,10 @@
 """Benchmark readout() beside a hand-written DuckDB query and the ordered funnel, on the same Parquet file, in one run.
 
 Usage: ``python benchmarks/bench_experiments.py [--users 500000] [--runs 3] [--events FILE]``. The data is the
-sample's export for ``--users`` people stitched into canonical events. Every person is assigned at their first
-event to the sample's ``variant`` (users.parquet), so 500k users give 500k assigned persons. Each measurement
+sample's export for ``--users`` people stitched into canonical events. Every person is assigned a week after their
+first event (so the pre period holds their first week) to the sample's ``variant`` (users.parquet; persons who
+never signed up, by a hash of their id), so 500k users give 500k assigned persons (those assigned after the end of
+the data are left out, as the readout's rules say). Each measurement
 runs in a fresh process and includes opening the file and reading the assignments:
 
 - ``readout``: three metrics (conversion to first_value, page_view count, purchase value) over a 14-day post
@@ -66,19 +68,20 @@ select a.variant,
   max(case when e.event = 'first_value' and e.timestamp >= a.assigned_at
            and e.timestamp <= a.assigned_at + interval 14 day then 1 else 0 end) conv,
   sum(case when e.event = 'page_view' and e.timestamp >= a.assigned_at
-           and e.timestamp <= a.assigned_at + interval 14 day then 1 else 0 end) views,
+           and e.timestamp <= a.assigned_at + interval 14 day then 1 else 0 end) n_views,
   sum(case when e.event = 'purchase' and e.timestamp >= a.assigned_at
            and e.timestamp <= a.assigned_at + interval 14 day then coalesce(e.value, 0) else 0 end) spend,
   max(case when e.event = 'first_value' and e.timestamp < a.assigned_at
            and e.timestamp >= a.assigned_at - interval 14 day then 1 else 0 end) conv_pre,
   sum(case when e.event = 'page_view' and e.timestamp < a.assigned_at
-           and e.timestamp >= a.assigned_at - interval 14 day then 1 else 0 end) views_pre,
+           and e.timestamp >= a.assigned_at - interval 14 day then 1 else 0 end) n_views_pre,
   sum(case when e.event = 'purchase' and e.timestamp < a.assigned_at
            and e.timestamp >= a.assigned_at - interval 14 day then coalesce(e.value, 0) else 0 end) spend_pre
 from a left join e using (user_id)
+where a.assigned_at <= (select max(timestamp) from read_parquet('{path}'))  -- assigned after the end: left out
 group by a.user_id, a.variant, a.assigned_at''').fetchnumpy()
 diff = {}
-for name, y, x in (("first_value", "conv", "conv_pre"), ("page_view count", "views", "views_pre"),
+for name, y, x in (("first_value", "conv", "conv_pre"), ("page_view count", "n_views", "n_views_pre"),
                    ("purchase value", "spend", "spend_pre")):
     keep = d["done"] if name == "first_value" else np.ones(len(d["done"]), bool)  # conversions: post period elapsed
     y, x, b = d[y][keep].astype(float), d[x][keep].astype(float), d["variant"][keep] == "B"
@@ -102,9 +105,11 @@ def prepare(users: int, events: Path | None) -> tuple[Path, Path]:
             "stitch_identities(ibis.duckdb.connect().read_parquet(sys.argv[1])).events.to_parquet(sys.argv[2])"),
             str(work / "events.parquet"), str(events)], check=True)
     subprocess.run([sys.executable, "-c", (
-        "import sys, duckdb; duckdb.sql(f\"copy (select e.user_id, u.variant, min(e.timestamp) assigned_at "
-        "from read_parquet('{sys.argv[1]}') e join read_parquet('{sys.argv[2]}') u using (user_id) "
-        "group by e.user_id, u.variant) to '{sys.argv[3]}' (format parquet)\")"),
+        "import sys, duckdb; duckdb.sql(f\"copy (select e.user_id, coalesce(any_value(u.variant), "
+        "case when hash(e.user_id) % 2 = 0 then 'A' else 'B' end) variant, "
+        "min(e.timestamp) + interval 7 day assigned_at "
+        "from read_parquet('{sys.argv[1]}') e left join read_parquet('{sys.argv[2]}') u using (user_id) "
+        "group by e.user_id) to '{sys.argv[3]}' (format parquet)\")"),
         str(events), str(work / "users.parquet"), str(work / "assignments.parquet")], check=True)
     return events, work / "assignments.parquet"
 

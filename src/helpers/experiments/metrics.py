@@ -12,6 +12,8 @@ from typing import Any
 import ibis
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from helpers.io import EventDataError, as_ibis, epoch_us
 from helpers.io.times import to_utc, to_utc_series
@@ -140,14 +142,22 @@ def normalise_assignments(assignments: pd.DataFrame, where: str = "assignments")
         raise EventDataError(f"{where}, column assigned_at: {example!r} is not a time.") from exc
     incomplete = a["user_id"].isna() | a["variant"].isna() | a["assigned_at"].isna()
     a = a[~incomplete]
-    a = a.assign(user_id=a["user_id"].astype(str), variant=a["variant"].astype(str))
-    variants = a.groupby("user_id")["variant"].nunique()
-    twice = variants.index[variants > 1]
-    a = a[~a["user_id"].isin(twice)]
-    a = a.sort_values(["user_id", "assigned_at"], kind="stable").drop_duplicates("user_id")
+    # One row per person with Arrow's hash aggregation and string sort: pandas' sort of 500k Python strings
+    # took 2 s, more than the metrics' query.
+    table = pa.table({"user_id": pa.array(a["user_id"].astype(str).to_numpy(object), pa.string()),
+                      "variant": pa.array(a["variant"].astype(str).to_numpy(object), pa.string()),
+                      "assigned_at": pa.array(a["assigned_at"].to_numpy("datetime64[us]"))})
+    per = table.group_by("user_id").aggregate([("variant", "count_distinct"), ("variant", "min"),
+                                               ("assigned_at", "min")])
+    twice = pc.greater(per["variant_count_distinct"], 1)
+    per = per.filter(pc.invert(twice))
+    per = per.take(pc.sort_indices(per, sort_keys=[("user_id", "ascending")]))
+    out = pd.DataFrame({"user_id": per["user_id"].to_numpy(zero_copy_only=False).astype(object),
+                        "variant": per["variant_min"].to_numpy(zero_copy_only=False).astype(object),
+                        "assigned_at": pd.to_datetime(per["assigned_at_min"].to_numpy(), utc=True)})
     why = {"assignment rows without a person, variant or time (dropped)": int(incomplete.sum()),
-           "assigned to more than one variant": int(len(twice))}
-    return a.reset_index(drop=True), why
+           "assigned to more than one variant": int(pc.sum(twice).as_py() or 0)}
+    return out, why
 
 
 def exposures(events: pd.DataFrame | ibis.Table, exposure_event: str, variant_column: str) -> pd.DataFrame:
@@ -186,7 +196,8 @@ def person_metrics(events: pd.DataFrame | ibis.Table, assigned: pd.DataFrame, me
     post_us = None if post_period is None else int(post_period.value // 1000)
     pre_us = 0 if pre_period is None else int(pre_period.value // 1000)
     people = assigned[["user_id"]].assign(
-        at_us=((assigned["assigned_at"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(microseconds=1)).astype("int64"))
+        at_us=((assigned["assigned_at"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(microseconds=1)).astype("int64"),
+        k=np.arange(len(assigned), dtype="int64"))  # results come back by position: no string join in pandas
     out = assigned[["user_id"]].copy()
     plain = [(i, m) for i, m in enumerate(metrics) if not m.steps]
     if plain:
@@ -215,8 +226,12 @@ def person_metrics(events: pd.DataFrame | ibis.Table, assigned: pd.DataFrame, me
                 else:
                     amount = j[m.column].cast("float64").fill_null(0)
                     aggs[f"m{i}{suffix}"] = ibis.ifelse(hit & window, amount, 0.0).sum()
-        per = j.group_by("user_id").aggregate(**aggs).to_pandas()
-        out = out.merge(per, on="user_id", how="left")
+        per = j.group_by("k").aggregate(**aggs).to_pyarrow()
+        rows = per["k"].to_numpy()
+        for name in aggs:
+            column = np.zeros(len(out))
+            column[rows] = per[name].to_numpy(zero_copy_only=False)
+            out[name] = column
     for i, m in enumerate(metrics):
         if m.steps:
             out = out.merge(_funnel_metric(t, people, m, i, pre_us, post_us, until_us, observed_until),
@@ -233,7 +248,7 @@ def _funnel_metric(t: ibis.Table, people: pd.DataFrame, m: Metric, i: int, pre_u
     """Step ``m.step`` of the funnel reached inside each person's post window (and pre window)."""
     from helpers.funnel import compute_funnel
 
-    p = ibis.memtable(people)
+    p = ibis.memtable(people.drop(columns="k"))
     e = t.mutate(us=epoch_us(t.timestamp))
     j = e.inner_join(p, "user_id")
     delta = j.us - j.at_us

@@ -159,7 +159,8 @@ def readout(events: pd.DataFrame | ibis.Table, assignments: pd.DataFrame | str,
 
     srm, srm_p = _srm_table(assigned, variants, weights)
     values = _metrics.person_metrics(t, assigned, specs, pre_period=pre, post_period=post, observed_until=until)
-    persons = assigned.merge(values, on="user_id", how="left")
+    # person_metrics keeps the assignment order, so a column concat stands in for a string join
+    persons = pd.concat([assigned, values.drop(columns="user_id").set_index(assigned.index)], axis=1)
     arm_code = {v: k for k, v in enumerate(variants)}
     segments = sorted(persons["segment"].unique().tolist()) if by is not None else [None]
 
