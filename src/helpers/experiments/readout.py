@@ -167,6 +167,8 @@ def readout(events: pd.DataFrame | ibis.Table, assignments: pd.DataFrame | str,
     arm_rows, result_rows, view_rows, exclusion_rows = [], [], [], []
     for reason, n in why.items():
         exclusion_rows.append({"reason": reason, "metric": "(all)", "persons": n})
+    if sequential:  # naive UTC datetime64: a tz-aware to_numpy() makes one Timestamp object per person
+        window_end = (persons["assigned_at"] + post).dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
     for i, m in enumerate(specs):
         censored = np.zeros(len(persons), dtype=bool)
         if m.kind == "conversion" and post is not None:
@@ -184,7 +186,7 @@ def readout(events: pd.DataFrame | ibis.Table, assignments: pd.DataFrame | str,
             arm_rows += a_rows
             result_rows += r_rows
             if sequential and segment is None:
-                done = (persons["assigned_at"] + post).to_numpy()[keep]
+                done = window_end[keep]
                 view_rows.append(_sequential_view(m, y, x, arm, done, variants, control, alpha, cuped,
                                                   sequential_tuning, until))
 
@@ -304,9 +306,9 @@ def _sequential_view(m: _metrics.Metric, y: np.ndarray, x: np.ndarray, arm: np.n
     y, x, arm, done = y[order], x[order], arm[order], done[order]
     if not len(done):
         return pd.DataFrame()
-    first = pd.Timestamp(done[0]).ceil("D")
+    first = pd.Timestamp(done[0]).tz_localize("UTC").ceil("D")
     looks = pd.date_range(first, until.ceil("D"), freq="D")
-    upto = np.searchsorted(done, looks.to_numpy(), side="right")  # persons final by each look
+    upto = np.searchsorted(done, looks.tz_convert(None).to_numpy().astype(done.dtype), side="right")  # final by each look
     one = np.eye(k)[arm]  # persons x arms indicator
     cum = {name: np.vstack([np.zeros(k), np.cumsum(one * v[:, None], axis=0)])[upto]
            for name, v in (("n", np.ones_like(y)), ("y", y), ("yy", y * y), ("x", x), ("xx", x * x), ("xy", x * y))}
