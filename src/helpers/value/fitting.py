@@ -42,7 +42,6 @@ def check_summary(summary: pd.DataFrame, columns: Sequence[str], where: str = "s
         fail(f != np.round(f), "column frequency is not a whole number of repeat purchases")
     if {"recency", "T"} <= set(columns):
         fail(summary["recency"].astype(float) > summary["T"].astype(float), "recency is larger than T")
-        fail(summary["T"].astype(float) <= 0, "T is 0: the customer's first purchase is the end of observation")
     if {"frequency", "recency"} <= set(columns):
         fail((summary["frequency"] == 0) & (summary["recency"] != 0), "frequency is 0 but recency is not")
 
