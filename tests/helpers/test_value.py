@@ -269,6 +269,16 @@ def test_fit_refuses_a_summary_it_cannot_fit():
         fit_bgnbd(pd.DataFrame({"frequency": [0], "recency": [3.0], "T": [9.0]}))
 
 
+def test_a_customer_who_just_bought_for_the_first_time_is_fitted():
+    """T = 0 (first purchase in the last period, no repeats) adds nothing to the likelihood and is kept."""
+    s = simulate_bgnbd(2000, r=0.5, alpha=10.0, a=0.8, b=2.5, T=120.0, seed=1)
+    new = pd.DataFrame({"user_id": ["new"], "frequency": [0], "recency": [0.0], "T": [0.0]})
+    both = fit_bgnbd(pd.concat([s, new], ignore_index=True))
+    assert both.n_customers == 2001
+    assert both.log_likelihood_ == pytest.approx(fit_bgnbd(s).log_likelihood_, abs=1e-6)
+    assert both.p_alive(new).iloc[0] == 1.0
+
+
 def test_a_fit_that_does_not_converge_says_so():
     """Nobody ever repeats: the purchase rate runs off to zero, and the error says what to try."""
     s = pd.DataFrame({"frequency": 0, "recency": 0.0, "T": np.linspace(10, 50, 200)})
