@@ -36,7 +36,7 @@ def shape_run(request, tmp_path_factory):
 def test_the_report_completes_and_every_page_renders(shape_run, browser):
     shape, latest, run = shape_run
     pages = sorted(latest.glob("*.html"))
-    assert len(pages) == 9, [p.name for p in pages]
+    assert len(pages) == 10, [p.name for p in pages]
     for path in pages:
         page, problems = page_problems(browser, path)
         assert problems == [], f"{shape.name} {path.name}: {problems[:3]}"
@@ -57,10 +57,12 @@ ABSENT = {
     "clickstream": {"03_funnel_analysis.html": ["no A/B variant"], "01_data_loading.html": ["no channel column"],
                     "07_attribution.html": ["no channel column"],
                     "08_experiments.html": ["There is no assignment table at assignments.parquet"],
-                    "06_early_warning.html": ["no survey"]},
+                    "06_early_warning.html": ["no survey"],
+                    "09_customer_value.html": ["The events have no 'value' column"]},
     "purchases": {"03_funnel_analysis.html": ["no A/B variant"], "01_data_loading.html": ["duplicate rows were kept"]},
     "subscriptions": {"03_funnel_analysis.html": ["no A/B variant"]},
-    "case_log": {"03_funnel_analysis.html": ["no A/B variant"], "05_journey_overview.html": ["no survey"]},
+    "case_log": {"03_funnel_analysis.html": ["no A/B variant"], "05_journey_overview.html": ["no survey"],
+                 "09_customer_value.html": ["no purchases to model customer value on"]},
 }
 
 

@@ -337,7 +337,7 @@ def hostile_run(tmp_path_factory):
 
 def test_no_payload_from_the_data_runs_in_any_report_page_and_each_shows_as_text(hostile_run, browser):
     pages = sorted(hostile_run.glob("*.html"))
-    assert len(pages) == 9
+    assert len(pages) == 10
     shown = ""
     for path in pages:
         page = browser.new_page(viewport={"width": 1280, "height": 900})

@@ -20,7 +20,7 @@ import pandas as pd
 from helpers.io import EventDataError, as_ibis, to_utc
 
 __all__ = ["STANDARD", "at_risk", "audience_summary", "dropped_at_step", "export_audience", "export_standard",
-           "audience_sizes", "promoters_without_referral",
+           "audience_sizes", "likely_lapsed_high_value", "promoters_without_referral",
            "stalled_new_users"]
 
 
@@ -154,13 +154,33 @@ def stalled_new_users(events: pd.DataFrame | ibis.Table, *, after_days: int = 7,
                                         f"{until:%Y-%m-%d} and no {value_event} since")
 
 
-STANDARD = ("at_risk", "promoters_without_referral", "stalled_new_users", "dropped_at_step")
+STANDARD = ("at_risk", "promoters_without_referral", "stalled_new_users", "dropped_at_step", "likely_lapsed_high_value")
+
+
+def likely_lapsed_high_value(events: pd.DataFrame | ibis.Table, *, value_analysis=None, p_alive_below: float = 0.5,
+                             top_share: float = 0.2) -> tuple[pd.Series, str]:
+    """Top spenders to date who are now more likely gone than not (BG/NBD P(alive) < ``p_alive_below``): the
+    win-back audience of :func:`helpers.value.likely_lapsed_high_value`. Without ``value_analysis``
+    (:func:`helpers.value.analyse_value`) the models are fitted here on the ``purchase`` and
+    ``repeat_purchase`` events (daily periods); an :class:`EventDataError` says when there are none."""
+    from helpers import value as cv
+
+    if value_analysis is None:
+        inputs = cv.value_inputs(events)
+        value_analysis, cannot = cv.value_page(events, inputs)
+        if value_analysis is None:
+            raise EventDataError(cannot)
+    return cv.likely_lapsed_high_value(value_analysis, p_alive_below=p_alive_below, top_share=top_share)
 
 
 def export_standard(names: Sequence[str], *, events: pd.DataFrame | ibis.Table, risk=None, threshold: float = 0.5,
                     funnel_result=None, drop_step: int | str | None = None, drop_within_days: int | None = 30,
-                    stalled_after_days: int = 7, directory: str | Path | None = None) -> list[dict]:
+                    stalled_after_days: int = 7, value_analysis=None, directory: str | Path | None = None) -> list[dict]:
     """Build and export the standard audiences named (any of :data:`STANDARD`); returns their summaries.
+
+    ``likely_lapsed_high_value`` uses ``value_analysis`` (:func:`helpers.value.analyse_value`) or fits the
+    customer value models on the purchases; it is skipped, with the reason, when there are no purchases or the
+    model does not fit them.
 
     ``at_risk`` needs ``risk`` (:func:`helpers.risk.churn_risk`); ``dropped_at_step``
     needs ``funnel_result`` and ``drop_step``; ``promoters_without_referral`` needs
@@ -188,6 +208,13 @@ def export_standard(names: Sequence[str], *, events: pd.DataFrame | ibis.Table, 
             ids, reason = promoters_without_referral(t)
         elif name == "stalled_new_users":
             ids, reason = stalled_new_users(t, after_days=stalled_after_days, observed_until=as_of)
+        elif name == "likely_lapsed_high_value":
+            try:
+                ids, reason = likely_lapsed_high_value(t, value_analysis=value_analysis)
+            except EventDataError as exc:
+                out.append({"name": name, "users": None, "reason": f"not built: {exc}", "as_of": as_of,
+                            "skipped": str(exc)})
+                continue
         else:
             ids, reason = dropped_at_step(funnel_result, drop_step, within_days=drop_within_days)
             name = f"dropped_after_{re.sub(r'[^A-Za-z0-9_-]+', '_', str(drop_step))}"
@@ -199,6 +226,8 @@ def _missing_inputs(name: str, t: ibis.Table, present: set[str], risk, funnel_re
     """Why an audience cannot be built from these inputs, in words ("" when it can)."""
     if name == "at_risk":
         return "" if risk is not None else "no validated churn-risk model"
+    if name == "likely_lapsed_high_value":
+        return ""  # known only once the models are fitted (see export_standard)
     if name == "promoters_without_referral":
         if "nps_response" not in present or "value" not in t.columns:
             return "no survey answers (nps_response with a score) in the data"

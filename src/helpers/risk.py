@@ -459,6 +459,19 @@ def _health(f: pd.DataFrame) -> pd.DataFrame:
     return comp.assign(health=score.round(1))
 
 
+def _p_alive(t: ibis.Table, at: pd.Timestamp, purchase_events: Sequence[str]) -> tuple[pd.Series | None, str]:
+    """Each customer's BG/NBD probability of still being a customer at ``at`` (daily periods), fitted on the
+    purchases up to ``at``; ``(None, why)`` when there are no purchases or the model does not converge."""
+    from helpers.value import ConvergenceError, fit_bgnbd_penalized_if_needed, purchase_summary
+
+    try:
+        summary = purchase_summary(t, purchase_event=list(purchase_events), value=None, observed_until=at)
+        model, _ = fit_bgnbd_penalized_if_needed(summary)
+    except (EventDataError, ConvergenceError) as exc:
+        return None, str(exc)
+    return pd.Series(model.p_alive(summary).to_numpy(), index=summary["user_id"].to_numpy()), ""
+
+
 def health_score(
     events: pd.DataFrame | ibis.Table,
     *,
@@ -469,6 +482,7 @@ def health_score(
     survey_event: str = "nps_response",
     support_event: str = "support_ticket",
     purchase_events: Sequence[str] = ("purchase", "repeat_purchase"),
+    p_alive: bool = True,
 ) -> RiskResult:
     """A 0-100 health score per active customer, with a fixed formula, validated like :func:`churn_risk`.
 
@@ -483,6 +497,21 @@ def health_score(
     (decile 1 = least healthy). Returned as a :class:`RiskResult` whose ``scores``
     have ``health`` and the five components, and whose ``calibration`` has the
     observed churn per decile.
+
+    With ``p_alive`` (and purchases in the data), ``scores`` also has ``p_alive``: the customer's probability
+    of still being a customer from a BG/NBD model (:mod:`helpers.value`, daily periods) fitted on the
+    purchases up to the snapshot (with a small penalty when it does not converge without); it is not part of the score (NaN for users who never bought). It is
+    validated like the score: ``validation["p_alive_concordance"]`` is its concordance with churn at the
+    cut, among the users active then who had bought (``p_alive_users``); ``validation["p_alive_note"]`` says
+    why it is missing when it is.
+
+    Examples
+    --------
+    >>> days = pd.date_range("2025-01-01", periods=90, freq="D", tz="UTC")
+    >>> ev = pd.DataFrame({"user_id": [f"u{i % 30}" for i in range(90)], "event": "purchase", "timestamp": days})
+    >>> h = health_score(ev, horizon="20D", inactivity="20D")
+    >>> "p_alive" in h.scores.columns, h.scores["p_alive"].between(0, 1).all()
+    (True, np.True_)
     """
     from lifelines.utils import concordance_index
 
@@ -511,9 +540,37 @@ def health_score(
     f = _snapshot_features(t, until, **kw)
     h = _health(f).reset_index()
     scores = h[["user_id", "health"] + list(HEALTH_WEIGHTS)].sort_values("health").reset_index(drop=True)
+    if p_alive:
+        then, note = _p_alive(t, cut, purchase_events)
+        now, note_now = _p_alive(t, until, purchase_events) if then is not None else (None, note)
+        if now is not None:
+            scores["p_alive"] = scores["user_id"].astype(str).map(now).astype(float)
+            pv = pd.Series(fv.index.astype(str), index=fv.index).map(then).astype(float).to_numpy()
+            known = np.isfinite(pv)
+            validation["p_alive_users"] = int(known.sum())
+            validation["p_alive_concordance"] = (
+                float(concordance_index(yv["days"].to_numpy()[known], pv[known], yv["churned"].to_numpy()[known]))
+                if known.sum() > 1 and yv["churned"].to_numpy()[known].any() else np.nan)
+        else:
+            validation["p_alive_note"] = note_now or note
     checked = pd.DataFrame({"user_id": fv.index, "health": hv["health"].to_numpy(), "churned": yv["churned"].to_numpy()})
     weights = pd.DataFrame({"feature": list(HEALTH_WEIGHTS), "weight": list(HEALTH_WEIGHTS.values())})
     return RiskResult(scores, validation, calibration, weights, horizon_td, until, checked)
+
+
+def p_alive_headline(health: RiskResult) -> str:
+    """One sentence on the health score's ``p_alive`` column: how many customers are likely lapsed and how
+    well it ranked churn at the validation cut, or why it is missing."""
+    v = health.validation
+    if "p_alive" not in health.scores.columns:
+        return f"The probability of still being a customer is not shown: {v.get('p_alive_note', 'it was not asked for')}"
+    p = health.scores["p_alive"].dropna()
+    conc = v.get("p_alive_concordance", np.nan)
+    checked = (f"at {v['cut']:%Y-%m-%d} it ranked who churned next with concordance {conc:.2f} over "
+               f"{v.get('p_alive_users', 0):,} customers (0.5 is chance)" if np.isfinite(conc)
+               else "it could not be checked against churn at the time split")
+    return (f"Of the {len(p):,} active users who have bought, {(p < 0.5).mean():.0%} are more likely to have "
+            f"stopped buying than not (P(alive) < 50%); {checked}.")
 
 
 def risk_by_segment(risk: RiskResult, segment: pd.Series, *, threshold: float = 0.5) -> pd.DataFrame:

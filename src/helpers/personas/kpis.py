@@ -23,6 +23,7 @@ def persona_kpis(
     inactivity: str = "30D",
     observed_until: str | pd.Timestamp | None = None,
     names: Mapping | None = None,
+    customer_values: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The table a stakeholder asks for first: per persona, conversion, revenue, NPS and churn.
 
@@ -47,6 +48,11 @@ def persona_kpis(
     DataFrame with ``user_id`` and ``persona``; only labelled users count, and a
     labelled user without events counts as a user who did nothing. ``names``
     maps persona to a display name (``PersonaModel.short_names_``).
+
+    ``customer_values`` (``helpers.value.analyse_value(...).values``: ``user_id``, ``p_alive`` and
+    ``customer_value``, or ``expected_purchases`` without spend) adds ``predicted_value_per_user`` (the
+    persona's predicted value over the value horizon, or expected purchases, per user; users who never bought
+    count 0) and ``p_alive`` (the mean probability that its customers are still customers).
 
     Examples
     --------
@@ -119,6 +125,18 @@ def persona_kpis(
     out["nps_low"], out["nps_high"] = 100 * (p - d - half), 100 * (p - d + half)
     out["churned"] = table["churned"].astype(int).to_numpy()
     out["churn_share"] = out["churned"] / n
+    if customer_values is not None:
+        measure = "customer_value" if "customer_value" in customer_values.columns else "expected_purchases"
+        cv = customer_values.assign(user_id=customer_values["user_id"].astype(str)).drop_duplicates("user_id")
+        cv = cv.set_index("user_id")[[measure, "p_alive"]].reindex(labels.index)
+        per = pd.DataFrame({"persona": labels.to_numpy(), "v": cv[measure].fillna(0.0).to_numpy(float),
+                            "p": cv["p_alive"].to_numpy(float)})
+        by = per.groupby("persona", sort=True, observed=True).agg(v=("v", "sum"), p=("p", "mean"))
+        by.loc["(all)"] = [per["v"].sum(), per["p"].mean()]
+        by = by.reindex(table.index)
+        out["predicted_value_per_user"] = by["v"].to_numpy(float) / n
+        out["p_alive"] = by["p"].to_numpy(float)
+        out.attrs["predicted_value"] = measure
     out = out.reset_index(drop=True)
     unavailable = {}
     if not purchase_events:
@@ -157,13 +175,19 @@ def persona_table(model: PersonaModel, kpis: pd.DataFrame) -> pd.DataFrame:
     out["revenue_share"] = revenue / revenue.sum() if revenue.sum() > 0 else np.nan
     from helpers.units import declare
 
-    out = out[["name", "description", "users", "share", "conversion", "revenue_per_user", "revenue_share", "nps",
-               "nps_respondents", "churn_share"]]
+    predicted = [c for c in ("predicted_value_per_user", "p_alive") if c in out.columns]
+    out = out[["name", "description", "users", "share", "conversion", "revenue_per_user", "revenue_share", *predicted,
+               "nps", "nps_respondents", "churn_share"]]
+    value_unit = "money" if kpis.attrs.get("predicted_value", "customer_value") == "customer_value" else "number"
     return declare(out, {"users": "count", "share": "rate", "conversion": "rate", "revenue_per_user": "money",
-                         "revenue_share": "rate", "nps": "score", "nps_respondents": "count", "churn_share": "rate"},
+                         "revenue_share": "rate", "nps": "score", "nps_respondents": "count", "churn_share": "rate",
+                         "predicted_value_per_user": value_unit, "p_alive": "rate"},
                    headers={"name": "Persona", "description": "What sets it apart", "share": "Share of users",
                             "revenue_per_user": "Revenue per user", "revenue_share": "Share of revenue", "nps": "NPS",
-                            "nps_respondents": "NPS respondents", "churn_share": "Churned"})
+                            "nps_respondents": "NPS respondents", "churn_share": "Churned",
+                            "predicted_value_per_user": ("Predicted value per user" if value_unit == "money"
+                                                         else "Predicted purchases per user"),
+                            "p_alive": "Customers still active (P(alive))"})
 
 
 def kpi_headline(table: pd.DataFrame, kpis: pd.DataFrame | None = None) -> str:

@@ -22,6 +22,7 @@ Where things live::
     journey.py    journey_map, touchpoint_heatmap, kpi_tiles
     attribution.py  attribution_chart, attribution_shift_chart, transition_heatmap
     experiments.py  split_chart, lift_chart, sequential_chart
+    value.py      holdout_chart, p_alive_heatmap, value_decile_chart, value_segment_chart
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from helpers.plots.funnels import (
     still_not_converted_chart,
     time_to_convert,
 )
+from helpers.plots.value import holdout_chart, p_alive_heatmap, value_decile_chart, value_segment_chart
 from helpers.plots.journey import Tiles, journey_map, kpi_tiles, touchpoint_heatmap
 from helpers.plots.people import k_selection, persona_heatmap, persona_kpis_chart, persona_projection, persona_sizes
 from helpers.plots.retention import (
@@ -67,6 +69,7 @@ from helpers.plots.retention import (
 __all__ = [
     "attribution_chart", "attribution_shift_chart", "transition_heatmap",
     "lift_chart", "sequential_chart", "split_chart",
+    "holdout_chart", "p_alive_heatmap", "value_decile_chart", "value_segment_chart",
     "calibration_chart", "channel_mix", "cohort_heatmap", "drivers_chart", "events_per_day", "events_per_type",
     "forest_plot", "friction_chart", "funnel_chart", "funnel_trend_chart", "html_text", "init_notebook", "journey_map",
     "Tiles", "k_selection", "kpi_tiles", "still_not_converted_chart",

@@ -29,14 +29,41 @@ Modules
     bgnbd.py     the BG/NBD likelihood, BGNBDModel (p_alive, expected purchases, P(X(t)=n)), a simulator
     spend.py     the Gamma-Gamma model and discounted customer value
     checks.py    the calibration / holdout check
+    analysis.py  the notebook's page: inputs, both fits, values, p_alive grid, deciles, segments, headlines
 """
 
-from helpers.value.bgnbd import BGNBDModel, bgnbd_log_likelihood, fit_bgnbd, simulate_bgnbd
+from helpers.value.analysis import (
+    ValueAnalysis,
+    ValueInputs,
+    alive_headline,
+    analyse_value,
+    likely_lapsed_high_value,
+    model_headline,
+    p_alive_grid,
+    segment_headline,
+    takeaways,
+    value_by_segment,
+    value_deciles,
+    value_headline,
+    value_inputs,
+    value_page,
+)
+from helpers.value.bgnbd import (
+    BGNBDModel,
+    bgnbd_log_likelihood,
+    fit_bgnbd,
+    fit_bgnbd_penalized_if_needed,
+    simulate_bgnbd,
+    simulate_bgnbd_purchases,
+)
 from helpers.value.checks import HoldoutCheck, holdout_check
 from helpers.value.fitting import ConvergenceError
 from helpers.value.spend import GammaGammaModel, customer_value, fit_gamma_gamma, gamma_gamma_log_likelihood
 from helpers.value.summary import PERIOD_DAYS, purchase_summary
 
-__all__ = ["BGNBDModel", "ConvergenceError", "GammaGammaModel", "HoldoutCheck", "PERIOD_DAYS",
-           "bgnbd_log_likelihood", "customer_value", "fit_bgnbd", "fit_gamma_gamma", "gamma_gamma_log_likelihood",
-           "holdout_check", "purchase_summary", "simulate_bgnbd"]
+__all__ = ["ValueAnalysis", "ValueInputs", "alive_headline", "analyse_value", "likely_lapsed_high_value",
+           "model_headline", "p_alive_grid", "segment_headline", "takeaways", "value_by_segment", "value_deciles",
+           "value_headline", "value_inputs", "value_page",
+           "BGNBDModel", "ConvergenceError", "GammaGammaModel", "HoldoutCheck", "PERIOD_DAYS",
+           "bgnbd_log_likelihood", "customer_value", "fit_bgnbd", "fit_bgnbd_penalized_if_needed", "fit_gamma_gamma", "gamma_gamma_log_likelihood",
+           "holdout_check", "purchase_summary", "simulate_bgnbd", "simulate_bgnbd_purchases"]

@@ -11,6 +11,8 @@ from helpers.io import EventDataError
 from helpers.units import declare
 from helpers.value.bgnbd import BGNBDModel
 
+UNITS = {"H": "hours", "D": "days", "W": "weeks", "M": "months"}
+
 
 @dataclass
 class HoldoutCheck:
@@ -23,11 +25,12 @@ class HoldoutCheck:
     total_actual: float
     total_predicted: float
     duration: float
+    unit: str = "periods"
 
     def headline(self) -> str:
         """One sentence on the holdout fit."""
         gap = self.total_predicted / self.total_actual - 1 if self.total_actual else float("nan")
-        return (f"Over a holdout of {self.duration:g} periods the model predicted {self.total_predicted:,.0f} "
+        return (f"Over a holdout of {self.duration:g} {self.unit} the model predicted {self.total_predicted:,.0f} "
                 f"repeat purchases against {self.total_actual:,.0f} made ({gap:+.1%}); per customer it is off "
                 f"by {self.mae:.2f} purchases on average.")
 
@@ -68,4 +71,5 @@ def holdout_check(bgnbd: BGNBDModel, summary: pd.DataFrame, *, max_frequency: in
                     headers={"frequency": "repeat purchases (calibration)", "actual": "actual (holdout, mean)",
                              "predicted": "predicted (holdout, mean)"})
     return HoldoutCheck(table=table, mae=float(np.mean(np.abs(predicted - actual))),
-                        total_actual=float(actual.sum()), total_predicted=float(predicted.sum()), duration=duration)
+                        total_actual=float(actual.sum()), total_predicted=float(predicted.sum()), duration=duration,
+                        unit=UNITS.get(bgnbd.period, "periods"))

@@ -57,15 +57,18 @@ def maximise(negative_ll: Callable[[np.ndarray], float], names: Sequence[str], s
         value = negative_ll(params) / n + penalizer * float(np.sum(params**2))
         return value if np.isfinite(value) else 1e100
 
-    best = optimize.minimize(objective, np.log(start), method="L-BFGS-B",
-                             options={"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-9})
-    if not best.success:  # a second opinion that needs no gradient, from where the first stopped
-        polish = optimize.minimize(objective, best.x, method="Nelder-Mead",
-                                   options={"maxiter": 20000, "xatol": 1e-10, "fatol": 1e-14})
-        best = polish if polish.fun <= best.fun else best
-    params = np.exp(best.x)
-    ll = -negative_ll(params)
-    se = _standard_errors(lambda p: negative_ll(p) + n * penalizer * float(np.sum(p**2)), params)
+    # Overflow on the way to a far corner is expected and handled (the objective turns it into 1e100); it
+    # must not print warnings into a report.
+    with np.errstate(all="ignore"):
+        best = optimize.minimize(objective, np.log(start), method="L-BFGS-B",
+                                 options={"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-9})
+        if not best.success:  # a second opinion that needs no gradient, from where the first stopped
+            polish = optimize.minimize(objective, best.x, method="Nelder-Mead",
+                                       options={"maxiter": 20000, "xatol": 1e-10, "fatol": 1e-14})
+            best = polish if polish.fun <= best.fun else best
+        params = np.exp(best.x)
+        ll = -negative_ll(params)
+        se = _standard_errors(lambda p: negative_ll(p) + n * penalizer * float(np.sum(p**2)), params)
     # A maximum has finite parameters and a positive definite Hessian; a likelihood that keeps rising as a
     # parameter runs off to 0 or infinity has neither, whatever the optimiser's own flag says.
     if not np.isfinite(ll) or np.any(np.abs(best.x) > 25) or not np.all(np.isfinite(se)):

@@ -63,7 +63,8 @@ def purchase_summary(events: pd.DataFrame | ibis.Table, *, purchase_event: str |
     - ``frequency``: the number of repeat transactions, the distinct periods with a purchase minus one;
     - ``recency``: the last transaction's period minus the first's (0 without repeats);
     - ``T``: the period of ``observed_until`` (or ``calibration_until``) minus the first transaction's;
-    - ``monetary``: the mean value of the repeat transactions (the first one left out; 0 without repeats).
+    - ``monetary``: the mean value of the repeat transactions (the first one left out; 0 without repeats);
+    - ``value_total``: the value of all the customer's transactions, the first included (not a model input).
 
     These are the rules of ``lifetimes.utils.summary_data_from_transaction_data``. Purchases after
     ``observed_until`` (default: the last event of any kind) are left out, and counted in
@@ -152,8 +153,10 @@ def purchase_summary(events: pd.DataFrame | ibis.Table, *, purchase_event: str |
         with np.errstate(invalid="ignore", divide="ignore"):
             monetary = (out["total"] - out["first_value"]) / repeats
         summary["monetary"] = np.where(repeats > 0, monetary, 0.0)
+        summary["value_total"] = out["total"].astype(float)  # every transaction's value, the first included
     summary["first_purchase"] = pd.to_datetime(out["first_us"].astype("int64"), unit="us", utc=True)
-    kinds = {"user_id": "text", "frequency": "count", "recency": "number", "T": "number", "monetary": "money"}
+    kinds = {"user_id": "text", "frequency": "count", "recency": "number", "T": "number", "monetary": "money",
+             "value_total": "money"}
     if cal is not None:
         summary["purchases_holdout"] = out["purchases_holdout"].fillna(0).astype("int64")
         if value is not None:
