@@ -60,6 +60,7 @@ bench: $(INSTALLED)
 	$(BIN)/python benchmarks/bench_identity.py
 	$(BIN)/python benchmarks/bench_attribution.py
 	$(BIN)/python benchmarks/bench_experiments.py
+	$(BIN)/python benchmarks/bench_value.py
 
 ## strip: remove outputs from the notebooks before committing
 strip: $(INSTALLED)

@@ -196,3 +196,15 @@ def test_experiment_readout_is_the_same_on_spark(tables):
     same(x.results, y.results)
     same(x.exclusions, y.exclusions)
     same(x.sequential_view, y.sequential_view)
+
+
+@pytest.mark.parametrize("period", ["D", "W", "M"])
+def test_purchase_summary_is_the_same_on_spark(tables, period):
+    """The customer value summary (one ibis query: periods, first/last, repeat value, holdout) counts the same."""
+    from helpers.value import purchase_summary
+
+    duck, spark = tables
+    kw = dict(purchase_event=["purchase", "repeat_purchase"], period=period, calibration_until="2025-05-01")
+    x, y = purchase_summary(duck, **kw), purchase_summary(spark, **kw)
+    same(x, y)
+    assert x.attrs["missing_values"] == y.attrs["missing_values"]
