@@ -33,10 +33,9 @@ def holdout_chart(check) -> go.Figure:
                     line=dict(dash="dash"), marker_color=PALETTE[1], customdata=custom,
                     hovertemplate="%{x} repeat purchases (%{customdata:,} customers): %{y:.2f} predicted<extra></extra>")
     fig.update_xaxes(title="repeat purchases before the holdout", type="category")
-    fig.update_yaxes(title=f"purchases per customer in the {check.duration:g}-{check.unit[:-1]} holdout",
-                     rangemode="tozero")
-    return _layout(fig, "Did the model predict purchases it had not seen? Holdout purchases per customer, "
-                        "actual and predicted", height=380)
+    fig.update_yaxes(title="holdout purchases per customer", rangemode="tozero")
+    return _layout(fig, f"Did the model predict purchases it had not seen? Purchases per customer in the "
+                        f"{check.duration:g}-{check.unit[:-1]} holdout, actual and predicted", height=380)
 
 
 def p_alive_heatmap(grid: pd.DataFrame) -> go.Figure:

@@ -36,6 +36,7 @@ from helpers.value.analysis import (
     ValueAnalysis,
     ValueInputs,
     alive_headline,
+    audience_headline,
     analyse_value,
     likely_lapsed_high_value,
     model_headline,
@@ -61,7 +62,7 @@ from helpers.value.fitting import ConvergenceError
 from helpers.value.spend import GammaGammaModel, customer_value, fit_gamma_gamma, gamma_gamma_log_likelihood
 from helpers.value.summary import PERIOD_DAYS, purchase_summary
 
-__all__ = ["ValueAnalysis", "ValueInputs", "alive_headline", "analyse_value", "likely_lapsed_high_value",
+__all__ = ["ValueAnalysis", "ValueInputs", "alive_headline", "analyse_value", "audience_headline", "likely_lapsed_high_value",
            "model_headline", "p_alive_grid", "segment_headline", "takeaways", "value_by_segment", "value_deciles",
            "value_headline", "value_inputs", "value_page",
            "BGNBDModel", "ConvergenceError", "GammaGammaModel", "HoldoutCheck", "PERIOD_DAYS",

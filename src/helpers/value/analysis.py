@@ -311,6 +311,18 @@ def likely_lapsed_high_value(a: ValueAnalysis, *, p_alive_below: float = LAPSED_
     return v.loc[keep, "user_id"].astype(str).reset_index(drop=True), reason
 
 
+def audience_headline(ids: pd.Series, a: ValueAnalysis, *, top_share: float = 0.2) -> str:
+    """How many top spenders are likely lapsed, and what they spent (the win-back audience in a sentence)."""
+    v = a.values
+    spent = "value_total" if "value_total" in v.columns else None
+    text = (f"{len(ids):,} of the top {top_share:.0%} of customers by spend to date are more likely gone than not; "
+            "a win-back campaign should reach them first")
+    if spent is not None and len(ids):
+        share = v.loc[v["user_id"].isin(set(ids)), spent].sum() / v[spent].sum()
+        text += f" (together they made {share:.1%} of all spend so far)"
+    return text + "."
+
+
 def model_headline(a: ValueAnalysis) -> str:
     """What the purchase model says about the customers, in two sentences."""
     p = a.bgnbd.params_
