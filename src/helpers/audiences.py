@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import ibis
 import pandas as pd
 
-from helpers.io import EventDataError, as_ibis, to_utc
+from helpers.io import EventDataError, as_ibis, observed_end, to_utc
 
 __all__ = ["STANDARD", "at_risk", "audience_summary", "dropped_at_step", "export_audience", "export_standard",
            "audience_sizes", "likely_lapsed_high_value", "promoters_without_referral",
@@ -142,7 +142,7 @@ def stalled_new_users(events: pd.DataFrame | ibis.Table, *, after_days: int = 7,
     """Users who did ``start_event`` more than ``after_days`` days before ``observed_until`` (and within twice that)
     and have not reached ``value_event``."""
     t = as_ibis(events)
-    until = to_utc(observed_until if observed_until is not None else t.timestamp.max().execute())
+    until = observed_end(t, observed_until)
     t = t.filter(t.timestamp <= until.to_pydatetime())
     per = t.filter(t.event.isin([start_event, value_event])).group_by("user_id").aggregate(
         started=t.timestamp.min(where=t.event == start_event), valued=(t.event == value_event).cast("int64").max())
@@ -194,7 +194,7 @@ def export_standard(names: Sequence[str], *, events: pd.DataFrame | ibis.Table, 
     if unknown:
         raise ValueError(f"unknown audience(s) {unknown}; the standard ones are {', '.join(STANDARD)}.")
     t = as_ibis(events)
-    as_of = to_utc(t.timestamp.max().execute())
+    as_of = observed_end(t)
     present = set(t.select("event").distinct().execute()["event"].astype(str))
     out = []
     for name in names:

@@ -26,7 +26,7 @@ import ibis
 import numpy as np
 import pandas as pd
 
-from helpers.io import US_PER_DAY, EventDataError, as_ibis, epoch_us, to_utc, utc_naive
+from helpers.io import US_PER_DAY, EventDataError, as_ibis, epoch_us, observed_end, utc_naive
 
 __all__ = ["lifecycle", "lifecycle_headline", "stickiness"]
 
@@ -100,7 +100,7 @@ def lifecycle(events: pd.DataFrame | ibis.Table, *, period: str = "W", observed_
     if period not in _FREQ:
         raise ValueError(f"period must be one of {', '.join(_FREQ)}, got {period!r}.")
     t = as_ibis(events)
-    until = to_utc(observed_until if observed_until is not None else t.timestamp.max().execute())
+    until = observed_end(t, observed_until)
     t = t.filter(t.timestamp <= until.to_pydatetime())
     active = t.select("user_id", p=_period_number(t.timestamp, period)).distinct()
     w = ibis.window(group_by="user_id", order_by="p")
@@ -145,7 +145,7 @@ def stickiness(events: pd.DataFrame | ibis.Table, *, period: str = "M", observed
     if period not in ("W", "M"):
         raise ValueError(f"period must be 'W' or 'M', got {period!r}.")
     t = as_ibis(events)
-    until = to_utc(observed_until if observed_until is not None else t.timestamp.max().execute())
+    until = observed_end(t, observed_until)
     t = t.filter(t.timestamp <= until.to_pydatetime())
     # p is a function of d, so the distinct rows are the user's active days.
     days = t.select("user_id", d=_period_number(t.timestamp, "D"), p=_period_number(t.timestamp, period)).distinct()

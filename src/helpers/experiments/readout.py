@@ -16,7 +16,7 @@ from scipy import stats as _st
 from helpers.experiments import metrics as _metrics
 from helpers.experiments import stats as _stats
 from helpers.io import EventDataError, as_ibis
-from helpers.io.times import to_utc
+from helpers.io.times import observed_end
 from helpers.stats import holm_adjust, wilson_interval
 from helpers.units import declare
 
@@ -127,13 +127,7 @@ def readout(events: pd.DataFrame | ibis.Table, assignments: pd.DataFrame | str,
     names = [m.name for m in specs]
     if len(set(names)) < len(names):
         raise EventDataError(f"two metrics have the same name: {names}; pass name=... to tell them apart.")
-    if observed_until is None:
-        last = t.timestamp.max().execute()
-        if last is None or pd.isna(last):
-            raise EventDataError("There are no events.")
-        until = to_utc(last)
-    else:
-        until = to_utc(observed_until)
+    until = observed_end(t, observed_until)
 
     if isinstance(assignments, str):
         table = _metrics.exposures(t, assignments, variant_column)

@@ -102,6 +102,7 @@ from helpers.io.schema import (
 from helpers.io.times import (
     US_PER_DAY,
     epoch_us,
+    observed_end,
     to_utc,
     to_utc_series,
     utc_naive,
@@ -119,7 +120,7 @@ from helpers.io.users import (
 __all__ = [
     "as_ibis", "available", "BACKEND_ENV", "BACKENDS", "CANONICAL_COLUMNS", "current_handoff", "data_quality",
     "DataQualityReport", "default_backend", "epoch_us", "event_names", "EventDataError", "events_fingerprint",
-    "handoff_note", "load_events", "NA_SPELLINGS", "open_events", "OPTIONAL_COLUMNS", "PLAUSIBLE_FROM", "Preset",
+    "handoff_note", "load_events", "NA_SPELLINGS", "observed_end", "open_events", "OPTIONAL_COLUMNS", "PLAUSIBLE_FROM", "Preset",
     "PRESETS", "read_load_info", "read_user_tables", "read_users", "SPARK_MASTER_ENV", "STRING", "to_utc",
     "to_utc_series", "US_PER_DAY", "user_attribute", "utc_naive", "write_events", "write_handoff", "XES_COLUMNS",
 ]

@@ -92,6 +92,31 @@ def to_utc(value: Any) -> pd.Timestamp:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
+def observed_end(t: ibis.Table, observed_until: Any = None, *, name: str = "observed_until") -> pd.Timestamp:
+    """The end of observation in UTC: ``observed_until`` when given, else the last event's timestamp (the
+    template's default everywhere: nothing is known after the data ends).
+
+    Raises :class:`~helpers.io.EventDataError` when there are no events or ``observed_until`` is not a time.
+
+    Examples
+    --------
+    >>> ev = pd.DataFrame({"timestamp": pd.to_datetime(["2025-01-01", "2025-02-01"], utc=True)})
+    >>> observed_end(ibis.memtable(ev)), observed_end(ibis.memtable(ev), "2025-03-01")
+    (Timestamp('2025-02-01 00:00:00+0000', tz='UTC'), Timestamp('2025-03-01 00:00:00+0000', tz='UTC'))
+    """
+    from helpers.io.schema import EventDataError
+
+    if observed_until is not None:
+        try:
+            return to_utc(observed_until)
+        except (ValueError, TypeError) as exc:
+            raise EventDataError(f"{name}={observed_until!r} is not a time.") from exc
+    last = t.timestamp.max().execute()
+    if last is None or pd.isna(last):
+        raise EventDataError("There are no events.")
+    return to_utc(last)
+
+
 def to_utc_series(values: pd.Series) -> pd.Series:
     """Timestamps fetched from a backend as tz-aware UTC (all-null columns arrive as objects; ``to_datetime`` is
     slow on values that are timestamps already, so it only runs on the others).

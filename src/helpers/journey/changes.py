@@ -10,7 +10,7 @@ import ibis
 import numpy as np
 import pandas as pd
 
-from helpers.io import EventDataError, as_ibis, to_utc
+from helpers.io import EventDataError, as_ibis, observed_end, to_utc
 from helpers.journey.kpis import stage_kpis
 from helpers.journey.stages import StageMap, load_stage_map
 from helpers.stats import Z95, holm_adjust
@@ -45,7 +45,7 @@ def journey_changes(
     """
     t = as_ibis(events)
     split = to_utc(split_at)
-    until = to_utc(observed_until if observed_until is not None else t.timestamp.max().execute())
+    until = observed_end(t, observed_until)
     first = to_utc(t.timestamp.min().execute())
     if not first < split <= until:
         raise EventDataError(f"journey_changes: split_at {split} must fall inside the data ({first} to {until}).")

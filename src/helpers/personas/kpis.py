@@ -9,7 +9,7 @@ import ibis
 import numpy as np
 import pandas as pd
 
-from helpers.io import EventDataError, as_ibis, to_utc
+from helpers.io import EventDataError, as_ibis, observed_end
 from helpers.personas.model import PersonaModel
 
 
@@ -75,7 +75,7 @@ def persona_kpis(
     if labels.empty:
         raise EventDataError("persona_kpis: no labelled users.")
     t = as_ibis(events)
-    until = to_utc(observed_until if observed_until is not None else t.timestamp.max().execute())
+    until = observed_end(t, observed_until)
     t = t.filter(t.timestamp <= until.to_pydatetime())
     has_value = "value" in t.columns
     purchase_events = _revenue_events(t, purchase_events, has_value)

@@ -11,16 +11,10 @@ import ibis
 import numpy as np
 import pandas as pd
 
-from helpers.io import EventDataError, as_ibis, to_utc, to_utc_series
+from helpers.io import EventDataError, as_ibis, observed_end, to_utc, to_utc_series
 
 
-def _observed_until(t: ibis.Table, observed_until: Any) -> pd.Timestamp:
-    if observed_until is not None:
-        return to_utc(observed_until)
-    last = t.timestamp.max().execute()
-    if last is None or pd.isna(last):
-        raise EventDataError("There are no events.")
-    return to_utc(last)
+_observed_until = observed_end  # the shared rule (helpers.io.observed_end), under the name these modules use
 
 
 def user_lifetimes(

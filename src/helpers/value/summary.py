@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from helpers.io import EventDataError, as_ibis, epoch_us, utc_naive
-from helpers.io.times import to_utc
+from helpers.io.times import observed_end, to_utc
 from helpers.units import declare
 
 US_PER_HOUR = 3_600_000_000
@@ -100,13 +100,7 @@ def purchase_summary(events: pd.DataFrame | ibis.Table, *, purchase_event: str |
     if value is not None and value not in t.columns:
         raise EventDataError(f"the events have no {value!r} column to read purchase values from (columns: "
                              f"{', '.join(t.columns)}); pass value=None for frequency and recency only.")
-    if observed_until is None:
-        last = t.timestamp.max().execute()
-        if last is None or pd.isna(last):
-            raise EventDataError("There are no events.")
-        end = to_utc(last)
-    else:
-        end = _moment(observed_until, "observed_until")
+    end = observed_end(t, observed_until)
     cal = None if calibration_until is None else _moment(calibration_until, "calibration_until")
     if cal is not None and cal >= end:
         raise EventDataError(f"calibration_until ({cal}) must come before observed_until ({end}): the holdout "
