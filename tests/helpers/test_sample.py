@@ -130,6 +130,57 @@ def test_churned_users_stop_at_their_churn_moment_and_others_are_censored(journe
     assert cancelled == set(tr.index[tr["churned"] & tr["purchased"]])
 
 
+def test_repeat_purchases_follow_the_planted_process_only_for_buyers_and_only_while_they_are_there(journeys):
+    ev, tr = journeys.events, journeys.truth.set_index("user_id")
+    rep = ev[ev["event"] == "repeat_purchase"].drop_duplicates()
+    first = ev[ev["event"] == "purchase"].groupby("user_id")["timestamp"].min()
+    assert set(rep["user_id"]) <= set(tr.index[tr["purchased"]])
+    assert (rep["timestamp"].to_numpy() > first.reindex(rep["user_id"]).to_numpy()).all()
+    churned_at = tr["churned_at"].reindex(rep["user_id"]).to_numpy()
+    assert not (rep["timestamp"].to_numpy() > churned_at).any()  # NaT compares False: the others
+    assert (rep["value"] > 0).all()
+    buyers = tr[tr["purchased"]]
+    assert buyers[["repeat_rate", "repeat_dropout", "repeat_spend_mean"]].notna().all().all()
+    assert tr.loc[~tr["purchased"], "repeat_rate"].isna().all() and not tr.loc[tr["churned"], "still_buying"].any()
+    # A buyer who made no repeat purchase cannot have dropped out of the BG/NBD process: only churn stops them.
+    made = rep.groupby("user_id").size().reindex(buyers.index, fill_value=0)
+    assert (buyers.loc[made == 0, "still_buying"] == ~buyers.loc[made == 0, "churned"]).all()
+    # Orders per day of exposure agree with the planted rates (the mean over buyers; exposure ends at churn).
+    end = buyers["churned_at"].fillna(journeys.observed_until)
+    exposure_days = (end - first.reindex(buyers.index)).dt.total_seconds() / 86_400
+    never_dropped = made.sum()
+    assert never_dropped < (buyers["repeat_rate"] * exposure_days).sum()  # drop-out removes orders
+    assert never_dropped > 0.4 * (buyers["repeat_rate"] * exposure_days).sum()
+
+
+def test_customer_value_models_on_the_sample_recover_its_spend_and_rank_who_is_still_buying(journeys):
+    from sklearn.metrics import roc_auc_score
+
+    from helpers import value as cv
+
+    ev, tr = journeys.events, journeys.truth.set_index("user_id")
+    kinds = ["purchase", "repeat_purchase"]
+    full = cv.purchase_summary(ev, purchase_event=kinds, period="D")
+    gg = cv.fit_gamma_gamma(full)
+    planted = sample.REPEAT_PURCHASE  # spend is planted exactly as Gamma-Gamma: recovered within the 95% interval
+    ci = gg.summary.set_index("parameter")
+    for name, key in (("p", "spend_p"), ("q", "spend_q"), ("gamma", "spend_gamma")):
+        assert ci.loc[name, "ci_low"] < planted[key] < ci.loc[name, "ci_high"], (name, ci.loc[name])
+    model = cv.fit_bgnbd(full)
+    # The rate is a per-persona mixture of gammas, so r and alpha are not the planted ones; the mean rate is close.
+    true_rate = tr.loc[tr["purchased"], "repeat_rate"].mean()
+    assert abs(model.params_["r"] / model.params_["alpha"] / true_rate - 1) < 0.2
+    alive = np.asarray(model.p_alive(full))
+    still = tr["still_buying"].reindex(full["user_id"]).to_numpy(bool)
+    assert roc_auc_score(still, alive) > 0.62
+    # Churn without a last purchase is invisible to BG/NBD: it overstates who is still buying (measured 0.68 vs 0.47).
+    assert alive.mean() > still.mean()
+    calibration_until = journeys.observed_until - pd.Timedelta(days=59)
+    split = cv.purchase_summary(ev, purchase_event=kinds, period="D", calibration_until=calibration_until)
+    check = cv.holdout_check(cv.fit_bgnbd(split), split)
+    assert abs(check.total_predicted / check.total_actual - 1) < 0.1
+
+
 def test_sample_has_timestamp_ties_and_planted_duplicates(journeys):
     ev = journeys.events
     ties = ev.duplicated(["user_id", "timestamp"], keep=False) & ~ev.duplicated(keep=False)

@@ -25,6 +25,11 @@ What is planted, and returned apart from the events (:class:`Journeys`):
   and a planted assisting channel (``affiliate``: a reviews ``page_view``
   between signup and the first cart, :data:`AFFILIATE_SHARE`), which is never
   the last touch before a purchase (``truth.saw_affiliate_review``);
+- non-contractual repeat purchases: after the first purchase a buyer re-orders
+  from the BG/NBD process with Gamma-Gamma spend (:data:`REPEAT_PURCHASE`,
+  the rate scaled per persona by ``repeat_rate_ratio``), until they drop out or
+  leave the product (``truth.repeat_rate``, ``repeat_dropout``,
+  ``repeat_spend_mean``, ``still_buying``);
 - an A/B ``variant`` (users table) that lifts signup -> first_value by
   :data:`VARIANT_LIFT` (absolute) and nothing else directly; each person is
   assigned at signup (``assignments.parquet``, :meth:`Journeys.assignments`);
@@ -57,13 +62,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from helpers.sample.plants import AFFILIATE_SHARE, TUTORIAL_SHARE, plant_affiliate, plant_tutorial  # noqa: F401
-from helpers.sample.plants import signup_assignments
+from helpers.sample.plants import AFFILIATE_SHARE, REPEAT_PURCHASE, TUTORIAL_SHARE  # noqa: F401
+from helpers.sample.plants import plant_affiliate, plant_repeat_purchases, plant_tutorial, signup_assignments
 
 __all__ = [
     "ACTIVATION_HAZARD_RATIO",
     "DUPLICATE_RATE",
     "PERSONAS",
+    "REPEAT_PURCHASE",
     "Journeys",
     "Persona",
     "VARIANT_LIFT",
@@ -93,8 +99,11 @@ EVENTS = (
 CHANNELS = ("ads", "search", "social", "email", "push", "web", "app", "support", "referral", "affiliate")
 PAGES = ("home", "pricing", "features", "docs", "blog", "deals", "reviews", "checkout")
 ACQUISITION = ("ads", "search", "social", "email", "referral")
-SESSION_EVENTS = ("page_view", "feature_used", "search", "add_to_cart", "repeat_purchase", "support_ticket",
+SESSION_EVENTS = ("page_view", "feature_used", "search", "add_to_cart", "shop_visit", "support_ticket",
                   "review", "referral_sent")
+# A session event logged as another event: a visit to the shop is a page view (repeat purchases are planted apart,
+# from the BG/NBD process: see helpers.sample.plants.plant_repeat_purchases).
+SESSION_ALIASES = {"shop_visit": "page_view"}
 
 
 @dataclass(frozen=True)
@@ -123,6 +132,7 @@ class Persona:
     events_per_session: float
     session_mix: dict[str, float]
     nps_mean: float
+    repeat_rate_ratio: float = 1.0  # repeat-purchase rate against the sample's BG/NBD rate (plants.REPEAT_PURCHASE)
 
 
 PERSONAS: tuple[Persona, ...] = (
@@ -131,36 +141,36 @@ PERSONAS: tuple[Persona, ...] = (
             pages_before_signup=4, signup=.75, signup_days=.7, first_value=.80, first_value_hours=4,
             cart=.7, checkout=.8, purchase=.85, cart_days=3, spend=60, pro_share=.7,
             sessions_per_week=1.2, events_per_session=4,
-            session_mix={"feature_used": 6, "search": 2, "page_view": 1.5, "add_to_cart": .5, "repeat_purchase": .25,
-                         "support_ticket": .04, "review": .06, "referral_sent": .1}, nps_mean=9.0),
+            session_mix={"feature_used": 6, "search": 2, "page_view": 1.5, "add_to_cart": .5, "shop_visit": .25,
+                         "support_ticket": .04, "review": .06, "referral_sent": .1}, nps_mean=9.0, repeat_rate_ratio=2.0),
     Persona("deal_seeker", 0.22, 1.5, {"email": .45, "ads": .25, "social": .15, "search": .1, "referral": .05},
             app_share=.45, campaign_share=.6, pages={"deals": .85, "pricing": .15},
             pages_before_signup=6, signup=.55, signup_days=1.5, first_value=.55, first_value_hours=10,
             cart=.8, checkout=.55, purchase=.6, cart_days=2, spend=25, pro_share=.1,
             sessions_per_week=.65, events_per_session=3,
-            session_mix={"page_view": 4, "add_to_cart": 2.5, "search": 1, "repeat_purchase": .3, "feature_used": .4,
-                         "support_ticket": .06, "review": .05, "referral_sent": .03}, nps_mean=6.3),
+            session_mix={"page_view": 4, "add_to_cart": 2.5, "search": 1, "shop_visit": .3, "feature_used": .4,
+                         "support_ticket": .06, "review": .05, "referral_sent": .03}, nps_mean=6.3, repeat_rate_ratio=1.5),
     Persona("researcher", 0.20, 1.0, {"search": .55, "ads": .15, "referral": .1, "email": .1, "social": .1},
             app_share=.1, campaign_share=.1, pages={"docs": .5, "blog": .3, "pricing": .2},
             pages_before_signup=14, signup=.5, signup_days=6, first_value=.65, first_value_hours=20,
             cart=.45, checkout=.75, purchase=.8, cart_days=8, spend=120, pro_share=.55,
             sessions_per_week=.5, events_per_session=4.5,
-            session_mix={"page_view": 5, "search": 2, "feature_used": 2, "add_to_cart": .3, "repeat_purchase": .08,
-                         "support_ticket": .15, "review": .15, "referral_sent": .02}, nps_mean=7.6),
+            session_mix={"page_view": 5, "search": 2, "feature_used": 2, "add_to_cart": .3, "shop_visit": .08,
+                         "support_ticket": .15, "review": .15, "referral_sent": .02}, nps_mean=7.6, repeat_rate_ratio=0.6),
     Persona("social_sharer", 0.17, 1.25, {"social": .65, "ads": .2, "referral": .1, "search": .05},
             app_share=.7, campaign_share=.25, pages={"reviews": .8, "features": .1, "home": .1},
             pages_before_signup=3, signup=.6, signup_days=.3, first_value=.6, first_value_hours=6,
             cart=.75, checkout=.5, purchase=.7, cart_days=.5, spend=45, pro_share=.3,
             sessions_per_week=.8, events_per_session=3,
             session_mix={"feature_used": 2, "page_view": 2, "referral_sent": 1.2, "review": .5, "add_to_cart": .8,
-                         "repeat_purchase": .15, "search": .3, "support_ticket": .03}, nps_mean=8.3),
+                         "shop_visit": .15, "search": .3, "support_ticket": .03}, nps_mean=8.3, repeat_rate_ratio=1.0),
     Persona("casual_browser", 0.25, 2.2, {"ads": .55, "social": .2, "search": .2, "email": .05},
             app_share=.3, campaign_share=.2, pages={"home": .7, "blog": .2, "deals": .1},
             pages_before_signup=2, signup=.25, signup_days=3, first_value=.4, first_value_hours=30,
             cart=.35, checkout=.5, purchase=.55, cart_days=6, spend=30, pro_share=.15,
             sessions_per_week=.4, events_per_session=2.2,
-            session_mix={"page_view": 3, "feature_used": 1, "search": .5, "add_to_cart": .3, "repeat_purchase": .05,
-                         "support_ticket": .05, "review": .02, "referral_sent": .01}, nps_mean=5.4),
+            session_mix={"page_view": 3, "feature_used": 1, "search": .5, "add_to_cart": .3, "shop_visit": .05,
+                         "support_ticket": .05, "review": .02, "referral_sent": .01}, nps_mean=5.4, repeat_rate_ratio=0.5),
 )
 BASELINE_PERSONA = "researcher"
 
@@ -171,7 +181,8 @@ class Journeys:
 
     ``events`` and ``users`` are what an export would hold. ``truth`` has one
     row per user (``persona``, ``signed_up_at``, ``activated``, ``purchased``,
-    ``lifetime_days`` from signup, ``churned``, ``churned_at``);
+    ``lifetime_days`` from signup, ``churned``, ``churned_at``, and the repeat-purchase truth of
+    :func:`~helpers.sample.plants.plant_repeat_purchases`);
     ``hazard_ratios`` the planted Cox coefficients as ratios; ``funnel`` the
     per-persona step probabilities; ``observed_until`` the end of the data.
     """
@@ -290,7 +301,7 @@ def generate_journeys(
     P = {a: np.array([getattr(p, a) for p in personas], dtype=float) for a in (
         "app_share", "campaign_share", "pages_before_signup", "signup", "signup_days", "first_value",
         "first_value_hours", "cart", "checkout", "purchase", "cart_days", "spend", "pro_share",
-        "sessions_per_week", "events_per_session", "nps_mean", "hazard_ratio")}
+        "sessions_per_week", "events_per_session", "nps_mean", "hazard_ratio", "repeat_rate_ratio")}
     per = {k: v[persona] for k, v in P.items()}
     acquisition = _choice(rng, _mix(personas, "acquisition", ACQUISITION)[persona])
     page_mix = _mix(personas, "pages", PAGES)
@@ -365,6 +376,8 @@ def generate_journeys(
     tutorial, tutorial_t = plant_tutorial(out, seed, signs_up, buys, signup_t, purchase_t, active_end, own_channel)
     affiliate, affiliate_t = plant_affiliate(out, seed, signs_up, buys, signup_t, cart_t, active_end,
                                              ch["affiliate"], PAGES.index("reviews"))
+    repeat_truth = plant_repeat_purchases(out, seed, buys, purchase_t, active_end, per["repeat_rate_ratio"],
+                                          own_channel, horizon)
 
     # --- monthly renewals while alive, cancellation at churn
     renewals = np.where(buys, np.floor((active_end - purchase_t) / (30 * DAY)).clip(0), 0).astype(int)
@@ -401,18 +414,17 @@ def generate_journeys(
     sess, rank, t = sess[alive], rank[alive], t[alive]
     user = owner[sess]
     mix = _mix(personas, "session_mix", SESSION_EVENTS)
-    kind = np.array([EVENTS.index(e) for e in SESSION_EVENTS])[_choice(rng, mix[persona[user]])]
-    # Only buyers re-order, after their first purchase; carts in later sessions only follow the
-    # funnel's first cart, so that "ever added to cart" measures the planted funnel step.
-    no_reorder = (kind == EVENTS.index("repeat_purchase")) & ~(buys[user] & (t > purchase_t[user]))
+    kind = np.array([EVENTS.index(SESSION_ALIASES.get(e, e)) for e in SESSION_EVENTS])[_choice(rng, mix[persona[user]])]
+    # Carts in later sessions only follow the funnel's first cart, so that "ever added to cart" measures the
+    # planted funnel step.
     no_cart = (kind == EVENTS.index("add_to_cart")) & ~(carts[user] & (t > cart_t[user]))
-    kind = np.where(no_reorder | no_cart, EVENTS.index("page_view"), kind)
+    kind = np.where(no_cart, EVENTS.index("page_view"), kind)
     channel = np.where((rank == 0) & campaign[sess], campaign_channel[sess], session_channel[sess])
     channel = np.where(kind == EVENTS.index("support_ticket"), ch["support"], channel)
     is_view = kind == EVENTS.index("page_view")
     page = np.where(is_view, _choice(rng, page_mix[persona[user]]), -1)
-    is_order = kind == EVENTS.index("repeat_purchase")
-    value = np.where(is_order, np.round(0.6 * per["spend"][user] * rng.lognormal(0.0, 0.45, user.size), 2), np.nan)
+    rng.lognormal(0.0, 0.45, user.size)  # was the session orders' value: drawn still, so later draws stay put
+    value = np.full(user.size, np.nan)
     is_review = kind == EVENTS.index("review")
     value = np.where(is_review, np.clip(np.round(rng.normal(per["nps_mean"][user] / 2.0, 0.8)), 1, 5), value)
     out.add(user, kind, t, channel, value=value, page=page)
@@ -475,6 +487,7 @@ def generate_journeys(
         "lifetime_days": np.where(signs_up, lifetime / DAY, np.nan),
         "churned": churned,
         "churned_at": to_ts(death, churned),
+        **{c: repeat_truth[c].to_numpy() for c in repeat_truth.columns},
     })
     hr = [{"covariate": f"persona[{p.name}]", "hazard_ratio": p.hazard_ratio, "baseline": BASELINE_PERSONA}
           for p in personas if p.name != BASELINE_PERSONA]
