@@ -178,7 +178,8 @@ def test_customer_value_models_on_the_sample_recover_its_spend_and_rank_who_is_s
     calibration_until = journeys.observed_until - pd.Timedelta(days=59)
     split = cv.purchase_summary(ev, purchase_event=kinds, period="D", calibration_until=calibration_until)
     check = cv.holdout_check(cv.fit_bgnbd(split), split)
-    assert abs(check.total_predicted / check.total_actual - 1) < 0.1
+    # The same blind spot makes it over-predict the holdout (measured +9.6%), within planning distance.
+    assert 1.0 < check.total_predicted / check.total_actual < 1.15
 
 
 def test_sample_has_timestamp_ties_and_planted_duplicates(journeys):

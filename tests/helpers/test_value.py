@@ -97,6 +97,17 @@ def test_summary_calibration_and_holdout():
     assert s.loc["b", "purchases_holdout"] == 0
 
 
+def test_a_split_inside_a_period_keeps_that_whole_period_in_the_calibration_as_lifetimes_does():
+    ev = purchases([("a", "2024-01-01", 1.0), ("a", "2024-01-10 18:00", 2.0), ("a", "2024-01-11 09:00", 3.0),
+                    ("b", "2024-01-10 20:00", 5.0)])
+    s = purchase_summary(ev, calibration_until="2024-01-10 06:00", observed_until="2024-01-20").set_index("user_id")
+    # 18:00 on the 10th is after the split moment but in its day: a calibration purchase, not a holdout one.
+    assert s.loc["a", ["frequency", "recency", "T", "purchases_holdout", "duration_holdout"]].tolist() == [1, 9, 9, 1, 10]
+    assert "b" in s.index and s.loc["b", "T"] == 0  # b's first purchase falls in the split's day
+    same = purchase_summary(ev, calibration_until="2024-01-10 23:59", observed_until="2024-01-20")
+    pd.testing.assert_frame_equal(s.reset_index(), same, check_like=True, check_exact=False)
+
+
 def test_summary_does_not_depend_on_row_order_or_modify_its_input():
     ev = purchases([("a", "2024-01-01", 1.0), ("b", "2024-01-02", 2.0), ("a", "2024-01-05", 3.0),
                     ("b", "2024-01-09", 4.0), ("a", "2024-01-07", 5.0)])

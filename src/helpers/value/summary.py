@@ -70,7 +70,8 @@ def purchase_summary(events: pd.DataFrame | ibis.Table, *, purchase_event: str |
     ``observed_until`` (default: the last event of any kind) are left out, and counted in
     ``attrs["purchases_after_end"]``; missing values count 0, and are counted in ``attrs["missing_values"]``.
 
-    With ``calibration_until`` the summary covers purchases up to it (inclusive), only customers whose first
+    With ``calibration_until`` the summary covers purchases up to the end of its period (inclusive, as in
+    ``lifetimes``: a split inside a day keeps that whole day in the calibration), only customers whose first
     purchase falls by then, and ``T`` runs to it; the holdout columns describe what came after, up to
     ``observed_until``: ``purchases_holdout`` (distinct periods with a purchase), ``value_holdout`` (their
     total value) and ``duration_holdout`` (the holdout's length in periods).
@@ -126,9 +127,12 @@ def purchase_summary(events: pd.DataFrame | ibis.Table, *, purchase_event: str |
                                                  total=per.v.sum(), first_value=per.v.argmin(per.period),
                                                  first_us=per.first_us.min())
 
-    c = per_customer(p.filter(p.us <= split_us))
+    # Split by whole periods, as lifetimes does: the period holding calibration_until is calibration, so a split
+    # inside a day neither drops that day from T nor counts it in both parts.
+    split_period = period_index(split_us, period)
+    c = per_customer(p.filter(p.period <= split_period))
     if cal is not None:
-        h = p.filter(p.us > split_us)
+        h = p.filter(p.period > split_period)
         h = h.group_by(["user_id", "period"]).aggregate(v=h.v.sum())
         h = h.group_by("user_id").aggregate(purchases_holdout=h.count(), value_holdout=h.v.sum())
         c = c.left_join(h, "user_id").drop("user_id_right")
