@@ -59,7 +59,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from helpers.sample.plants import AFFILIATE_SHARE, REPEAT_PURCHASE, TUTORIAL_SHARE  # noqa: F401
@@ -452,9 +451,11 @@ def generate_journeys(
     inside = cols["t"] < horizon
     cols = {k: v[inside] for k, v in cols.items()}
     cols["t"] = np.floor(cols["t"])  # whole seconds, as most exports: more ties
-    user_ids = _user_ids(n, first_user, id_width)
-    events = _to_frame(cols, user_ids, pd.Timestamp(start, tz="UTC"), rng)
     from helpers.sample.devices import add_devices
+    from helpers.sample.frame import to_frame, user_id_strings
+
+    user_ids = user_id_strings(n, first_user, id_width)
+    events = to_frame(cols, user_ids, pd.Timestamp(start, tz="UTC"), rng)
 
     identities, anonymous_rows = add_devices(events, user_ids, np.where(signs_up, np.floor(signup_t), np.inf),
                           pd.Timestamp(start, tz="UTC"), first_user, seed)
@@ -499,49 +500,6 @@ def generate_journeys(
     } for p in personas])
     return Journeys(events, users, truth, pd.DataFrame(hr), funnel, origin + pd.Timedelta(days=days),
                     identities=identities, anonymous_rows=anonymous_rows)
-
-
-def _user_ids(n: int, first: int = 1, width: int | None = None) -> np.ndarray:
-    width = max(6, len(str(first + n - 1)), width or 0)
-    return np.char.add("u", np.char.zfill(np.arange(first, first + n).astype(str), width))
-
-
-def _to_frame(cols: dict[str, np.ndarray], user_ids: np.ndarray, origin: pd.Timestamp,
-              rng: np.random.Generator) -> pd.DataFrame:
-    """Columns to the canonical layout, with 30-minute sessions and a few exact duplicates."""
-    order = np.lexsort((cols["event"], cols["t"], cols["user"]))
-    cols = {k: v[order] for k, v in cols.items()}
-    user, t = cols["user"], cols["t"]
-    new_user = np.r_[True, user[1:] != user[:-1]]
-    new_session = new_user | np.r_[True, np.diff(t) > 1800.0]
-    session_no = np.cumsum(new_session) - np.repeat(np.cumsum(new_session)[new_user], np.diff(np.r_[np.flatnonzero(new_user), user.size]))
-    ids = pa.array(user_ids).take(pa.array(user))
-    session = pc.binary_join_element_wise(ids, pc.cast(pa.array(session_no), pa.string()), "-s")
-
-    def text(arr: pa.Array) -> pd.arrays.ArrowStringArray:
-        return pd.arrays.ArrowStringArray(pc.cast(arr, pa.string()))  # zero-copy into pandas
-
-    def labels(codes: np.ndarray, names: tuple[str, ...]) -> pd.arrays.ArrowStringArray:
-        mask = pa.array(codes < 0)
-        dictionary = pa.DictionaryArray.from_arrays(pa.array(np.maximum(codes, 0).astype(np.int32)), pa.array(names))
-        return text(pc.if_else(mask, pa.scalar(None, pa.string()), dictionary.cast(pa.string())))
-
-    stamp = (origin.value + (t * 1e9).astype(np.int64)).view("datetime64[ns]")
-    frame = pd.DataFrame({
-        "user_id": text(ids),
-        "event": labels(cols["event"], EVENTS),
-        "timestamp": pd.Series(stamp).dt.tz_localize("UTC"),
-        "session_id": text(session),
-        "channel": labels(cols["channel"], CHANNELS),
-        "value": cols["value"],
-        "page": labels(cols["page"], PAGES),
-        "onboarding_step": pd.array(np.where(cols["step"] >= 0, cols["step"], np.nan)).astype("Int8"),
-    })
-    dupes = np.flatnonzero(rng.random(len(frame)) < DUPLICATE_RATE)
-    if dupes.size:  # SDK retries: the same row twice, right after itself
-        frame = frame.take(np.sort(np.r_[np.arange(len(frame)), dupes])).reset_index(drop=True)
-    frame.attrs["planted_duplicates"] = int(dupes.size)
-    return frame
 
 
 def write_sample(out_dir: str | Path, n_users: int = 20_000, *, seed: int = 0, start: str = "2025-01-01",
