@@ -221,11 +221,11 @@ def _ratio_text(ratio: float) -> str:
     return f"{ratio:.1f}x" if np.isfinite(ratio) else "n/a"
 
 
-def informative_groups(features: pd.DataFrame, feature_groups: Sequence[str] = DEFAULT_FEATURE_GROUPS,
+def informative_groups(features: pd.DataFrame, feature_groups: Sequence[str] | str = DEFAULT_FEATURE_GROUPS,
                        fallback: Sequence[str] = ("activity", "spend")) -> tuple[tuple[str, ...], str]:
     """The feature groups to cluster on, and a sentence when they had to change.
 
-    ``feature_groups`` when at least one of their features varies between
+    ``feature_groups`` (``"all"``: every group) when at least one of their features varies between
     users; otherwise (a purchases-only log: one event type, no pages, no
     channels) the ``fallback`` groups, with a sentence saying so and what it
     costs: breakdowns of conversion or churn by personas made from activity and
@@ -240,7 +240,8 @@ def informative_groups(features: pd.DataFrame, feature_groups: Sequence[str] = D
     def varies(groups: Sequence[str]) -> bool:
         return any(features[c].nunique(dropna=False) > 1 for c in features.columns if feature_group(c) in groups)
 
-    chosen = tuple(feature_groups)
+    chosen = tuple(FEATURE_GROUPS) if feature_groups == "all" else tuple(
+        [feature_groups] if isinstance(feature_groups, str) else feature_groups)
     if varies(chosen):
         return chosen, ""
     usable = tuple(g for g in fallback if varies([g]))

@@ -176,14 +176,14 @@ def persona_table(model: PersonaModel, kpis: pd.DataFrame) -> pd.DataFrame:
     from helpers.units import declare
 
     predicted = [c for c in ("predicted_value_per_user", "p_alive") if c in out.columns]
-    out = out[["name", "description", "users", "share", "conversion", "revenue_per_user", "revenue_share", *predicted,
+    out = out[["name", "description", "users", "share", "stability", "conversion", "revenue_per_user", "revenue_share", *predicted,
                "nps", "nps_respondents", "churn_share"]]
     value_unit = "money" if kpis.attrs.get("predicted_value", "customer_value") == "customer_value" else "number"
-    return declare(out, {"users": "count", "share": "rate", "conversion": "rate", "revenue_per_user": "money",
+    return declare(out, {"users": "count", "share": "rate", "stability": "number", "conversion": "rate", "revenue_per_user": "money",
                          "revenue_share": "rate", "nps": "score", "nps_respondents": "count", "churn_share": "rate",
                          "predicted_value_per_user": value_unit, "p_alive": "rate"},
                    headers={"name": "Persona", "description": "What sets it apart", "share": "Share of users",
-                            "revenue_per_user": "Revenue per user", "revenue_share": "Share of revenue", "nps": "NPS",
+                            "stability": "Stability (bootstrap Jaccard)", "revenue_per_user": "Revenue per user", "revenue_share": "Share of revenue", "nps": "NPS",
                             "nps_respondents": "NPS respondents", "churn_share": "Churned",
                             "predicted_value_per_user": ("Predicted value per user" if value_unit == "money"
                                                          else "Predicted purchases per user"),

@@ -21,6 +21,7 @@ from helpers.personas.fitting import (
     fit_clusters,
     learn_scaling,
     order_by_size,
+    persona_stability,
     sampled_silhouette,
 )
 
@@ -41,17 +42,23 @@ class PersonaModel:
       clustering features and its spend, e.g. ``"Deals page focused: 4.3x deals
       page share, 2.0x add to cart share, 0.6x spend"``; edit with :meth:`rename`;
       ``short_names_`` holds the part before the colon;
-    - ``k_scores_``: silhouette per candidate number of personas (the selection
-      evidence) and ``silhouette_`` of the final model, both on random samples;
+    - ``k_scores_``: stability and silhouette per candidate number of personas
+      (the selection evidence) and ``silhouette_`` of the final model, both on
+      random samples;
+    - ``stability_``: per persona, the bootstrap Jaccard similarity
+      (:func:`~helpers.personas.fitting.persona_stability`; above 0.75 stable,
+      below 0.6 not a real pattern), also a column of :meth:`summary`;
     - ``columns_`` (features used), ``dropped_features_`` (constant, so unused), and
       ``scaling_`` (:class:`~helpers.personas.fitting.Scaling`: how features become the
       clustering matrix).
 
-    With ``n_personas=None`` k is chosen in ``k_range`` by silhouette, fitted on
-    a random sample of ``selection_sample`` users and scored on ``silhouette_sample``
-    of them: the smallest k whose silhouette is within ``tolerance`` of the best
-    (a parsimony rule: a sampled silhouette varies by about 0.003, and fewer personas are
-    easier to act on). Above ``minibatch_above`` users the final fit uses
+    With ``n_personas=None`` k is chosen in ``k_range`` on a random sample of
+    ``selection_sample`` users: the largest k whose subsample stability (``pairs``
+    pairs of 80% subsamples) is within ``tolerance`` of the most stable
+    (:func:`~helpers.personas.fitting.choose_k` says why). ``group_weighting``
+    is ``"columns"`` (every standardized column counts the same; the default,
+    chosen on the planted family in the tests) or ``"groups"`` (each feature
+    group counts the same however many columns it has). Above ``minibatch_above`` users the final fit uses
     MiniBatchKMeans, started from a full k-means on 50,000 sampled users. ``method="nmf"`` factorises the (non-negative) feature
     matrix into k parts, as Amplitude's Personas does with event-frequency
     profiles, and assigns each user to their largest part.
@@ -73,6 +80,7 @@ class PersonaModel:
     def __init__(self, n_personas: int | None = None, *, method: str = "kmeans", random_state: int = 0,
                  feature_groups: Sequence[str] | str = DEFAULT_FEATURE_GROUPS, k_range: tuple[int, int] = (2, 8),
                  selection_sample: int = 20_000, silhouette_sample: int = 5_000, tolerance: float = 0.02,
+                 pairs: int = 5, resamples: int = 10, group_weighting: str = "groups",
                  minibatch_above: int = 100_000) -> None:
         if method not in METHODS:
             raise ValueError(f"method must be 'kmeans' or 'nmf', got {method!r}.")
@@ -88,6 +96,7 @@ class PersonaModel:
         self.feature_groups, self.k_range = groups, k_range
         self.selection_sample, self.silhouette_sample = selection_sample, silhouette_sample
         self.tolerance, self.minibatch_above = tolerance, minibatch_above
+        self.pairs, self.resamples, self.group_weighting = pairs, resamples, group_weighting
 
     def __repr__(self) -> str:
         fitted = f", fitted on {len(self.labels_):,} users" if hasattr(self, "labels_") else ""
@@ -103,7 +112,7 @@ class PersonaModel:
         n = len(features)
         if n < 2:
             raise EventDataError("fit_personas: personas need at least 2 users; the features have 1.")
-        self.scaling_ = learn_scaling(features, self.feature_groups, self.method)
+        self.scaling_ = learn_scaling(features, self.feature_groups, self.method, self.group_weighting)
         self.columns_, self.dropped_features_ = self.scaling_.columns, self.scaling_.dropped
         X = self.scaling_.transform(features)
         distinct = len(np.unique(X, axis=0)) if n <= 200_000 else n
@@ -118,7 +127,7 @@ class PersonaModel:
                                      f"{lo} and {hi} personas; pass n_personas.")
             k, self.k_scores_ = choose_k(X, candidates, selection_sample=self.selection_sample,
                                          silhouette_sample=self.silhouette_sample, tolerance=self.tolerance,
-                                         **self._settings())
+                                         pairs=self.pairs, **self._settings())
         else:
             k = int(self.n_personas)
         self.estimator_, raw = fit_clusters(X, k, **self._settings())
@@ -127,7 +136,12 @@ class PersonaModel:
         self.n_personas_ = k
         self.silhouette_ = sampled_silhouette(X, labels, sample=self.silhouette_sample, random_state=self.random_state)
         if self.n_personas is not None:
-            self.k_scores_ = pd.DataFrame({"n_personas": [k], "silhouette": [self.silhouette_], "chosen": [True]})
+            self.k_scores_ = pd.DataFrame({"n_personas": [k], "stability": [np.nan], "stability_se": [np.nan],
+                                           "silhouette": [self.silhouette_], "chosen": [True]})
+        self.stability_ = pd.Series(persona_stability(X, labels, k, resamples=self.resamples,
+                                                      sample=self.selection_sample, method=self.method,
+                                                      random_state=self.random_state),
+                                    index=pd.RangeIndex(k, name="persona"), name="stability")
         self.labels_ = pd.Series(labels, index=features.index.astype(str), name="persona")
         self.labels_.index.name = "user_id"
         self._long, self.names_ = describe_personas(features, X, labels, k, self.columns_)
@@ -175,18 +189,40 @@ class PersonaModel:
         return self
 
     def selection_summary(self) -> str:
-        """One sentence on how many personas and why (the silhouette evidence)."""
+        """One sentence on how many personas and why (the stability evidence), and how stable each is."""
         s = self.k_scores_
         chosen = s[s["chosen"]].iloc[0]
+        weakest = float(self.stability_.min())
+        stable = (f" Every persona is stable (bootstrap Jaccard at least {weakest:.2f})." if weakest >= 0.75 else
+                  f" The least stable persona has a bootstrap Jaccard of {weakest:.2f} (below 0.75): treat it "
+                  "as a tendency, not a firm group.")
         if len(s) == 1:
             return (f"{self.n_personas_} personas, as asked; silhouette {self.silhouette_:.2f} "
-                    "(0 = overlapping groups, 1 = perfectly separated).")
-        best = s.loc[s["silhouette"].idxmax()]
-        why = ("the best-separated grouping" if best["n_personas"] == chosen["n_personas"] else
-               f"k={int(best['n_personas'])} scores {best['silhouette']:.3f}, within {self.tolerance} of it, so the "
-               "simpler grouping is kept")
-        return (f"{self.n_personas_} personas: silhouette {chosen['silhouette']:.3f} on a sample of users, {why} "
-                f"(candidates {int(s['n_personas'].min())}-{int(s['n_personas'].max())}).")
+                    "(0 = overlapping groups, 1 = perfectly separated)." + stable)
+        finer = s[s["n_personas"] > chosen["n_personas"]]
+        why = (f"the finest grouping that is as reproducible as the best (within {self.tolerance})"
+               + (f"; {int(finer['n_personas'].iloc[0])} personas drop to {finer['stability'].iloc[0]:.2f}"
+                  if len(finer) else ""))
+        return (f"{self.n_personas_} personas: the same grouping comes back from random 80% subsamples of the users "
+                f"(stability {chosen['stability']:.2f}, adjusted Rand index between subsamples), {why} "
+                f"(candidates {int(s['n_personas'].min())}-{int(s['n_personas'].max())})." + stable)
+
+    def groups_summary(self) -> str:
+        """One sentence: which feature groups the personas were clustered on, and what that means for the
+        breakdowns by persona (the circularity argument of :mod:`helpers.personas`)."""
+        from helpers.personas.features import FEATURE_GROUPS
+
+        used = [g for g in FEATURE_GROUPS if g in self.feature_groups]
+        outcomes = [g for g in used if g in ("activity", "spend", "speed", "satisfaction")]
+        text = f"Clustered on {', '.join(used)} ({len(self.columns_)} features)."
+        if not outcomes:
+            return (text + " That is behaviour only: how much people do, spend, how fast they get there and how "
+                    "long they stay are left out, so the conversion, revenue and churn by persona below are "
+                    "findings, not the definition of the personas. To group by volume and spend as well, "
+                    "set feature_groups=\"all\".")
+        return (text + f" The {', '.join(outcomes)} features are part of the definition, so differences in "
+                "conversion, revenue or churn between personas are partly built in; the default "
+                "(content, actions, channels) avoids that.")
 
     def who_headline(self) -> str:
         """One sentence: the largest and smallest persona, and the most distinctive trait of any persona."""
@@ -207,9 +243,10 @@ class PersonaModel:
         return text + "."
 
     def summary(self) -> pd.DataFrame:
-        """One row per persona: ``persona``, ``name``, ``users``, ``share``, ``description``."""
+        """One row per persona: ``persona``, ``name``, ``users``, ``share``, ``description``, ``stability``."""
         sizes = self.profile_.drop_duplicates("persona")[["persona", "name", "users", "share"]].reset_index(drop=True)
         sizes["description"] = sizes["persona"].map(self.names_)
+        sizes["stability"] = sizes["persona"].map(self.stability_)
         return sizes
 
     def profile_matrix(self, value: str = "ratio", *, used_only: bool = True) -> pd.DataFrame:

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from helpers.plots.base import PALETTE, _layout, group_colours, label, labels
+from helpers.plots.base import NEUTRAL, PALETTE, _layout, group_colours, label, labels
 
 
 def persona_heatmap(model, *, top_features: int = 24) -> go.Figure:
@@ -71,17 +71,26 @@ def persona_projection(projection: pd.DataFrame) -> go.Figure:
 
 
 def k_selection(model) -> go.Figure:
-    """Silhouette per candidate number of personas, the chosen one marked."""
+    """Stability per candidate number of personas (with its 95% band over subsample pairs) and the
+    silhouette for reference, the chosen one marked."""
     scores = model.k_scores_
+    metric = "stability" if scores["stability"].notna().any() else "silhouette"
     fig = go.Figure()
-    fig.add_scatter(x=scores["n_personas"], y=scores["silhouette"], mode="lines+markers", name="silhouette",
+    band = 1.96 * scores["stability_se"].fillna(0) if metric == "stability" else None
+    fig.add_scatter(x=scores["n_personas"], y=scores[metric], mode="lines+markers", name=metric,
+                    error_y=dict(type="data", array=band, visible=band is not None),
                     marker=dict(size=9, color=PALETTE[0]), hovertemplate="k=%{x}: %{y:.3f}<extra></extra>")
+    if metric == "stability":
+        fig.add_scatter(x=scores["n_personas"], y=scores["silhouette"], mode="lines+markers", name="silhouette",
+                        line=dict(dash="dot", color=NEUTRAL), marker=dict(size=6, color=NEUTRAL),
+                        hovertemplate="k=%{x}: silhouette %{y:.3f}<extra></extra>")
     chosen = scores[scores["chosen"]]
-    fig.add_scatter(x=chosen["n_personas"], y=chosen["silhouette"], mode="markers", name="chosen",
+    fig.add_scatter(x=chosen["n_personas"], y=chosen[metric], mode="markers", name="chosen",
                     marker=dict(size=16, symbol="star", color=PALETTE[1]), hovertemplate="chosen k=%{x}<extra></extra>")
     fig.update_xaxes(title="number of personas", dtick=1)
-    fig.update_yaxes(title="silhouette (higher = better separated)")
-    return _layout(fig, "How many personas? Silhouette on a sample of users", height=380)
+    fig.update_yaxes(title="stability (1 = the same personas from any subsample)" if metric == "stability"
+                     else "silhouette (higher = better separated)")
+    return _layout(fig, "How many personas? The finest grouping that comes back from any subsample", height=380)
 
 
 def persona_kpis_chart(kpis: pd.DataFrame) -> go.Figure:
