@@ -316,9 +316,11 @@ def compute_funnel(
     attempts = _attempts(t, steps_, window, order, by_column)
     for event, i, j in exclusions:
         attempts = _apply_exclusion(attempts, t, event, i, j)
-    # among equal attempts (any order: several funnel events at one moment) the least segment, as the fast path
+    # among equal attempts (any order: several funnel events at one moment) the least segment, and of a strict
+    # attempt and its fork the earlier step times, as the fast path
     best = attempts.mutate(_rank=ibis.row_number().over(ibis.window(
-        group_by="user_id", order_by=[ibis.desc("reached"), "start", ibis.asc("seg", nulls_first=False)])))
+        group_by="user_id", order_by=[ibis.desc("reached"), "start", ibis.asc("seg", nulls_first=False),
+                                      *[f"t_{k + 1}" for k in range(1, len(steps_))]])))
     best = best.filter(best._rank == 0).drop("_rank")
     # Arrow is faster than execute() for wide timestamp results, and sorts strings faster than pandas.
     per_user = best.to_pyarrow().sort_by("user_id").to_pandas()

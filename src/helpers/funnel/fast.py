@@ -243,7 +243,9 @@ def _ordered(plan: Plan, single: dict, counts: list, mu: np.ndarray, mt: np.ndar
         run = np.where(same, run, k)
         cur = np.where(step_ok, cand, cur)
         ok = step_ok
-    order = np.argsort(starts, kind="stable")  # forks join their attempt: attempts stay in start order
+    # attempts in start order, then by the earliest step times: of a fork and its attempt reaching equally far,
+    # the earlier steps win (the portable plan breaks the tie the same way)
+    order = np.lexsort(times[::-1])
     return starts[order], [tk[order] for tk in times]
 
 
