@@ -88,8 +88,8 @@ def k_selection(model) -> go.Figure:
     fig.add_scatter(x=chosen["n_personas"], y=chosen[metric], mode="markers", name="chosen",
                     marker=dict(size=16, symbol="star", color=PALETTE[1]), hovertemplate="chosen k=%{x}<extra></extra>")
     fig.update_xaxes(title="number of personas", dtick=1)
-    fig.update_yaxes(title="stability (1 = the same personas from any subsample)" if metric == "stability"
-                     else "silhouette (higher = better separated)")
+    # short axis titles: a long rotated one runs under the legend (1 = the same personas from any subsample)
+    fig.update_yaxes(title="stability" if metric == "stability" else "silhouette")
     return _layout(fig, "How many personas? The finest grouping that comes back from any subsample", height=380)
 
 
