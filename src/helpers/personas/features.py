@@ -66,9 +66,17 @@ def user_features(
 
         t = sessionize(t)
 
-    counts = t.group_by("event").aggregate(n=t.count()).order_by([ibis.desc("n"), "event"]).execute()
+    # The null-id count rides on the event count's scan: a null user_id would become one "None" person.
+    counts = (t.group_by("event").aggregate(n=t.count(), _no_user=t.user_id.isnull().sum())
+              .order_by([ibis.desc("n"), "event"]).execute())
     if counts.empty:
         raise EventDataError("user_features: there are no events (after observed_until and first_days).")
+    if counts["_no_user"].sum() > 0:
+        example = counts.loc[counts["_no_user"] > 0, "event"].iloc[0]
+        raise EventDataError(
+            f"user_features: column 'user_id' is null on {int(counts['_no_user'].sum()):,} rows (for example an "
+            f"{example!r} event); stitch identities first (helpers.identity.stitch_identities) or drop the anonymous rows, "
+            "otherwise they would all count as one user.")
     top = counts["event"].head(top_events).tolist()
     present = set(counts["event"])
     channels = (t.group_by("channel").aggregate(n=t.count()).order_by([ibis.desc("n"), "channel"]).execute()["channel"]

@@ -66,6 +66,12 @@ def test_no_events_left_is_a_clear_error(log):
         user_features(log, observed_until=T0 - pd.Timedelta(days=1))
 
 
+def test_rows_without_a_user_are_a_clear_error_not_one_none_user(log):
+    log.loc[[4, 5], "user_id"] = None  # b's two rows, as a raw export's pre-login rows
+    with pytest.raises(EventDataError, match=r"'user_id' is null on 2 rows \(for example an 'visit'.*stitch_identities"):
+        user_features(log)
+
+
 def test_property_shares_are_among_the_events_carrying_the_property():
     ev = pd.DataFrame({"user_id": ["a", "a", "a", "b"], "event": ["page_view", "page_view", "buy", "buy"],
                        "page": ["pricing", "docs", None, None],
