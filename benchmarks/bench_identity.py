@@ -52,10 +52,15 @@ print(json.dumps({"what": what, "seconds": time.perf_counter() - t0, "peak_bytes
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=500_000)
+    parser.add_argument("--events", type=Path, help="an existing export of the sample with --users users "
+                        "(events.parquet as helpers.sample writes it), instead of generating one")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="bench_identity_"))
-    subprocess.run([sys.executable, "-m", "helpers.sample", "--out", str(work), "--users", str(args.users)], check=True)
-    path = work / "events.parquet"
+    path = args.events
+    if path is None:
+        work = Path(tempfile.mkdtemp(prefix="bench_identity_"))
+        subprocess.run([sys.executable, "-m", "helpers.sample", "--out", str(work), "--users", str(args.users)],
+                       check=True)
+        path = work / "events.parquet"
     rows = [run_step(STEP, str(path), w) for w in ("scan", *("funnel", "stitch") * 3)]
     print(f"{os.cpu_count()} cores, {args.users:,} users")
     for r in rows:

@@ -41,7 +41,6 @@ order, in pandas.
 
 from __future__ import annotations
 
-import uuid
 import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -51,14 +50,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import scipy.sparse as sp
+from scipy.sparse import csgraph
 
 from helpers.io import EventDataError, to_utc_series
 
 __all__ = ["ID_COLUMNS", "Stitched", "stitch_identities"]
 
 ID_COLUMNS = ("anonymous_id", "device_id", "user_id")
-_UTC = ibis.dtype("timestamp('UTC')")
-_MAX_ROUNDS = 64  # pointer jumping halves distances each round: 64 rounds cover any component
 
 
 @dataclass
@@ -100,70 +99,19 @@ class Stitched:
 
 
 def _text(value: ibis.Value) -> ibis.Value:
-    s = value.cast("string")
-    return ibis.ifelse(s == "", ibis.null("string"), s)
+    s = value if value.type().is_string() else value.cast("string")
+    return s.nullif("")
 
 
 def _combinations(t: ibis.Table, cols: Sequence[str], identified: str) -> tuple[ibis.Table, ibis.Value, ibis.Value]:
-    """One pass over the events: each distinct combination of ids on a row, with its row count and first time,
+    """One pass over the events: each distinct combination of ids on a row, with its row count and first time;
     and the row's anchor (the id that keys it: its identified id, else its first id in ``cols`` order)."""
     order = [identified] + [c for c in cols if c != identified]
-
-    def anchor(ids: dict[str, ibis.Value]) -> tuple[ibis.Value, ibis.Value]:
-        return (ibis.cases(*[(ids[c].notnull(), c) for c in order], else_=ibis.null("string")),
-                ibis.coalesce(*[ids[c] for c in order]))
-
     ids = {c: _text(t[c]) for c in cols}
-    # Group on the ids alone (the anchor is a function of them): a narrower key than with the anchor in it.
     combos = t.group_by(**{f"_id_{i}": ids[c] for i, c in enumerate(cols)}).aggregate(
         rows=t.count(), ts=t.timestamp.min())
-    a_col, a_id = anchor({c: combos[f"_id_{i}"] for i, c in enumerate(cols)})
-    return combos.mutate(a_col=a_col, a_id=a_id).cache(), *anchor(ids)
-
-
-def _links_table(combos: ibis.Table, cols: Sequence[str]) -> ibis.Table:
-    """Links from each combination's other ids to its anchor, with the first time seen."""
-    parts = []
-    for i, c in enumerate(cols):
-        part = combos.select(a_col=combos.a_col, a_id=combos.a_id, b_col=ibis.literal(c), b_id=combos[f"_id_{i}"],
-                             ts=combos.ts.cast(_UTC))
-        parts.append(part.filter(part.b_id.notnull() & (part.a_col != part.b_col)))
-    return ibis.union(*parts) if len(parts) > 1 else parts[0]
-
-
-def _materialize(expr: ibis.Table) -> ibis.Table:
-    """The table computed now. On Spark a cached table keeps its whole lineage, which grows with every round of
-    propagation until planning runs out of memory; a local checkpoint cuts it."""
-    con = expr.get_backend()
-    if con.name != "pyspark":
-        return expr.cache()
-    frame = con._session.sql(con.compile(expr)).localCheckpoint()  # ibis has no checkpoint of its own
-    name = f"_stitch_{uuid.uuid4().hex}"
-    frame.createOrReplaceTempView(name)
-    return con.table(name)
-
-
-def _components(edges: ibis.Table) -> ibis.Table:
-    """(node, label): label = the smallest node of the node's connected component, by min-label propagation.
-
-    Each round a node takes the smallest label among itself and its neighbours, then its label's label
-    (pointer jumping). Labels only decrease, so an unchanged sum of labels means nothing changed.
-    """
-    both = _materialize(edges.select(u=edges.a, v=edges.b).union(edges.select(u=edges.b, v=edges.a)).distinct())
-    labels = _materialize(both.group_by(node=both.u).aggregate(label=ibis.least(both.u.min(), both.v.min())))
-    total = int(labels.label.sum().execute())
-    for _ in range(_MAX_ROUNDS):
-        nb = both.join(labels, both.v == labels.node).group_by(u=both.u).aggregate(m=labels.label.min())
-        step = _materialize(labels.join(nb, labels.node == nb.u).select(node=labels.node,
-                                                                        label=ibis.least(labels.label, nb.m)))
-        hop = step.select(h_node=step.node, h_label=step.label)  # pointer jumping: take the label's label
-        jumped = _materialize(step.join(hop, step.label == hop.h_node).select(
-            node=step.node, label=ibis.least(step.label, hop.h_label)))
-        now = int(jumped.label.sum().execute())
-        if now == total:
-            return jumped
-        labels, total = jumped, now
-    raise RuntimeError("identity stitching did not converge")  # cannot happen: labels only decrease
+    anchor_col = ibis.cases(*[(ids[c].notnull(), c) for c in order], else_=ibis.null("string"))
+    return combos, anchor_col, ibis.coalesce(*[ids[c] for c in order])
 
 
 def _greedy(edges: pd.DataFrame, identified_nodes: np.ndarray, max_identified: int) -> tuple[dict[int, int], list[int]]:
@@ -272,56 +220,100 @@ def stitch_identities(
     else:
         t = events
     combos, anchor_col, anchor_id = _combinations(t, cols, identified)
-    link_rows = _links_table(combos, cols)
+    # From here on, per id and per combination of ids (small beside the events): Arrow and NumPy.
+    k = len(cols)
+    extra = None
     if links is not None:
-        link_rows = ibis.union(link_rows, _extra_links(links, cols, identified, position), distinct=False)
-    edges_by_id = link_rows.group_by(["a_col", "a_id", "b_col", "b_id"]).aggregate(ts=link_rows.ts.min()).cache()
-    # Rows per anchor id (null: rows without an id) in one pass; every id on a row is its anchor or a link's far
-    # end, so anchors and links together know every id and when it was first seen.
-    anchors = combos.group_by(["a_col", "a_id"]).aggregate(rows=combos.rows.sum(), first_seen=combos.ts.min()).cache()
-    e = edges_by_id
-    id_parts = [anchors.filter(anchors.a_id.notnull()).select(id_column=anchors.a_col, id=anchors.a_id,
-                                                               first_seen=anchors.first_seen),
-                e.select(id_column=e.b_col, id=e.b_id, first_seen=e.ts)]
-    if links is not None:  # ids only the links mention may sit on the near end
-        id_parts.append(e.select(id_column=e.a_col, id=e.a_id, first_seen=e.ts))
-    all_ids = ibis.union(*id_parts, distinct=False)
-    all_ids = all_ids.group_by(["id_column", "id"]).aggregate(first_seen=all_ids.first_seen.min())
+        table = _extra_links(links, cols, identified, position)
+        extra = {name: table[name].combine_chunks() for name in table.column_names}
+
     # Node numbers follow (column order, id text): every tie below is broken by them, whatever the row order.
-    column_pos = ibis.cases(*[(all_ids.id_column == c, i) for i, c in enumerate(cols)], else_=len(cols))
-    nodes = all_ids.mutate(node=ibis.row_number().over(order_by=[column_pos, all_ids.id]),
-                           is_identified=all_ids.id_column == identified).cache()
+    # The backend numbers each column's ids and codes the combinations (string work there is parallel);
+    # from here on, per id and per combination of ids (small beside the events), it is Arrow and NumPy.
+    combos = combos.cache()
+    numbered, coded = [], combos
+    for i, c in enumerate(cols):
+        ids_i = combos.filter(combos[f"_id_{i}"].notnull()).select(id=combos[f"_id_{i}"], ts=combos.ts)
+        if extra is not None:  # ids the links table names, at the links' times (ids only it mentions, too)
+            here = [pc.equal(extra[f"{end}_col"], c) for end in "ab"]
+            named = pa.table({"id": pa.concat_arrays([extra[f"{end}_id"].filter(h) for end, h in zip("ab", here)]),
+                              "ts": pa.concat_arrays([extra["ts"].filter(h) for h in here])})
+            if named.num_rows:
+                m = ibis.memtable(named)
+                ids_i = ids_i.union(m.select(id=m.id, ts=m.ts.cast(combos.ts.type())), distinct=False)
+        # When each id was first seen: the first time of a combination holding it, or of a link naming it.
+        ids_i = ids_i.group_by("id").aggregate(first_seen=ids_i.ts.min())
+        numbered.append(ids_i.mutate(node=ibis.row_number().over(order_by=ids_i.id)).cache())
+        coded = coded.left_join(numbered[-1].select(**{f"_id_{i}": "id", f"_n_{i}": "node"}), f"_id_{i}")
+    ct = coded.select(*[f"_n_{i}" for i in range(k)], "rows", "ts").to_pyarrow()
+    uniques, seen_parts = [], []
+    for n in numbered:  # in node order: row_number gives a permutation of 0..len-1
+        got = n.to_pyarrow()
+        where = np.empty(got.num_rows, dtype=np.int64)
+        where[got["node"].to_numpy()] = np.arange(got.num_rows)
+        uniques.append(pc.cast(got["id"].combine_chunks(), pa.string()).take(where))
+        seen_parts.append(pc.cast(got["first_seen"].combine_chunks(), pa.timestamp("ns", tz="UTC")).take(where))
+    offsets = np.concatenate([[0], np.cumsum([len(u) for u in uniques])]).astype(np.int64)
+    n_nodes = int(offsets[-1])
+    combo_ts = pc.cast(ct["ts"].combine_chunks(), pa.timestamp("ns", tz="UTC"))
+    combo_nodes = [np.where(pc.is_null(ct[f"_n_{i}"]).to_numpy(zero_copy_only=False), -1,
+                            pc.fill_null(ct[f"_n_{i}"], 0).to_numpy() + offsets[i]).astype(np.int64) for i in range(k)]
+    seen = pa.concat_arrays(seen_parts) if seen_parts else pa.array([], pa.timestamp("ns", tz="UTC"))
+    # never seen (only links without a time): last
+    seen_ns = pc.fill_null(pc.cast(seen, pa.int64()), np.iinfo(np.int64).max).to_numpy()
 
-    na = nodes.select(a_col=nodes.id_column, a_id=nodes.id, a=nodes.node)
-    nb = nodes.select(b_col=nodes.id_column, b_id=nodes.id, b=nodes.node)
-    edges = edges_by_id.join(na, ["a_col", "a_id"]).join(nb, ["b_col", "b_id"]).select("a", "b", "ts").cache()
-    labels = _components(edges) if int(edges.count().execute()) else None
+    def node_of(i: int, values: pa.Array) -> np.ndarray:
+        """Node numbers of ids of column ``i`` (-1 for no id): for the links table, small."""
+        pos = pc.index_in(values, value_set=uniques[i])
+        return pc.fill_null(pc.add(pos, offsets[i]), -1).to_numpy(zero_copy_only=False).astype(np.int64)
 
-    # Per id from here: arrays indexed by node number (row_number: 0..n-1), no string sorting.
-    table = nodes.to_pyarrow()
-    n_nodes = table.num_rows
-    row_of = np.empty(n_nodes, dtype=np.int64)  # node numbers are a permutation of 0..n-1 (row_number)
-    row_of[table["node"].to_numpy().astype(np.int64)] = np.arange(n_nodes)
-    table = table.take(row_of)
+    # The row's anchor: its identified id, else its first id in column order.
+    anchor = np.full(len(ct), -1, dtype=np.int64)
+    for i in reversed([position[identified]] + [j for j in range(k) if cols[j] != identified]):
+        anchor = np.where(combo_nodes[i] >= 0, combo_nodes[i], anchor)
+    # Links: from each combination's other ids to its anchor, and the links table's; first time seen.
+    link_a, link_b, link_ts = [], [], []
+    for i in range(k):
+        other = (combo_nodes[i] >= 0) & (combo_nodes[i] != anchor)
+        link_a.append(anchor[other])
+        link_b.append(combo_nodes[i][other])
+        link_ts.append(combo_ts.filter(pa.array(other)))
+    if extra is not None:
+        for end, out_list in (("a", link_a), ("b", link_b)):
+            nodes_end = np.full(len(extra["a_id"]), -1, dtype=np.int64)
+            for i, c in enumerate(cols):
+                here = pc.equal(extra[f"{end}_col"], c).to_numpy(zero_copy_only=False)
+                nodes_end[here] = node_of(i, extra[f"{end}_id"].filter(pa.array(here)))
+            out_list.append(nodes_end)
+        link_ts.append(pc.cast(extra["ts"], pa.timestamp("ns", tz="UTC")))
+    edges = pa.table({"a": np.concatenate(link_a), "b": np.concatenate(link_b), "ts_min": pa.concat_arrays(link_ts)})
+    if k > 2 or extra is not None:  # two ids per row and no links table: each pair is one combination already
+        g = edges.group_by(["a", "b"]).aggregate([("ts_min", "min")])
+        edges = pa.table({"a": g["a"], "b": g["b"], "ts_min": g["ts_min_min"]})
+    edge_a, edge_b = edges["a"].to_numpy(), edges["b"].to_numpy()
+
     node = np.arange(n_nodes, dtype=np.int64)
-    columns_arr = table["id_column"].combine_chunks()
-    is_identified = table["is_identified"].to_numpy()
-    seen = pc.cast(table["first_seen"], pa.timestamp("ns", tz="UTC"))
-    seen_ns = pc.fill_null(pc.cast(seen, pa.int64()), np.iinfo(np.int64).max).to_numpy()  # never seen: last
-    ids = table["id"]
+    ids = pa.concat_arrays(uniques) if uniques else pa.array([], pa.string())
+    sizes = np.diff(offsets)
+    columns_arr = pa.DictionaryArray.from_arrays(pa.array(np.repeat(np.arange(k, dtype=np.int32), sizes)),
+                                                 pa.array(cols, pa.string()))
+    is_identified = np.repeat(np.array([c == identified for c in cols]), sizes)
     group = node.copy()
-    if labels is not None:
-        lab = labels.to_pyarrow()
-        group[lab["node"].to_numpy().astype(np.int64)] = lab["label"].to_numpy().astype(np.int64)
+    if len(edge_a):
+        # Connected components; each is named by its smallest node (the refusal below moves nodes to roots).
+        graph = sp.coo_matrix((np.ones(len(edge_a), dtype=np.int8), (edge_a, edge_b)), shape=(n_nodes, n_nodes))
+        _, label = csgraph.connected_components(graph, directed=False)
+        smallest = np.full(label.max() + 1, n_nodes, dtype=np.int64)
+        np.minimum.at(smallest, label, node)
+        group = smallest[label]
     counts = np.bincount(group, weights=is_identified, minlength=n_nodes)
     conflicted = counts > max_identified_per_person  # by group (a group is named by its smallest node)
 
     refused = pd.DataFrame(columns=["column_a", "id_a", "column_b", "id_b", "first_seen", "reason"])
     if conflicted.any():
-        inside = node[conflicted[group]]
-        mem = ibis.memtable(pd.DataFrame({"n": inside}))
-        ce = edges.join(mem, edges.a == mem.n).select("a", "b", "ts").to_pyarrow().to_pandas()
-        ce["ts"] = to_utc_series(ce["ts"])
+        inside = conflicted[group[edge_a]]
+        ce = pd.DataFrame({"a": edge_a[inside], "b": edge_b[inside],
+                           "ts": to_utc_series(edges["ts_min"].filter(pa.array(inside)).to_pandas())})
         # time order, links without a time first, ties by the ids (through their node numbers)
         ce = ce.assign(_lo=np.minimum(ce["a"], ce["b"]), _hi=np.maximum(ce["a"], ce["b"]))
         ce = ce.sort_values(["ts", "_lo", "_hi"], na_position="first", kind="mergesort").reset_index(drop=True)
@@ -339,30 +331,51 @@ def stitch_identities(
 
     # The person id: the first identified id, else the earliest anonymous id (ties: column order, then text,
     # which is node order).
-    order = np.lexsort((node, seen_ns, ~is_identified, group))
-    in_order = group[order]
-    first_in = np.flatnonzero(np.r_[True, in_order[1:] != in_order[:-1]])  # sorted by group: where each begins
-    heads = in_order[first_in]
-    person_node = np.empty(n_nodes, dtype=np.int64)
-    person_node[heads] = node[order][first_in]
+    # Per group, a minimum in three steps (no sort): identified if any, then first seen, then node number.
+    big = np.iinfo(np.int64).max
+    has_identified = np.zeros(n_nodes, dtype=bool)
+    has_identified[group[is_identified]] = True
+    eligible = is_identified | ~has_identified[group]
+    first_seen_of = np.full(n_nodes, big, dtype=np.int64)
+    np.minimum.at(first_seen_of, group[eligible], seen_ns[eligible])
+    eligible &= seen_ns == first_seen_of[group]
+    person_node = np.full(n_nodes, big, dtype=np.int64)
+    np.minimum.at(person_node, group[eligible], node[eligible])
+    heads = np.flatnonzero(person_node != big)  # the groups
     person_of = person_node[group]
     person_ids = ids.take(person_of)
     text = lambda arr: pd.arrays.ArrowStringArray(arr.cast("string") if arr.type != "string" else arr)  # noqa: E731
     identity_map = pd.DataFrame({"id": text(ids), "id_column": text(columns_arr), "person_id": text(person_ids),
                                  "first_seen": seen.to_pandas()})
 
-    # Re-key every row through its anchor id.
-    keyed = t.mutate(_acol=anchor_col, _aid=anchor_id)
-    mapping = ibis.memtable(pa.table({"_acol": columns_arr, "_aid": ids, "_person": person_ids}))
-    keyed = keyed.left_join(mapping, ["_acol", "_aid"])
-    anchor_rows = anchors.left_join(na, [anchors.a_col == na.a_col, anchors.a_id == na.a_id]).select(
-        anchors.rows, na.a).to_pyarrow().to_pandas()
-    keyed_at = anchor_rows["a"].notna().to_numpy()
-    a_nodes = anchor_rows["a"].to_numpy()[keyed_at].astype(np.int64)
-    rows = anchor_rows["rows"].to_numpy()
+    rows = ct["rows"].to_numpy()
+    keyed_at = anchor >= 0
+    a_nodes = anchor[keyed_at]
     stats = {"no_id": int(rows[~keyed_at].sum()),
              "rekeyed": int(rows[keyed_at][(~is_identified[a_nodes]) | (person_of[a_nodes] != a_nodes)].sum())}
 
+    # Re-key every row through its anchor id.
+    anonymous = ~is_identified
+    if max_identified_per_person == 1:
+        # One identified id per person: it is its person's id, so only the rows without one need the map.
+        anonymous_row = _text(t[identified]).isnull()
+        others = {c: _text(t[c]) for c in cols if c != identified}
+        no_key = ibis.null("string")
+        key_col = ibis.cases(*[(anonymous_row & v.notnull(), c) for c, v in others.items()], else_=no_key) \
+            if others else no_key
+        first_other = ibis.coalesce(*others.values()) if len(others) > 1 else next(iter(others.values()), no_key)
+        key_id = ibis.ifelse(anonymous_row, first_other, no_key)
+        map_rows = anonymous
+    else:
+        key_col, key_id, map_rows = anchor_col, anchor_id, np.ones(n_nodes, dtype=bool)
+    mapped_columns = [c for i, c in enumerate(cols) if map_rows[offsets[i]:offsets[i + 1]].any()]
+    keys = ["_aid"] if len(mapped_columns) <= 1 else ["_acol", "_aid"]  # ids of one column: no column to match
+    mask = pa.array(map_rows)
+    mapping = ibis.memtable(pa.table({"_acol": columns_arr.filter(mask).cast(pa.string()), "_aid": ids.filter(mask),
+                                      "_person": person_ids.filter(mask)}).select(keys + ["_person"]))
+    keyed = t.mutate(_acol=key_col, _aid=key_id).left_join(mapping, keys)
+    if max_identified_per_person == 1:
+        keyed = keyed.mutate(_person=ibis.coalesce(_text(keyed[identified]), keyed._person))
     if is_frame:
         persons = keyed.select("_row", "_person").to_pyarrow().to_pandas().sort_values("_row")
         out = events.copy(deep=False)
@@ -383,7 +396,10 @@ def stitch_identities(
     anonymous_heads = person_node[heads][~is_identified[person_node[heads]]]
     named = ids.take(anonymous_heads)
     clash_with_identified = int(pc.sum(pc.is_in(named, value_set=ids.filter(pa.array(is_identified)))).as_py() or 0)
-    collisions = clash_with_identified + len(named) - pc.count_distinct(named).as_py()
+    # ids are distinct within their column: names can repeat only across columns
+    head_columns = np.searchsorted(offsets, anonymous_heads, side="right") - 1
+    repeated = 0 if len(np.unique(head_columns)) <= 1 else len(named) - pc.count_distinct(named).as_py()
+    collisions = clash_with_identified + repeated
     if collisions:
         warnings.warn(f"stitch_identities: {collisions} person id(s) are shared by two persons (an anonymous id "
                       "with the same text as an identified id); analyses will count each pair as one user.",
@@ -397,7 +413,7 @@ def stitch_identities(
     return Stitched(out, identity_map, report, refused)
 
 
-def _extra_links(links: pd.DataFrame, cols: Sequence[str], identified: str, position: dict[str, int]) -> ibis.Table:
+def _extra_links(links: pd.DataFrame, cols: Sequence[str], identified: str, position: dict[str, int]) -> pa.Table:
     """A links table (two id columns, optionally ``timestamp``) as link rows like those of the events."""
     if not isinstance(links, pd.DataFrame):
         raise TypeError(f"links must be a pandas DataFrame, got {type(links).__name__}.")
@@ -411,5 +427,6 @@ def _extra_links(links: pd.DataFrame, cols: Sequence[str], identified: str, posi
     frame = pd.DataFrame({"a_col": first, "a_id": links[first].astype("string"), "b_col": second,
                           "b_id": links[second].astype("string"), "ts": ts})
     frame = frame[frame["a_id"].notna() & frame["b_id"].notna() & (frame["a_id"] != "") & (frame["b_id"] != "")]
-    t = ibis.memtable(frame.reset_index(drop=True))
-    return t.mutate(ts=t.ts.cast(_UTC))
+    return pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False).cast(pa.schema([
+        ("a_col", pa.string()), ("a_id", pa.string()), ("b_col", pa.string()), ("b_id", pa.string()),
+        ("ts", pa.timestamp("ns", tz="UTC"))]))
