@@ -32,11 +32,15 @@ Rules (:func:`stitch_identities`):
   dropped and counted.
 - The result does not depend on the order of the input rows.
 
-Written in ibis: links and ids are aggregated on the backend and persons are
-found by min-label propagation with pointer jumping over the link table (a
-few rounds). Only the components that would hold more than the allowed
+Event-level work is ibis, on the backend: one pass groups the events into
+their distinct combinations of ids, each id is numbered (by column, then
+text) with its first time seen, and the re-keying join runs there too. The
+per-id work is in NumPy on the driver, because it is as big as the number of
+ids, not of events: persons are the connected components of the link graph
+(scipy), and only the components that would hold more than the allowed
 identified ids (shared devices: few) are resolved link by link in timestamp
-order, in pandas.
+order. When a person holds one identified id, that id is already the person
+id, so only rows without one go through the re-keying map.
 """
 
 from __future__ import annotations
@@ -256,8 +260,10 @@ def stitch_identities(
     offsets = np.concatenate([[0], np.cumsum([len(u) for u in uniques])]).astype(np.int64)
     n_nodes = int(offsets[-1])
     combo_ts = pc.cast(ct["ts"].combine_chunks(), pa.timestamp("ns", tz="UTC"))
-    combo_nodes = [np.where(pc.is_null(ct[f"_n_{i}"]).to_numpy(zero_copy_only=False), -1,
-                            pc.fill_null(ct[f"_n_{i}"], 0).to_numpy() + offsets[i]).astype(np.int64) for i in range(k)]
+    combo_nodes = []
+    for i in range(k):
+        n_i = pc.fill_null(ct[f"_n_{i}"], -1).to_numpy().astype(np.int64)
+        combo_nodes.append(np.where(n_i >= 0, n_i + offsets[i], -1))
     seen = pa.concat_arrays(seen_parts) if seen_parts else pa.array([], pa.timestamp("ns", tz="UTC"))
     # never seen (only links without a time): last
     seen_ns = pc.fill_null(pc.cast(seen, pa.int64()), np.iinfo(np.int64).max).to_numpy()
@@ -355,7 +361,6 @@ def stitch_identities(
              "rekeyed": int(rows[keyed_at][(~is_identified[a_nodes]) | (person_of[a_nodes] != a_nodes)].sum())}
 
     # Re-key every row through its anchor id.
-    anonymous = ~is_identified
     if max_identified_per_person == 1:
         # One identified id per person: it is its person's id, so only the rows without one need the map.
         anonymous_row = _text(t[identified]).isnull()
@@ -365,14 +370,17 @@ def stitch_identities(
             if others else no_key
         first_other = ibis.coalesce(*others.values()) if len(others) > 1 else next(iter(others.values()), no_key)
         key_id = ibis.ifelse(anonymous_row, first_other, no_key)
-        map_rows = anonymous
+        map_rows = ~is_identified
     else:
         key_col, key_id, map_rows = anchor_col, anchor_id, np.ones(n_nodes, dtype=bool)
-    mapped_columns = [c for i, c in enumerate(cols) if map_rows[offsets[i]:offsets[i + 1]].any()]
-    keys = ["_aid"] if len(mapped_columns) <= 1 else ["_acol", "_aid"]  # ids of one column: no column to match
-    mask = pa.array(map_rows)
-    mapping = ibis.memtable(pa.table({"_acol": columns_arr.filter(mask).cast(pa.string()), "_aid": ids.filter(mask),
-                                      "_person": person_ids.filter(mask)}).select(keys + ["_person"]))
+    # The map's rows are whole columns' blocks of nodes: slices, not copies.
+    mapped = [i for i in range(k) if sizes[i] and map_rows[offsets[i]]]
+    keys = ["_aid"] if len(mapped) <= 1 else ["_acol", "_aid"]  # ids of one column: no column to match
+    parts = {"_aid": [ids.slice(offsets[i], sizes[i]) for i in mapped],
+             "_person": [person_ids.slice(offsets[i], sizes[i]) for i in mapped]}
+    if "_acol" in keys:
+        parts["_acol"] = [pa.array(np.full(sizes[i], cols[i], dtype=object), pa.string()) for i in mapped]
+    mapping = ibis.memtable(pa.table({name: pa.chunked_array(parts[name], pa.string()) for name in keys + ["_person"]}))
     keyed = t.mutate(_acol=key_col, _aid=key_id).left_join(mapping, keys)
     if max_identified_per_person == 1:
         keyed = keyed.mutate(_person=ibis.coalesce(_text(keyed[identified]), keyed._person))
@@ -394,10 +402,19 @@ def stitch_identities(
     # An anonymous person named by an id whose text is also another person's id: downstream they would be one.
     # Only a person named by an anonymous id can share its name: identified ids are unique in their column.
     anonymous_heads = person_node[heads][~is_identified[person_node[heads]]]
-    named = ids.take(anonymous_heads)
-    clash_with_identified = int(pc.sum(pc.is_in(named, value_set=ids.filter(pa.array(is_identified)))).as_py() or 0)
+    # Anonymous ids whose text is also an identified id (usually none), found on the backend; those naming a
+    # person clash.
+    same_text = []
+    ident_ids = numbered[position[identified]].select(_same=numbered[position[identified]].id)
+    for i in range(k):
+        if cols[i] != identified and sizes[i]:
+            hit = numbered[i].join(ident_ids, numbered[i].id == ident_ids._same).select("node").to_pyarrow()
+            same_text.append(hit["node"].to_numpy().astype(np.int64) + offsets[i])
+    same_text = np.concatenate(same_text) if same_text else np.zeros(0, dtype=np.int64)
+    clash_with_identified = int((person_of[same_text] == same_text).sum())
     # ids are distinct within their column: names can repeat only across columns
     head_columns = np.searchsorted(offsets, anonymous_heads, side="right") - 1
+    named = ids.take(anonymous_heads)
     repeated = 0 if len(np.unique(head_columns)) <= 1 else len(named) - pc.count_distinct(named).as_py()
     collisions = clash_with_identified + repeated
     if collisions:
