@@ -95,9 +95,13 @@ print(json.dumps({"what": "duckdb by hand", "seconds": seconds, "peak_bytes": hw
 """
 
 
-def prepare(users: int, events: Path | None) -> tuple[Path, Path]:
+def prepare(users: int, events: Path | None, sample: Path | None = None) -> tuple[Path, Path]:
     work = Path(tempfile.mkdtemp(prefix="bench_experiments_"))
-    subprocess.run([sys.executable, "-m", "helpers.sample", "--out", str(work), "--users", str(users)], check=True)
+    if sample is None:
+        subprocess.run([sys.executable, "-m", "helpers.sample", "--out", str(work), "--users", str(users)], check=True)
+    else:  # an existing sample folder (events.parquet, users.parquet); new files go to the temporary folder
+        for name in ("events.parquet", "users.parquet"):
+            (work / name).symlink_to(sample.resolve() / name)
     if events is None:
         events = work / "canonical.parquet"
         subprocess.run([sys.executable, "-c", (
@@ -119,8 +123,10 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=500_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--events", type=Path, help="an existing canonical Parquet file of the sample with --users users")
+    parser.add_argument("--sample", type=Path, help="an existing sample folder (helpers.sample --out) with --users "
+                        "users, instead of generating one")
     args = parser.parse_args()
-    events, assignments = prepare(args.users, args.events)
+    events, assignments = prepare(args.users, args.events, args.sample)
     rows = []
     for _ in range(args.runs):  # interleaved, so a busy moment hits every contender
         rows.append(run_step(PEER, events, assignments))

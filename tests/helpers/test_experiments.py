@@ -105,6 +105,19 @@ def test_exclusions_censoring_and_windows_by_hand():
     assert r.srm["persons"].tolist() == [2, 2]
 
 
+def test_assignment_ids_may_be_numbers_and_incomplete_rows_are_dropped_and_counted():
+    from helpers.experiments.metrics import normalise_assignments
+
+    a = pd.DataFrame({"user_id": [3, 1, 2, None, 7], "variant": ["B", "A", None, "A", "B"],
+                      "assigned_at": ["2024-01-02", "2024-01-01", "2024-01-01", "2024-01-01", None]})
+    t, why = normalise_assignments(a)
+    assert t["user_id"].tolist() == ["1.0", "3.0"]  # a float column (None made it one) gives its text, as str()
+    assert why["assignment rows without a person, variant or time (dropped)"] == 3
+    t, _ = normalise_assignments(pd.DataFrame({"user_id": [10, 9, 10], "variant": ["A", "B", "A"],
+                                               "assigned_at": ["2024-01-03", "2024-01-01", "2024-01-02"]}))
+    assert t["user_id"].tolist() == ["10", "9"] and str(t["assigned_at"].iloc[0].date()) == "2024-01-02"
+
+
 def test_exposure_events_give_the_assignments_and_two_variants_exclude():
     ev = log([("a", "seen", "0D"), ("b", "seen", "0D"), ("c", "seen", "0D"), ("c", "seen", "1D"),
               ("a", "buy", "1D"), ("z", "x", "30D")])

@@ -132,22 +132,25 @@ def normalise_assignments(assignments: pd.DataFrame, where: str = "assignments")
     if missing:
         raise EventDataError(f"{where} has no column {', '.join(missing)}: it needs user_id, variant and "
                              f"assigned_at (one row per person), or pass the exposure event's name instead.")
-    a = assignments[["user_id", "variant", "assigned_at"]].copy()
     try:
-        a["assigned_at"] = to_utc_series(a["assigned_at"])
+        assigned_at = to_utc_series(assignments["assigned_at"])
     except (ValueError, TypeError) as exc:
-        bad = a["assigned_at"][pd.to_datetime(a["assigned_at"], errors="coerce", utc=True).isna()
-                               & a["assigned_at"].notna()]
-        example = bad.iloc[0] if len(bad) else a["assigned_at"].iloc[0]
+        raw = assignments["assigned_at"]
+        bad = raw[pd.to_datetime(raw, errors="coerce", utc=True).isna() & raw.notna()]
+        example = bad.iloc[0] if len(bad) else raw.iloc[0]
         raise EventDataError(f"{where}, column assigned_at: {example!r} is not a time.") from exc
-    incomplete = a["user_id"].isna() | a["variant"].isna() | a["assigned_at"].isna()
-    a = a[~incomplete]
-    # One row per person with Arrow's hash aggregation and string sort: pandas' sort of 500k Python strings
-    # took 2 s, more than the metrics' query.
-    table = pa.table({"user_id": pa.array(a["user_id"].astype(str).to_numpy(object), pa.string()),
-                      "variant": pa.array(a["variant"].astype(str).to_numpy(object), pa.string()),
-                      "assigned_at": pa.array(a["assigned_at"].to_numpy("datetime64[us]"))})
-    if a["user_id"].is_unique:  # the usual table, one row per person: no grouping (0.4 s at 500k persons)
+    # One Arrow table from here (hash aggregation, string sort): pandas' object columns of 500k ids are the
+    # slow way (its sort of them took 2 s, more than the metrics' query).
+    table = pa.table({"user_id": _text_array(assignments["user_id"]), "variant": _text_array(assignments["variant"]),
+                      "assigned_at": pa.array(assigned_at.to_numpy("datetime64[us]"), mask=assigned_at.isna().to_numpy())})
+    incomplete = pc.or_(pc.or_(table["user_id"].is_null(), table["variant"].is_null()), table["assigned_at"].is_null())
+    n_incomplete = int(pc.sum(incomplete).as_py() or 0)
+    if n_incomplete:
+        table = table.filter(pc.invert(incomplete))
+    table = table.take(pc.sort_indices(table, sort_keys=[("user_id", "ascending")]))
+    ids = table["user_id"]
+    repeated = table.num_rows > 1 and pc.any(pc.equal(ids.slice(1), ids.slice(0, table.num_rows - 1))).as_py()
+    if not repeated:  # the usual table, one row per person (seen on the sorted ids: no hashing)
         per = table.rename_columns(["user_id", "variant_min", "assigned_at_min"])
         twice = pa.array(np.zeros(len(per), dtype=bool))
     else:
@@ -155,13 +158,24 @@ def normalise_assignments(assignments: pd.DataFrame, where: str = "assignments")
                                                    ("assigned_at", "min")])
         twice = pc.greater(per["variant_count_distinct"], 1)
         per = per.filter(pc.invert(twice))
-    per = per.take(pc.sort_indices(per, sort_keys=[("user_id", "ascending")]))
+        per = per.take(pc.sort_indices(per, sort_keys=[("user_id", "ascending")]))
     out = pd.DataFrame({"user_id": per["user_id"].to_numpy(zero_copy_only=False).astype(object),
                         "variant": per["variant_min"].to_numpy(zero_copy_only=False).astype(object),
                         "assigned_at": pd.to_datetime(per["assigned_at_min"].to_numpy(), utc=True)})
-    why = {"assignment rows without a person, variant or time (dropped)": int(incomplete.sum()),
+    why = {"assignment rows without a person, variant or time (dropped)": n_incomplete,
            "assigned to more than one variant": int(pc.sum(twice).as_py() or 0)}
     return out, why
+
+
+def _text_array(values: pd.Series) -> pa.ChunkedArray | pa.Array:
+    """A column as Arrow strings, nulls kept (ids may arrive as numbers: their text, as ``astype(str)`` gives)."""
+    if isinstance(values.dtype, pd.ArrowDtype) or str(values.dtype).startswith("string"):
+        return pa.array(values.astype("string[pyarrow]"), pa.string())
+    try:
+        return pa.array(values, pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        missing = values.isna().to_numpy()
+        return pa.array(values.astype(str).to_numpy(object), pa.string(), mask=missing)
 
 
 def exposures(events: pd.DataFrame | ibis.Table, exposure_event: str, variant_column: str) -> pd.DataFrame:
@@ -199,10 +213,10 @@ def person_metrics(events: pd.DataFrame | ibis.Table, assigned: pd.DataFrame, me
     until_us = int(to_utc(observed_until).value // 1000)
     post_us = None if post_period is None else int(post_period.value // 1000)
     pre_us = 0 if pre_period is None else int(pre_period.value // 1000)
-    people = assigned[["user_id"]].assign(
-        at_us=((assigned["assigned_at"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(microseconds=1)).astype("int64"),
-        k=np.arange(len(assigned), dtype="int64"))  # results come back by position: no string join in pandas
-    out = assigned[["user_id"]].copy()
+    at_us = assigned["assigned_at"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[us]").view("int64")
+    people = pd.DataFrame({"user_id": assigned["user_id"].to_numpy(), "at_us": at_us,
+                           "k": np.arange(len(assigned), dtype="int64")})  # results come back by position
+    columns_out = {"user_id": assigned["user_id"].to_numpy()}
     plain = [(i, m) for i, m in enumerate(metrics) if not m.steps]
     if plain:
         names = sorted({e for _, m in plain for e in m.events})
@@ -235,17 +249,18 @@ def person_metrics(events: pd.DataFrame | ibis.Table, assigned: pd.DataFrame, me
         per = j.group_by("k").aggregate(**aggs).to_pyarrow()
         rows = per["k"].to_numpy()
         for name in aggs:
-            column = np.zeros(len(out))
-            column[rows] = per[name].to_numpy(zero_copy_only=False)
-            out[name] = column
+            column = np.zeros(len(people))
+            column[rows] = pc.fill_null(per[name], 0).to_numpy(zero_copy_only=False)
+            columns_out[name] = column
     for i, m in enumerate(metrics):
-        if m.steps:
-            out = out.merge(_funnel_metric(t, people, m, i, pre_us, post_us, until_us, observed_until),
-                            on="user_id", how="left")
-    cols = {f"m{i}{s}": (f"{i}{s}") for i in range(len(metrics)) for s in ("", "_pre")}
-    out = out.rename(columns=cols)
-    for c in cols.values():
-        out[c] = out[c].fillna(0).astype(float) if c in out.columns else 0.0
+        if m.steps:  # in the assignment order, as people
+            funnel = _funnel_metric(t, people, m, i, pre_us, post_us, until_us, observed_until)
+            for suffix in ("", "_pre"):
+                columns_out[f"m{i}{suffix}"] = funnel[f"m{i}{suffix}"].to_numpy(float)
+    out = pd.DataFrame({"user_id": columns_out["user_id"]})
+    for i in range(len(metrics)):
+        for suffix in ("", "_pre"):
+            out[f"{i}{suffix}"] = columns_out.get(f"m{i}{suffix}", 0.0)
     return out
 
 

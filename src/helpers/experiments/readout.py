@@ -155,7 +155,7 @@ def readout(events: pd.DataFrame | ibis.Table, assignments: pd.DataFrame | str,
     values = _metrics.person_metrics(t, assigned, specs, pre_period=pre, post_period=post, observed_until=until)
     # person_metrics keeps the assignment order, so a column concat stands in for a string join
     persons = pd.concat([assigned, values.drop(columns="user_id").set_index(assigned.index)], axis=1)
-    arm_code = {v: k for k, v in enumerate(variants)}
+    arm_all = pd.Categorical(persons["variant"], categories=variants).codes.astype(np.int64)
     segments = sorted(persons["segment"].unique().tolist()) if by is not None else [None]
 
     arm_rows, result_rows, view_rows, exclusion_rows = [], [], [], []
@@ -173,7 +173,7 @@ def readout(events: pd.DataFrame | ibis.Table, assignments: pd.DataFrame | str,
             keep = ~censored if segment is None else ~censored & (persons["segment"] == segment).to_numpy()
             y = persons[str(i)].to_numpy(float)[keep]
             x = persons[f"{i}_pre"].to_numpy(float)[keep]
-            arm = persons["variant"].map(arm_code).to_numpy()[keep]
+            arm = arm_all[keep]
             a_rows, r_rows = _compare(m, y, x, arm, variants, control, alpha, cuped)
             for r in a_rows + r_rows:
                 r["segment"] = segment
