@@ -26,8 +26,7 @@ import ibis
 import numpy as np
 import pandas as pd
 
-from helpers.io import EventDataError, as_ibis, to_utc, utc_naive
-from helpers.retention.lifetimes import _observed_until
+from helpers.io import EventDataError, as_ibis, observed_end, to_utc, utc_naive
 from helpers.units import declare
 
 RISK_FEATURES = ("recency_days", "events_30d", "active_days_30d", "breadth", "tenure_days", "purchases",
@@ -298,7 +297,7 @@ def churn_risk(
     from lifelines.utils import concordance_index
 
     t = as_ibis(events)
-    until = _observed_until(t, observed_until)
+    until = observed_end(t, observed_until)
     t = t.filter(t.timestamp <= until.to_pydatetime())
     horizon_td, lookback_td = pd.Timedelta(horizon), pd.Timedelta(lookback)
     if lookback_td < horizon_td:
@@ -516,7 +515,7 @@ def health_score(
     from lifelines.utils import concordance_index
 
     t = as_ibis(events)
-    until = _observed_until(t, observed_until)
+    until = observed_end(t, observed_until)
     t = t.filter(t.timestamp <= until.to_pydatetime())
     horizon_td = pd.Timedelta(horizon)
     cut = until - horizon_td

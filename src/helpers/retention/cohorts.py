@@ -11,8 +11,7 @@ from typing import Any, Sequence
 import ibis
 import pandas as pd
 
-from helpers.io import EventDataError, as_ibis, utc_naive
-from helpers.retention.lifetimes import _observed_until
+from helpers.io import EventDataError, as_ibis, observed_end, utc_naive
 
 DAY = pd.Timedelta(days=1)
 _PERIODS = {"D": "day", "W": "week", "M": "month"}
@@ -110,7 +109,7 @@ def cohort_retention(
     if week_start not in _WEEK_STARTS:
         raise ValueError(f"week_start must be one of {', '.join(_WEEK_STARTS)}, got {week_start!r}.")
     t = as_ibis(events)
-    until = _observed_until(t, observed_until)
+    until = observed_end(t, observed_until)
     t = t.filter(t.timestamp <= until.to_pydatetime())
     seg_name = None
     if isinstance(by, str):

@@ -11,10 +11,7 @@ import ibis
 import numpy as np
 import pandas as pd
 
-from helpers.io import EventDataError, as_ibis, observed_end, to_utc, to_utc_series
-
-
-_observed_until = observed_end  # the shared rule (helpers.io.observed_end), under the name these modules use
+from helpers.io import EventDataError, as_ibis, to_utc, to_utc_series
 
 
 def user_lifetimes(
