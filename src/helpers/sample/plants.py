@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from helpers.value.bgnbd import repeat_times
+
 DAY = 86_400.0
 # The planted conversion driver: the tutorial is completed, before the purchase, by this share of buyers and of
 # the other signups (an association).
@@ -70,9 +72,10 @@ def plant_repeat_purchases(out: Any, seed: int, buys: np.ndarray, purchase_t: np
     purchase; the truth per user.
 
     Buying also ends when the customer leaves the product (``active_end``, the subscription churn): a second,
-    continuous-time way to stop that the BG/NBD model does not have, as in a real shop. Vectorised as in
-    :func:`helpers.value.simulate_bgnbd_purchases`: the K ~ Poisson(λ · exposure) order times a buyer would make
-    without dropping out are uniform over the exposure, sorted, and cut at the N-th, N ~ Geometric(p).
+    continuous-time way to stop that the BG/NBD model does not have, as in a real shop. Vectorised by
+    :func:`helpers.value.bgnbd.repeat_times`, the kernel of :func:`helpers.value.simulate_bgnbd_purchases`: the
+    K ~ Poisson(λ · exposure) order times a buyer would make without dropping out are uniform over the
+    exposure, sorted, and cut at the N-th, N ~ Geometric(p).
 
     The truth (one row per user, NaN / False for non-buyers): ``repeat_rate`` (λ per day), ``repeat_dropout``
     (p), ``repeat_spend_mean`` (E[value] = spend_p / ν) and ``still_buying`` (at ``horizon``: not dropped out and
@@ -87,13 +90,7 @@ def plant_repeat_purchases(out: Any, seed: int, buys: np.ndarray, purchase_t: np
     exposure = np.where(buys, np.maximum(active_end - purchase_t, 0.0), 0.0)
     orders = rng.poisson(lam * exposure / DAY)  # without dropping out
     stops_after = rng.geometric(np.clip(p, 1e-12, 1.0))
-    owner = np.repeat(np.arange(n), orders)
-    at = purchase_t[owner] + rng.random(owner.size) * exposure[owner]
-    order = np.lexsort((at, owner))
-    owner, at = owner[order], at[order]
-    rank = np.arange(owner.size) - np.repeat(np.cumsum(orders) - orders, orders)
-    keep = rank < stops_after[owner]
-    owner, at = owner[keep], at[keep]
+    owner, at = repeat_times(purchase_t, exposure, orders, stops_after, rng)
     value = np.round(rng.gamma(k["spend_p"], 1.0 / nu[owner]), 2)
     out.add(owner, "repeat_purchase", at, own_channel[owner], value=value)
     return pd.DataFrame({

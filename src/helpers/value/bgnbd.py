@@ -256,6 +256,29 @@ def simulate_bgnbd(n_customers: int, *, r: float, alpha: float, a: float, b: flo
     return out
 
 
+def repeat_times(start: np.ndarray, exposure: np.ndarray, orders: np.ndarray, stops_after: np.ndarray,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Repeat purchase times of the BG/NBD process, vectorised: customer i's ``orders[i]`` purchases without
+    dropping out (K ~ Poisson(λ · exposure)) fall uniformly in ``start[i] + [0, exposure[i])``; sorted, they are
+    cut after the ``stops_after[i]``-th (N ~ Geometric(p): the repeat after which the customer drops out).
+    Returns ``(owner, time)`` sorted by owner, then time.
+
+    Examples
+    --------
+    >>> owner, at = repeat_times(np.array([0.0, 10.0]), np.array([5.0, 5.0]), np.array([3, 2]), np.array([1, 9]),
+    ...                          np.random.default_rng(0))
+    >>> owner.tolist(), bool(10 <= at[1] <= at[2] < 15)
+    ([0, 1, 1], True)
+    """
+    owner = np.repeat(np.arange(start.size), orders)
+    at = start[owner] + rng.random(owner.size) * exposure[owner]
+    order = np.lexsort((at, owner))
+    owner, at = owner[order], at[order]
+    rank = np.arange(owner.size) - np.repeat(np.cumsum(orders) - orders, orders)  # 0-based among the K
+    keep = rank < stops_after[owner]
+    return owner[keep], at[keep]
+
+
 def simulate_bgnbd_purchases(n_customers: int, *, r: float, alpha: float, a: float, b: float,
                              start: Any = "2024-01-01", days: float = 365.0, acquisition_days: float | None = None,
                              spend: tuple[float, float, float] | None = (6.0, 4.0, 150.0), seed: int = 0,
@@ -287,14 +310,9 @@ def simulate_bgnbd_purchases(n_customers: int, *, r: float, alpha: float, a: flo
     p = rng.beta(a, b, n_customers)
     k = rng.poisson(lam * age)
     n = rng.geometric(np.clip(p, 1e-12, 1))
-    owner = np.repeat(np.arange(n_customers), k)
-    at = first[owner] + rng.uniform(0, 1, owner.size) * age[owner]
-    order = np.lexsort((at, owner))
-    owner, at = owner[order], at[order]
-    rank = np.arange(owner.size) - np.repeat(np.cumsum(k) - k, k)  # 0-based position among the customer's K
-    keep = rank < n[owner]
-    who = np.concatenate([np.arange(n_customers), owner[keep]])
-    when = np.concatenate([first, at[keep]])
+    owner, at = repeat_times(first, age, k, n, rng)
+    who = np.concatenate([np.arange(n_customers), owner])
+    when = np.concatenate([first, at])
     us = (when * 86_400e6).astype("int64")
     ts = pd.to_datetime(origin.value // 1000 + us, unit="us", utc=True)
     ids = np.array([f"c{i:06d}" for i in range(n_customers)], dtype=object)
