@@ -224,8 +224,13 @@ def person_metrics(events: pd.DataFrame | ibis.Table, assigned: pd.DataFrame, me
         missing = [c for c in columns if c not in t.columns]
         if missing:
             raise EventDataError(f"the events have no {', '.join(missing)} column, which a metric needs.")
-        e = t.filter(t.event.isin(names)).select(columns)
-        e = e.mutate(us=epoch_us(e.timestamp))
+        values = sorted({m.column for _, m in plain if m.column})
+        # Per row, once: the event as a small code and the window it falls in (1 post, -1 pre); rows in neither
+        # window are dropped before the aggregation.
+        e = t.filter(t.event.isin(names))
+        e = e.select(user_id=e.user_id, us=epoch_us(e.timestamp),
+                     ev=ibis.cases(*[(e.event == name, c) for c, name in enumerate(names)], else_=-1).cast("int16"),
+                     **{f"_v{c}": e[col].cast("float64").fill_null(0.0) for c, col in enumerate(values)})
         # handed over as Arrow: DuckDB's scan of a pandas object column of 500k ids is the slower way in
         p = ibis.memtable(pa.table({"user_id": pa.array(people["user_id"].to_numpy(object), pa.string()),
                                     "at_us": people["at_us"].to_numpy(), "k": people["k"].to_numpy()}))
@@ -235,17 +240,21 @@ def person_metrics(events: pd.DataFrame | ibis.Table, assigned: pd.DataFrame, me
         if post_us is not None:
             post = post & (delta <= post_us)
         pre = (delta < 0) & (delta >= -pre_us)
+        j = j.select("k", "ev", *[f"_v{c}" for c in range(len(values))],
+                     w=ibis.cases((post, 1), (pre, -1), else_=0).cast("int8"))
+        j = j.filter(j.w != 0)
         aggs = {}
         for i, m in plain:
-            hit = j.event.isin(list(m.events))
-            for suffix, window in (("", post), ("_pre", pre)):
+            codes = [names.index(name) for name in m.events]
+            hit = j.ev.isin(codes) if len(codes) > 1 else j.ev == codes[0]
+            for suffix, side in (("", 1), ("_pre", -1)):
+                inside = hit & (j.w == side)
                 if m.kind == "conversion":
-                    aggs[f"m{i}{suffix}"] = (hit & window).cast("int64").max()
+                    aggs[f"m{i}{suffix}"] = inside.cast("int64").max()
                 elif m.kind == "count":
-                    aggs[f"m{i}{suffix}"] = (hit & window).cast("int64").sum()
+                    aggs[f"m{i}{suffix}"] = inside.cast("int64").sum()
                 else:
-                    amount = j[m.column].cast("float64").fill_null(0)
-                    aggs[f"m{i}{suffix}"] = ibis.ifelse(hit & window, amount, 0.0).sum()
+                    aggs[f"m{i}{suffix}"] = ibis.ifelse(inside, j[f"_v{values.index(m.column)}"], 0.0).sum()
         per = j.group_by("k").aggregate(**aggs).to_pyarrow()
         rows = per["k"].to_numpy()
         for name in aggs:
