@@ -12,6 +12,9 @@ from scipy import optimize
 from helpers.stats import Z95
 
 
+RIDGE = 10.0  # a standard error this many times its estimate: the data cannot pin the parameter down
+
+
 class ConvergenceError(RuntimeError):
     """A model fit that did not converge; the message says what to try."""
 
@@ -70,8 +73,11 @@ def maximise(negative_ll: Callable[[np.ndarray], float], names: Sequence[str], s
         ll = -negative_ll(params)
         se = _standard_errors(lambda p: negative_ll(p) + n * penalizer * float(np.sum(p**2)), params)
     # A maximum has finite parameters and a positive definite Hessian; a likelihood that keeps rising as a
-    # parameter runs off to 0 or infinity has neither, whatever the optimiser's own flag says.
-    if not np.isfinite(ll) or np.any(np.abs(best.x) > 25) or not np.all(np.isfinite(se)):
+    # parameter runs off to 0 or infinity has neither, whatever the optimiser's own flag says. Where along
+    # such a ridge the optimiser stops differs between machines (floating-point paths), so a parameter whose
+    # standard error is more than RIDGE times its estimate counts as not pinned down too.
+    ridge = np.isfinite(se) & (se > RIDGE * params)
+    if not np.isfinite(ll) or np.any(np.abs(best.x) > 25) or not np.all(np.isfinite(se)) or ridge.any():
         shown = ", ".join(f"{k}={v:.4g}" for k, v in zip(names, params))
         raise ConvergenceError(
             f"The {model} fit did not converge: the optimiser ended at {shown} (log-likelihood {ll:.6g}), "
