@@ -232,49 +232,41 @@ def stitch_identities(
         extra = {name: table[name].combine_chunks() for name in table.column_names}
 
     # Node numbers follow (column order, id text): every tie below is broken by them, whatever the row order.
-    # The backend ranks the combinations by each column's text (its sorts are parallel); the ids are then
-    # numbered in NumPy by runs of equal text. From here on everything is per id or per combination of ids
-    # (small beside the events): Arrow and NumPy.
-    if extra is not None:  # ids the links table names, at the links' times: rows holding one id and no events
-        named = []
-        for i, c in enumerate(cols):
+    # The backend numbers each column's ids and codes the combinations (string work there is parallel);
+    # from here on, per id and per combination of ids (small beside the events), it is Arrow and NumPy.
+    combos = combos.cache()
+    numbered, coded = [], combos
+    for i, c in enumerate(cols):
+        ids_i = combos.filter(combos[f"_id_{i}"].notnull()).select(id=combos[f"_id_{i}"], ts=combos.ts)
+        if extra is not None:  # ids the links table names, at the links' times (ids only it mentions, too)
             here = [pc.equal(extra[f"{end}_col"], c) for end in "ab"]
-            ids_c = pa.concat_arrays([extra[f"{end}_id"].filter(h) for end, h in zip("ab", here)])
-            nothing = pa.nulls(len(ids_c), pa.string())
-            named.append(pa.table({**{f"_id_{j}": ids_c if j == i else nothing for j in range(k)},
-                                   "rows": pa.array(np.zeros(len(ids_c), dtype=np.int64)),
-                                   "ts": pa.concat_arrays([extra["ts"].filter(h) for h in here])}))
-        m = ibis.memtable(pa.concat_tables(named))
-        combos = combos.union(m.mutate(ts=m.ts.cast(combos.ts.type())), distinct=False)
-    ct = combos.mutate(**{f"_r_{i}": ibis.row_number().over(order_by=combos[f"_id_{i}"]) for i in range(k)}).to_pyarrow()
-    n_combos = ct.num_rows
-    big = np.iinfo(np.int64).max
-    combo_ts = pc.cast(ct["ts"].combine_chunks(), pa.timestamp("ns", tz="UTC"))
-    combo_ns = pc.fill_null(pc.cast(combo_ts, pa.int64()), big).to_numpy()
-    uniques, seen_parts, combo_nodes, offsets = [], [], [], [0]
-    for i in range(k):
-        in_order = np.empty(n_combos, dtype=np.int64)  # the combinations sorted by this column's text
-        in_order[ct[f"_r_{i}"].to_numpy()] = np.arange(n_combos)
-        values = pc.cast(ct[f"_id_{i}"].combine_chunks(), pa.string()).take(in_order)
-        valid = values.is_valid().to_numpy(zero_copy_only=False)
-        values, rows_of = values.filter(pa.array(valid)), in_order[valid]
-        starts = np.ones(len(values), dtype=bool)  # where a run of one id's text begins
-        if len(values) > 1:
-            starts[1:] = pc.not_equal(values.slice(1), values.slice(0, len(values) - 1)).to_numpy(zero_copy_only=False)
-        nodes_i = np.full(n_combos, -1, dtype=np.int64)
-        nodes_i[rows_of] = np.cumsum(starts) - 1 + offsets[-1]
-        combo_nodes.append(nodes_i)
-        uniques.append(values.filter(pa.array(starts)))
+            named = pa.table({"id": pa.concat_arrays([extra[f"{end}_id"].filter(h) for end, h in zip("ab", here)]),
+                              "ts": pa.concat_arrays([extra["ts"].filter(h) for h in here])})
+            if named.num_rows:
+                m = ibis.memtable(named)
+                ids_i = ids_i.union(m.select(id=m.id, ts=m.ts.cast(combos.ts.type())), distinct=False)
         # When each id was first seen: the first time of a combination holding it, or of a link naming it.
-        run_starts = np.flatnonzero(starts)
-        seen_parts.append(np.minimum.reduceat(combo_ns[rows_of], run_starts) if len(run_starts)
-                          else np.zeros(0, dtype=np.int64))
-        offsets.append(offsets[-1] + len(run_starts))
-    offsets = np.asarray(offsets, dtype=np.int64)
+        ids_i = ids_i.group_by("id").aggregate(first_seen=ids_i.ts.min())
+        numbered.append(ids_i.mutate(node=ibis.row_number().over(order_by=ids_i.id)).cache())
+        coded = coded.left_join(numbered[-1].select(**{f"_id_{i}": "id", f"_n_{i}": "node"}), f"_id_{i}")
+    ct = coded.select(*[f"_n_{i}" for i in range(k)], "rows", "ts").to_pyarrow()
+    uniques, seen_parts = [], []
+    for n in numbered:  # in node order: row_number gives a permutation of 0..len-1
+        got = n.to_pyarrow()
+        where = np.empty(got.num_rows, dtype=np.int64)
+        where[got["node"].to_numpy()] = np.arange(got.num_rows)
+        uniques.append(pc.cast(got["id"].combine_chunks(), pa.string()).take(where))
+        seen_parts.append(pc.cast(got["first_seen"].combine_chunks(), pa.timestamp("ns", tz="UTC")).take(where))
+    offsets = np.concatenate([[0], np.cumsum([len(u) for u in uniques])]).astype(np.int64)
     n_nodes = int(offsets[-1])
-    seen_ns = np.concatenate(seen_parts)  # never seen (only links without a time): last
-    never = seen_ns == big
-    seen = pa.array(np.where(never, 0, seen_ns), pa.int64(), mask=never).cast(pa.timestamp("ns", tz="UTC"))
+    combo_ts = pc.cast(ct["ts"].combine_chunks(), pa.timestamp("ns", tz="UTC"))
+    combo_nodes = []
+    for i in range(k):
+        n_i = pc.fill_null(ct[f"_n_{i}"], -1).to_numpy().astype(np.int64)
+        combo_nodes.append(np.where(n_i >= 0, n_i + offsets[i], -1))
+    seen = pa.concat_arrays(seen_parts) if seen_parts else pa.array([], pa.timestamp("ns", tz="UTC"))
+    # never seen (only links without a time): last
+    seen_ns = pc.fill_null(pc.cast(seen, pa.int64()), np.iinfo(np.int64).max).to_numpy()
 
     def node_of(i: int, values: pa.Array) -> np.ndarray:
         """Node numbers of ids of column ``i`` (-1 for no id): for the links table, small."""
@@ -410,12 +402,19 @@ def stitch_identities(
     # An anonymous person named by an id whose text is also another person's id: downstream they would be one.
     # Only a person named by an anonymous id can share its name: identified ids are unique in their column.
     anonymous_heads = person_node[heads][~is_identified[person_node[heads]]]
-    # A person named by an anonymous id whose text is also an identified id clashes with that id's person.
-    named = ids.take(anonymous_heads)
-    ident = position[identified]
-    clash_with_identified = int(pc.sum(pc.is_in(named, value_set=uniques[ident])).as_py() or 0)
+    # Anonymous ids whose text is also an identified id (usually none), found on the backend; those naming a
+    # person clash.
+    same_text = []
+    ident_ids = numbered[position[identified]].select(_same=numbered[position[identified]].id)
+    for i in range(k):
+        if cols[i] != identified and sizes[i]:
+            hit = numbered[i].join(ident_ids, numbered[i].id == ident_ids._same).select("node").to_pyarrow()
+            same_text.append(hit["node"].to_numpy().astype(np.int64) + offsets[i])
+    same_text = np.concatenate(same_text) if same_text else np.zeros(0, dtype=np.int64)
+    clash_with_identified = int((person_of[same_text] == same_text).sum())
     # ids are distinct within their column: names can repeat only across columns
     head_columns = np.searchsorted(offsets, anonymous_heads, side="right") - 1
+    named = ids.take(anonymous_heads)
     repeated = 0 if len(np.unique(head_columns)) <= 1 else len(named) - pc.count_distinct(named).as_py()
     collisions = clash_with_identified + repeated
     if collisions:
