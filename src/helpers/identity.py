@@ -224,7 +224,6 @@ def stitch_identities(
     else:
         t = events
     combos, anchor_col, anchor_id = _combinations(t, cols, identified)
-    # From here on, per id and per combination of ids (small beside the events): Arrow and NumPy.
     k = len(cols)
     extra = None
     if links is not None:
