@@ -506,8 +506,8 @@ def health_score(
 
     Examples
     --------
-    >>> days = pd.date_range("2025-01-01", periods=90, freq="D", tz="UTC")
-    >>> ev = pd.DataFrame({"user_id": [f"u{i % 30}" for i in range(90)], "event": "purchase", "timestamp": days})
+    >>> from helpers.value import simulate_bgnbd_purchases  # buyers who drop out: a model the fit can pin down
+    >>> ev, _ = simulate_bgnbd_purchases(300, r=0.5, alpha=10.0, a=0.8, b=2.5, days=120.0, seed=1)
     >>> h = health_score(ev, horizon="20D", inactivity="20D")
     >>> "p_alive" in h.scores.columns, h.scores["p_alive"].between(0, 1).all()
     (True, np.True_)

@@ -74,9 +74,10 @@ def maximise(negative_ll: Callable[[np.ndarray], float], names: Sequence[str], s
         se = _standard_errors(lambda p: negative_ll(p) + n * penalizer * float(np.sum(p**2)), params)
     # A maximum has finite parameters and a positive definite Hessian; a likelihood that keeps rising as a
     # parameter runs off to 0 or infinity has neither, whatever the optimiser's own flag says. Where along
-    # such a ridge the optimiser stops differs between machines (floating-point paths), so a parameter whose
-    # standard error is more than RIDGE times its estimate counts as not pinned down too.
-    ridge = np.isfinite(se) & (se > RIDGE * params)
+    # such a ridge the optimiser stops differs between machines (floating-point paths), so without a penalty a
+    # parameter whose standard error is more than RIDGE times its estimate counts as not pinned down too. (A
+    # penalty is what pins such a parameter: a penalised estimate near 0 is its answer, however wide.)
+    ridge = np.isfinite(se) & (se > RIDGE * params) & (penalizer == 0)
     if not np.isfinite(ll) or np.any(np.abs(best.x) > 25) or not np.all(np.isfinite(se)) or ridge.any():
         shown = ", ".join(f"{k}={v:.4g}" for k, v in zip(names, params))
         raise ConvergenceError(
