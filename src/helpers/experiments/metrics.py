@@ -220,11 +220,10 @@ def person_metrics(events: pd.DataFrame | ibis.Table, assigned: pd.DataFrame, me
     plain = [(i, m) for i, m in enumerate(metrics) if not m.steps]
     if plain:
         names = sorted({e for _, m in plain for e in m.events})
-        columns = ["user_id", "event", "timestamp"] + sorted({m.column for _, m in plain if m.column})
-        missing = [c for c in columns if c not in t.columns]
+        values = sorted({m.column for _, m in plain if m.column})
+        missing = [c for c in ["user_id", "event", "timestamp", *values] if c not in t.columns]
         if missing:
             raise EventDataError(f"the events have no {', '.join(missing)} column, which a metric needs.")
-        values = sorted({m.column for _, m in plain if m.column})
         # Per row, once: the event as a small code and the window it falls in (1 post, -1 pre); rows in neither
         # window are dropped before the aggregation.
         e = t.filter(t.event.isin(names))
