@@ -411,3 +411,70 @@ def test_the_samples_planted_affiliate_is_found_by_journey_models_and_missed_by_
     assert re["removal_effect_order_2"] == pytest.approx(share, abs=0.03)
     assert re["removal_effect_order_3"] == pytest.approx(share, abs=0.03)
     assert re["removal_effect_order_1"] < share / 2
+
+
+def messy_log(rng, n_people, channels, *, minutes=600) -> pd.DataFrame:
+    """Touches on a coarse clock (ties between channels, repeats of one channel at one moment), several
+    conversions per person (some at a touch's very moment), people who only touch or only convert."""
+    rows = []
+    for u in range(n_people):
+        n_touch = int(rng.integers(0, 12)) if u % 7 else 0
+        for _ in range(n_touch):
+            rows.append((f"u{u}", "touch", int(rng.integers(0, minutes)), str(rng.choice(channels)), np.nan))
+        n_conv = int(rng.integers(0, 4)) if u % 5 else 0
+        for when in rng.choice(minutes, size=n_conv, replace=False):  # one person's conversions at distinct times
+            rows.append((f"u{u}", "buy", int(when), None, float(rng.integers(1, 100))))
+        if u % 11 == 0:  # a touch exactly at a conversion's moment
+            convs = [r for r in rows if r[0] == f"u{u}" and r[1] == "buy"]
+            if convs:
+                rows.append((f"u{u}", "touch", convs[0][2], str(rng.choice(channels)), np.nan))
+    ev = pd.DataFrame(rows, columns=["user_id", "event", "minute", "channel", "value"])
+    ev["timestamp"] = T0 + pd.to_timedelta(ev.pop("minute") * 7, unit="min")
+    return ev
+
+
+def journey_rows(j) -> list:
+    """Journeys as comparable tuples (the order of journeys is the backend's)."""
+    out = []
+    for i in range(len(j.converted)):
+        s = slice(j.offsets[i], j.offsets[i + 1])
+        out.append((str(j.user_id[i]), bool(j.converted[i]), float(j.amount[i]),
+                    tuple(j.channels[c] for c in j.code[s]), tuple(np.round(j.decay[s], 12))))
+    return sorted(out)
+
+
+@pytest.mark.parametrize("n_channels", [1, 5, 90])  # 90: coded by a join rather than a CASE
+@pytest.mark.parametrize("collapse", [True, False])
+@pytest.mark.parametrize("lookback_minutes", [28, 602, None])  # multiples of the 7-minute clock: touches on the edge
+def test_sorted_keys_and_window_functions_build_the_same_journeys(n_channels, collapse, lookback_minutes):
+    from helpers.attribution import journeys
+    from helpers.io import as_ibis
+
+    rng = np.random.default_rng(n_channels * 7 + collapse + (lookback_minutes or 1))
+    channels = [f"ch{i:02d}" for i in range(n_channels - 1)] + ["Ünïcode > ch"]
+    t = as_ibis(messy_log(rng, 400, channels))
+    kw = dict(channel="channel", collapse=collapse, half_life_us=3.6e9, value="value",
+              lookback_us=lookback_minutes * 60 * 10**6 if lookback_minutes else 2**62)
+    fast = journeys.build(t, ["buy"], **kw)
+    slow = journeys.build_with_windows(t, ["buy"], **kw)
+    assert fast.channels == slow.channels
+    got, want = journey_rows(fast), journey_rows(slow)
+    assert len(got) > 300 and any(r[1] and not r[3] for r in got)  # some conversions have no touch in reach
+    assert any(len(r[3]) > 2 for r in got) or (n_channels == 1 and collapse)
+    assert got == want
+
+
+def test_keys_too_wide_to_pack_fall_back_to_window_functions(monkeypatch):
+    from helpers.attribution import journeys
+
+    ev = messy_log(np.random.default_rng(5), 300, list("ABCDE"))
+    packed = attribute(ev, "buy", value="value", n_bootstrap=0)
+    calls = []
+    windows = journeys.build_with_windows
+    monkeypatch.setattr(journeys, "KEY_LIMIT", 1000)
+    monkeypatch.setattr(journeys, "build_with_windows", lambda *a, **k: calls.append(1) or windows(*a, **k))
+    wide = attribute(ev, "buy", value="value", n_bootstrap=0)
+    assert calls == [1]
+    pd.testing.assert_frame_equal(packed.credit, wide.credit)
+    pd.testing.assert_frame_equal(packed.value_credit, wide.value_credit)
+    pd.testing.assert_frame_equal(packed.path_counts, wide.path_counts)
