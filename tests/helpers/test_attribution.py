@@ -253,7 +253,7 @@ def planted(seed: int, n: int = 3000) -> tuple[pd.DataFrame, dict]:
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_a_planted_assisting_channel_gets_markov_credit_that_last_touch_misses(seed):
     ev, _ = planted(seed)
-    r = attribute(ev, "purchase", value="value", n_bootstrap=50, seed=seed)
+    r = attribute(ev, "purchase", value="value", n_bootstrap=200, seed=seed)
     c = credit(r)
     assert c["partner"]["last"] == 0 and c["partner"]["markov"] > c["display"]["markov"]
     re = r.removal_effects.set_index("channel")["removal_effect"]
@@ -478,3 +478,22 @@ def test_keys_too_wide_to_pack_fall_back_to_window_functions(monkeypatch):
     pd.testing.assert_frame_equal(packed.credit, wide.credit)
     pd.testing.assert_frame_equal(packed.value_credit, wide.value_credit)
     pd.testing.assert_frame_equal(packed.path_counts, wide.path_counts)
+
+
+def test_people_of_one_kind_add_the_same_journeys_so_counting_kinds_gives_every_paths_counts():
+    from helpers.attribution import _people_alike
+
+    rng = np.random.default_rng(4)
+    n = 5000  # journeys of ~3,000 people over 30 paths (few common): many people repeat someone else's journeys
+    person_ids = np.array([f"p{i}" for i in rng.integers(0, 3000, n)], dtype=object)
+    path_id = rng.integers(0, 30, n) ** 3 // 900
+    converted = rng.random(n) < 0.3
+    size, conv_of, null_of = _people_alike(person_ids, path_id, converted, 30)
+    assert size.sum() == len(set(person_ids)) and len(size) < 0.5 * size.sum()
+    np.testing.assert_allclose(conv_of @ size, np.bincount(path_id, weights=converted, minlength=30))
+    np.testing.assert_allclose(null_of @ size, np.bincount(path_id, weights=~converted, minlength=30))
+    # the same people in another row order: the same kinds, in the same order
+    perm = rng.permutation(n)
+    size2, conv2, _ = _people_alike(person_ids[perm], path_id[perm], converted[perm], 30)
+    np.testing.assert_array_equal(size, size2)
+    np.testing.assert_array_equal(conv_of.toarray(), conv2.toarray())

@@ -58,6 +58,9 @@ from typing import Any, Sequence
 import ibis
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from scipy import sparse
 
 from helpers.attribution import journeys as _journeys
 from helpers.attribution import models as _models
@@ -313,17 +316,17 @@ def _bootstrap(person_ids: np.ndarray, path_id: np.ndarray, converted: np.ndarra
                                       "low": nan, "high": nan}))
         re_low = re_high = nan
     else:
-        person, _ = pd.factorize(person_ids, sort=True)  # by id, so a replicate never depends on row order
-        n_people = int(person.max()) + 1
         n_paths = int(path_id.max()) + 1
+        size, conv_of, null_of = _people_alike(person_ids, path_id, converted, n_paths)
+        n_people = int(size.sum())
         rng = np.random.default_rng([seed, 19])
         markov = np.empty((n_bootstrap, n_ch))
         effects = np.empty((n_bootstrap, n_ch))
         shapley = np.empty((n_bootstrap, n_ch))
-        for b in range(n_bootstrap):  # each replicate: a multinomial reweighting of the people, then path counts
-            w = np.bincount(rng.integers(0, n_people, n_people), minlength=n_people)[person].astype(float)
-            conv = np.bincount(path_id, weights=w * converted, minlength=n_paths)
-            null = np.bincount(path_id, weights=w * ~converted, minlength=n_paths)
+        for b in range(n_bootstrap):
+            # resampling n people with replacement draws each kind of person a multinomial number of times
+            w = rng.multinomial(n_people, size / n_people).astype(float)
+            conv, null = conv_of @ w, null_of @ w
             if "markov" in wanted:
                 effects[b] = _models.removal_effects(ch, conv, null)[0]
                 markov[b] = _models.markov_credit(effects[b], conv.sum())
@@ -344,6 +347,33 @@ def _bootstrap(person_ids: np.ndarray, path_id: np.ndarray, converted: np.ndarra
         columns=["channel", "model", "credit", "low", "high"])
     return declare(table, {"channel": "text", "model": "text", "credit": "count", "low": "count",
                            "high": "count"}), re_low, re_high
+
+
+def _people_alike(person_ids: np.ndarray, path_id: np.ndarray, converted: np.ndarray,
+                  n_paths: int) -> tuple[np.ndarray, sparse.csr_matrix, sparse.csr_matrix]:
+    """People grouped by what they contribute (the same journeys: paths and outcomes): how many people each
+    kind has, and (paths x kinds) the conversions and nulls one person of each kind adds to each path.
+
+    A bootstrap resample of the people only needs how many of each kind it drew, so a replicate costs the
+    number of kinds (thousands), not of people. Kinds are numbered by their journeys, never by row order.
+    """
+    person, _ = pd.factorize(person_ids)
+    n_people = int(person.max()) + 1
+    journey_code = path_id.astype(np.int64) * 2 + converted
+    order = np.lexsort((journey_code, person))
+    offsets = np.zeros(n_people + 1, np.int64)
+    np.cumsum(np.bincount(person, minlength=n_people), out=offsets[1:])
+    lists = pa.ListArray.from_arrays(pa.array(offsets), pc.cast(pa.array(journey_code[order]), pa.string()))
+    kind, _ = pd.factorize(pc.binary_join(lists, ",").to_numpy(zero_copy_only=False), sort=True)
+    size = np.bincount(kind)
+    first = np.full(len(size), n_people)
+    np.minimum.at(first, kind, np.arange(n_people))  # one person stands for each kind
+    mine = first[kind[person]] == person
+    shape = (n_paths, len(size))
+    rows, cols = path_id[mine], kind[person[mine]]
+    conv_of = sparse.csr_matrix((converted[mine].astype(float), (rows, cols)), shape=shape)
+    null_of = sparse.csr_matrix(((~converted[mine]).astype(float), (rows, cols)), shape=shape)
+    return size, conv_of, null_of
 
 
 def _state_labels(ch: _models.Chain, channels: list[str]) -> list[str]:

@@ -225,6 +225,8 @@ def _arrays(table: pa.Table, half_life_us: float) -> Journeys:
 def _lists(column: pa.ChunkedArray) -> pa.ListArray:
     """One list array; a journey of a conversion only has a null list: an empty one."""
     lists = column.combine_chunks()
+    if lists.null_count == 0:  # rewriting a list array costs a copy of all its values: only when needed
+        return lists
     return pc.if_else(pc.is_null(lists), pa.scalar([], lists.type), lists)
 
 
