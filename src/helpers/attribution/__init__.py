@@ -58,8 +58,6 @@ from typing import Any, Sequence
 import ibis
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 from scipy import sparse
 
 from helpers.attribution import journeys as _journeys
@@ -363,8 +361,7 @@ def _people_alike(person_ids: np.ndarray, path_id: np.ndarray, converted: np.nda
     order = np.lexsort((journey_code, person))
     offsets = np.zeros(n_people + 1, np.int64)
     np.cumsum(np.bincount(person, minlength=n_people), out=offsets[1:])
-    lists = pa.ListArray.from_arrays(pa.array(offsets), pc.cast(pa.array(journey_code[order]), pa.string()))
-    kind, _ = pd.factorize(pc.binary_join(lists, ",").to_numpy(zero_copy_only=False), sort=True)
+    kind, _ = pd.factorize(_journeys.joined_codes(offsets, journey_code[order]), sort=True)
     size = np.bincount(kind)
     first = np.full(len(size), n_people)
     np.minimum.at(first, kind, np.arange(n_people))  # one person stands for each kind

@@ -47,8 +47,13 @@ class Journeys:
 
     def path_keys(self) -> np.ndarray:
         """Each journey's path as text of channel codes (``"0,3,1"``), for counting distinct paths."""
-        lists = pa.ListArray.from_arrays(pa.array(self.offsets, pa.int32()), pc.cast(pa.array(self.code), pa.string()))
-        return pc.binary_join(lists, SEP).to_numpy(zero_copy_only=False)
+        return joined_codes(self.offsets, self.code)
+
+
+def joined_codes(offsets: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Each group's integer codes (group i: ``codes[offsets[i]:offsets[i+1]]``) as one text key (``"0,3,1"``)."""
+    lists = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pc.cast(pa.array(codes), pa.string()))
+    return pc.binary_join(lists, SEP).to_numpy(zero_copy_only=False)
 
 
 KEY_LIMIT = 2**63 - 1
