@@ -5,7 +5,8 @@ sample's export for ``--users`` people stitched into canonical events. Every per
 first event (so the pre period holds their first week) to the sample's ``variant`` (users.parquet; persons who
 never signed up, by a hash of their id), so 500k users give 500k assigned persons (those assigned after the end of
 the data are left out, as the readout's rules say). Each measurement
-runs in a fresh process and includes opening the file and reading the assignments:
+runs in a fresh process and includes opening the file and reading the assignments (``load_assignments``, as the
+README and the experiment notebook do):
 
 - ``readout``: three metrics (conversion to first_value, page_view count, purchase value) over a 14-day post
   period with a 14-day pre period, CUPED, Holm (``sequential=False``);
@@ -34,7 +35,7 @@ path, assignments, what = sys.argv[1], sys.argv[2], sys.argv[3]
 import ibis.backends.duckdb  # noqa: F401
 import pandas as pd
 from helpers import io
-from helpers.experiments import conversion, count, readout, value
+from helpers.experiments import conversion, count, load_assignments, readout, value
 from helpers.funnel import compute_funnel
 base = hwm()
 t0 = time.perf_counter()
@@ -43,7 +44,7 @@ extra = {}
 if what == "funnel":
     compute_funnel(ev, ["signup", "first_value", "add_to_cart", "purchase"], conversion_window="14D")
 else:
-    a = pd.read_parquet(assignments)
+    a = load_assignments(assignments)  # as the README and the experiment notebook read them
     r = readout(ev, a, [conversion("first_value"), count("page_view"), value("purchase")], control="A",
                 post_period="14D", pre_period="14D", sequential=what == "readout, sequential")
     adj = r.results[r.results["adjustment"] == "cuped"].set_index("metric")

@@ -11,6 +11,7 @@ from typing import Any
 import ibis
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from scipy import stats as _st
 
 from helpers.experiments import metrics as _metrics
@@ -138,7 +139,8 @@ def readout(events: pd.DataFrame | ibis.Table, assignments: pd.DataFrame | str,
     if by is not None:
         if isinstance(assignments, str) or by not in assignments.columns:
             raise EventDataError(f"by={by!r} must be a column of the assignments table.")
-        seg = assignments.assign(user_id=assignments["user_id"].astype(str)).drop_duplicates("user_id")
+        seg = assignments.assign(user_id=pd.arrays.ArrowExtensionArray(pa.array(_metrics._text_array(
+            assignments["user_id"])))).drop_duplicates("user_id")  # the ids as normalise_assignments gives them
         assigned = assigned.merge(seg[["user_id", by]].rename(columns={by: "segment"}), on="user_id", how="left")
         assigned["segment"] = assigned["segment"].astype("string").fillna("(none)")
     late = assigned["assigned_at"] > until
@@ -293,18 +295,17 @@ def _sequential_view(m: _metrics.Metric, y: np.ndarray, x: np.ndarray, arm: np.n
                      variants: list[str], control: str, alpha: float, cuped: bool, tuning: float,
                      until: pd.Timestamp) -> pd.DataFrame:
     """Daily looks: at each day's end, the persons whose window has elapsed, with the running difference, its
-    fixed-horizon interval and the always-valid one. Cumulative sums over persons sorted by the end of their
-    window, so every look costs O(1)."""
+    fixed-horizon interval and the always-valid one. Each person falls in the first look at or after the end
+    of their window; sums per look and arm (no sort of the persons), summed up over the looks."""
     k, c = len(variants), variants.index(control)
-    order = np.argsort(done, kind="stable")
-    y, x, arm, done = y[order], x[order], arm[order], done[order]
     if not len(done):
         return pd.DataFrame()
-    first = pd.Timestamp(done[0]).tz_localize("UTC").ceil("D")
+    first = pd.Timestamp(done.min()).tz_localize("UTC").ceil("D")
     looks = pd.date_range(first, until.ceil("D"), freq="D")
-    upto = np.searchsorted(done, looks.tz_convert(None).to_numpy().astype(done.dtype), side="right")  # final by each look
-    one = np.eye(k)[arm]  # persons x arms indicator
-    cum = {name: np.vstack([np.zeros(k), np.cumsum(one * v[:, None], axis=0)])[upto]
+    bucket = np.searchsorted(looks.tz_convert(None).to_numpy().astype(done.dtype), done, side="left")
+    cell = bucket * k + arm  # persons final only after the last look fall past the last row and are left out
+    cum = {name: np.cumsum(np.bincount(cell, weights=v, minlength=(len(looks) + 1) * k).reshape(-1, k)[:len(looks)],
+                           axis=0)
            for name, v in (("n", np.ones_like(y)), ("y", y), ("yy", y * y), ("x", x), ("xx", x * x), ("xy", x * y))}
     with np.errstate(invalid="ignore", divide="ignore"):
         n = cum["n"]

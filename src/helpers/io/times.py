@@ -8,6 +8,7 @@ from typing import Any
 import ibis
 import ibis.expr.datatypes as dt
 import pandas as pd
+import pyarrow as pa
 
 
 US_PER_DAY = 86_400_000_000  # microseconds in a (UTC) day, for arithmetic on epoch_us
@@ -125,7 +126,15 @@ def to_utc_series(values: pd.Series) -> pd.Series:
     --------
     >>> to_utc_series(pd.Series([None, "2025-01-01 12:00"])).tolist()
     [NaT, Timestamp('2025-01-01 12:00:00+0000', tz='UTC')]
+    >>> arrow = pd.Series([None, 1_735_732_800_000_000], dtype=pd.ArrowDtype(pa.timestamp("us")))  # no zone: UTC
+    >>> to_utc_series(arrow).tolist()
+    [NaT, Timestamp('2025-01-01 12:00:00+0000', tz='UTC')]
     """
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         return values.dt.tz_convert("UTC")
+    if isinstance(values.dtype, pd.ArrowDtype) and pa.types.is_timestamp(values.dtype.pyarrow_dtype):
+        # Arrow-backed (read with dtype_backend="pyarrow"): converted as one array; to_datetime would make one
+        # Timestamp per value (0.9 s for 500k). Times without a zone are UTC, as to_datetime(utc=True) reads them.
+        out = pd.Series(pa.array(values.array).to_pandas(), index=values.index, name=values.name)
+        return out.dt.tz_convert("UTC") if out.dt.tz is not None else out.dt.tz_localize("UTC")
     return pd.to_datetime(values, utc=True)
