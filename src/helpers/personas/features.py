@@ -74,8 +74,8 @@ def user_features(
     if counts["_no_user"].sum() > 0:
         example = counts.loc[counts["_no_user"] > 0, "event"].iloc[0]
         raise EventDataError(
-            f"user_features: column 'user_id' is null on {int(counts['_no_user'].sum()):,} rows (for example an "
-            f"{example!r} event); stitch identities first (helpers.identity.stitch_identities) or drop the anonymous rows, "
+            f"user_features: column 'user_id' is null on {int(counts['_no_user'].sum()):,} rows (for example on "
+            f"{example!r} events); stitch identities first (helpers.identity.stitch_identities) or drop the anonymous rows, "
             "otherwise they would all count as one user.")
     top = counts["event"].head(top_events).tolist()
     present = set(counts["event"])

@@ -68,7 +68,7 @@ def test_no_events_left_is_a_clear_error(log):
 
 def test_rows_without_a_user_are_a_clear_error_not_one_none_user(log):
     log.loc[[4, 5], "user_id"] = None  # b's two rows, as a raw export's pre-login rows
-    with pytest.raises(EventDataError, match=r"'user_id' is null on 2 rows \(for example an 'visit'.*stitch_identities"):
+    with pytest.raises(EventDataError, match=r"'user_id' is null on 2 rows \(for example on 'visit' events\).*stitch_identities"):
         user_features(log)
 
 
