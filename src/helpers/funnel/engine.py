@@ -11,7 +11,7 @@ import pandas as pd
 
 from helpers.funnel import fast
 from helpers.funnel.plan import make_plan
-from helpers.io import EventDataError, as_ibis, epoch_us, to_utc, to_utc_series
+from helpers.io import EventDataError, as_ibis, epoch_us, observed_end, to_utc, to_utc_series
 from helpers.units import declare
 
 NONE_SEGMENT = "(none)"
@@ -300,7 +300,7 @@ def compute_funnel(
         until = to_utc(observed_until)
         t = t.filter(t.timestamp <= until.to_pydatetime())
     else:  # the last event: nothing lies after it, so no filter (it costs a comparison per event)
-        until = to_utc(t.timestamp.max().execute())
+        until = observed_end(t)
     if engine == "fast":
         plan = make_plan(steps_)
         window_us = int(window / pd.Timedelta(microseconds=1))

@@ -18,6 +18,7 @@ import pyarrow as pa
 from helpers.io.canonical import load_events
 from helpers.io.reading import _format_kind, _parquet_files
 from helpers.io.schema import CANONICAL_COLUMNS, EventDataError
+from helpers.io.times import remember_end, to_utc
 
 _CONNECTIONS: dict[str, ibis.BaseBackend] = {}  # one shared connection per backend name
 # DataFrames already converted, keyed by id, so each is converted once while it lives.
@@ -171,10 +172,60 @@ def open_events(source: str | os.PathLike[str] | pd.DataFrame | ibis.Table, *, b
         except Exception as exc:  # DuckDB raises its own IOException / InvalidInputException types
             raise EventDataError(f"{text}: cannot read as Parquet: {exc}") from None
         try:
-            return _canonical_ibis(t, text)
+            t = _canonical_ibis(t, text)
         except EventDataError:
             pass  # a raw export in Parquet: validate and convert it in pandas below
+        else:
+            last = footer_last_time(files)
+            if last is not None:
+                remember_end(t, last)
+            return t
     return as_ibis(load_events(source, **load_kwargs))
+
+
+def footer_last_time(files: list[str] | str) -> pd.Timestamp | None:
+    """The latest ``timestamp`` in Parquet files (a file, a folder or a list of files) from their footers'
+    statistics, without reading the data; ``None`` when a file cannot be read this way, or when the column is
+    not a UTC timestamp or a row group holding times has no statistics. The value is exact: the statistics of an
+    int64 column are its values, not bounds.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "e.parquet"
+    >>> pd.DataFrame({"timestamp": pd.to_datetime(["2025-01-02 00:00", None, "2025-03-04 05:06"], utc=True)}).to_parquet(path)
+    >>> footer_last_time(str(path))
+    Timestamp('2025-03-04 05:06:00+0000', tz='UTC')
+    """
+    import json
+
+    import pyarrow.parquet as pq
+
+    paths = files if isinstance(files, list) else (
+        [str(f) for f in sorted(Path(files).rglob("*.parquet"))] if Path(files).is_dir() else [files])
+    last = None
+    try:
+        for path in paths:
+            meta = pq.ParquetFile(path).metadata
+            names = [meta.schema.column(j).path for j in range(meta.num_columns)]
+            if "timestamp" not in names:
+                return None
+            i = names.index("timestamp")
+            kind = json.loads(meta.schema.column(i).logical_type.to_json())
+            if kind.get("Type") != "Timestamp" or kind.get("isAdjustedToUTC") is not True:
+                return None  # times without a zone: how the backend reads them is its setting, so scan
+            for g in range(meta.num_row_groups):
+                column = meta.row_group(g).column(i)
+                stats = column.statistics
+                if stats is None or not stats.has_min_max:
+                    if stats is not None and stats.null_count == column.num_values:
+                        continue  # only nulls here
+                    return None
+                high = to_utc(stats.max)
+                last = high if last is None or high > last else last
+    except Exception:  # noqa: BLE001 - any footer that cannot be read: the scan gives the answer instead
+        return None
+    return last
 
 
 def event_names(events: pd.DataFrame | ibis.Table) -> set[str]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import ibis
@@ -93,6 +94,16 @@ def to_utc(value: Any) -> pd.Timestamp:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
+# The last event time of tables that open_events read from Parquet footers giving it: the end of observation
+# without a scan of every timestamp (0.34 s on 52M events, more than a tenth of a funnel).
+_KNOWN_END: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def remember_end(t: ibis.Table, last: pd.Timestamp) -> None:
+    """Record that the table ``t`` (exactly this expression, not one derived from it) ends at ``last``."""
+    _KNOWN_END[t.op()] = to_utc(last)
+
+
 def observed_end(t: ibis.Table, observed_until: Any = None, *, name: str = "observed_until") -> pd.Timestamp:
     """The end of observation in UTC: ``observed_until`` when given, else the last event's timestamp (the
     template's default everywhere: nothing is known after the data ends).
@@ -112,6 +123,9 @@ def observed_end(t: ibis.Table, observed_until: Any = None, *, name: str = "obse
             return to_utc(observed_until)
         except (ValueError, TypeError) as exc:
             raise EventDataError(f"{name}={observed_until!r} is not a time.") from exc
+    known = _KNOWN_END.get(t.op())
+    if known is not None:
+        return known
     last = t.timestamp.max().execute()
     if last is None or pd.isna(last):
         raise EventDataError("There are no events.")
