@@ -239,31 +239,28 @@ def person_metrics(events: pd.DataFrame | ibis.Table, assigned: pd.DataFrame, me
         p = ibis.memtable(pa.table({"user_id": ids, "at_us": people["at_us"].to_numpy(), "k": people["k"].to_numpy()}))
         j = e.inner_join(p, "user_id")
         delta = j.us - j.at_us
-        post = (delta >= 0) & (j.us <= until_us)
+        # Rows in the pre window (delta < 0) or the post window (delta >= 0, up to the end of observation).
+        inside = (delta >= -pre_us) & (j.us <= until_us)
         if post_us is not None:
-            post = post & (delta <= post_us)
-        pre = (delta < 0) & (delta >= -pre_us)
-        j = j.select("k", "ev", *[f"_v{c}" for c in range(len(values))],
-                     w=ibis.cases((post, 1), (pre, -1), else_=0).cast("int8"))
-        j = j.filter(j.w != 0)
-        aggs = {}
+            inside = inside & (delta <= post_us)
+        j = j.filter(inside)
+        # Each row's person and cell (event code, and post or pre) come back; the sums per person are NumPy
+        # bincounts: DuckDB's group-by of 4M rows into 476k persons took 0.27 s of a 0.74 s query.
+        j = j.select(k=j.k.cast("int32"), c=(j.ev * 2 + (delta >= 0).cast("int16")).cast("int16"),
+                     **{f"_v{c}": j[f"_v{c}"] for c in range(len(values))})
+        got = j.to_pyarrow()
+        k = got["k"].to_numpy().astype(np.int64)
+        cell = got["c"].to_numpy()
+        n_people = len(people)
         for i, m in plain:
             codes = [names.index(name) for name in m.events]
-            hit = j.ev.isin(codes) if len(codes) > 1 else j.ev == codes[0]
-            for suffix, side in (("", 1), ("_pre", -1)):
-                inside = hit & (j.w == side)
-                if m.kind == "conversion":
-                    aggs[f"m{i}{suffix}"] = inside.cast("int64").max()
-                elif m.kind == "count":
-                    aggs[f"m{i}{suffix}"] = inside.cast("int64").sum()
-                else:
-                    aggs[f"m{i}{suffix}"] = ibis.ifelse(inside, j[f"_v{values.index(m.column)}"], 0.0).sum()
-        per = j.group_by("k").aggregate(**aggs).to_pyarrow()
-        rows = per["k"].to_numpy()
-        for name in aggs:
-            column = np.zeros(len(people))
-            column[rows] = pc.fill_null(per[name], 0).to_numpy(zero_copy_only=False)
-            columns_out[name] = column
+            hit = np.isin(cell >> 1, codes) if len(codes) > 1 else (cell >> 1) == codes[0]
+            slot = k[hit] * 2 + (cell[hit] & 1)  # per person: [pre, post]
+            weights = got[f"_v{values.index(m.column)}"].to_numpy()[hit] if m.kind == "value" else None
+            per = np.bincount(slot, weights=weights, minlength=2 * n_people).reshape(n_people, 2).astype(float)
+            if m.kind == "conversion":
+                per = (per > 0).astype(float)
+            columns_out[f"m{i}"], columns_out[f"m{i}_pre"] = per[:, 1].copy(), per[:, 0].copy()
     for i, m in enumerate(metrics):
         if m.steps:  # in the assignment order, as people
             funnel = _funnel_metric(t, people, m, i, pre_us, post_us, until_us, observed_until)
