@@ -1,6 +1,6 @@
 """What an experiment measures per person, and who is in it: metric specifications, the assignment table, and
-one ibis query that gives every assigned person each metric over the post period and over the pre period
-(the CUPED covariate). Rules are in :mod:`helpers.experiments`.
+one ibis query that returns every assigned person's metric events inside the post period and the pre period
+(the CUPED covariate), summed per person in NumPy. Rules are in :mod:`helpers.experiments`.
 """
 
 from __future__ import annotations
