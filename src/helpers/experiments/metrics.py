@@ -169,6 +169,18 @@ def normalise_assignments(assignments: pd.DataFrame, where: str = "assignments")
     return out, why
 
 
+def id_column(values: pd.Series) -> pd.arrays.ArrowExtensionArray:
+    """Person ids as Arrow text for a pandas column, as :func:`normalise_assignments` gives them (numbers as
+    their text, nulls kept).
+
+    Examples
+    --------
+    >>> id_column(pd.Series([7, None])).tolist()
+    ['7.0', <NA>]
+    """
+    return pd.arrays.ArrowExtensionArray(pa.array(_text_array(values)))
+
+
 def _text_array(values: pd.Series) -> pa.ChunkedArray | pa.Array:
     """A column as Arrow strings, nulls kept (ids may arrive as numbers: their text, as ``astype(str)`` gives)."""
     if isinstance(values.dtype, pd.ArrowDtype) and pa.types.is_string(values.dtype.pyarrow_dtype):
@@ -218,8 +230,7 @@ def person_metrics(events: pd.DataFrame | ibis.Table, assigned: pd.DataFrame, me
     post_us = None if post_period is None else int(post_period.value // 1000)
     pre_us = 0 if pre_period is None else int(pre_period.value // 1000)
     at_us = assigned["assigned_at"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[us]").view("int64")
-    ids = _text_array(assigned["user_id"])
-    people = pd.DataFrame({"user_id": pd.arrays.ArrowExtensionArray(ids), "at_us": at_us,
+    people = pd.DataFrame({"user_id": id_column(assigned["user_id"]), "at_us": at_us,
                            "k": np.arange(len(assigned), dtype="int64")})  # results come back by position
     columns_out = {"user_id": people["user_id"].array}
     plain = [(i, m) for i, m in enumerate(metrics) if not m.steps]
@@ -236,7 +247,8 @@ def person_metrics(events: pd.DataFrame | ibis.Table, assigned: pd.DataFrame, me
                      ev=ibis.cases(*[(e.event == name, c) for c, name in enumerate(names)], else_=-1).cast("int16"),
                      **{f"_v{c}": e[col].cast("float64").fill_null(0.0) for c, col in enumerate(values)})
         # handed over as Arrow: DuckDB's scan of a pandas object column of 500k ids is the slower way in
-        p = ibis.memtable(pa.table({"user_id": ids, "at_us": people["at_us"].to_numpy(), "k": people["k"].to_numpy()}))
+        p = ibis.memtable(pa.table({"user_id": pa.array(people["user_id"].array), "at_us": people["at_us"].to_numpy(),
+                                    "k": people["k"].to_numpy()}))
         j = e.inner_join(p, "user_id")
         delta = j.us - j.at_us
         # Rows in the pre window (delta < 0) or the post window (delta >= 0, up to the end of observation).

@@ -11,7 +11,6 @@ from typing import Any
 import ibis
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 from scipy import stats as _st
 
 from helpers.experiments import metrics as _metrics
@@ -139,8 +138,7 @@ def readout(events: pd.DataFrame | ibis.Table, assignments: pd.DataFrame | str,
     if by is not None:
         if isinstance(assignments, str) or by not in assignments.columns:
             raise EventDataError(f"by={by!r} must be a column of the assignments table.")
-        seg = assignments.assign(user_id=pd.arrays.ArrowExtensionArray(pa.array(_metrics._text_array(
-            assignments["user_id"])))).drop_duplicates("user_id")  # the ids as normalise_assignments gives them
+        seg = assignments.assign(user_id=_metrics.id_column(assignments["user_id"])).drop_duplicates("user_id")
         assigned = assigned.merge(seg[["user_id", by]].rename(columns={by: "segment"}), on="user_id", how="left")
         assigned["segment"] = assigned["segment"].astype("string").fillna("(none)")
     late = assigned["assigned_at"] > until

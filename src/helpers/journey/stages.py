@@ -11,7 +11,7 @@ import ibis
 import pandas as pd
 import yaml
 
-from helpers.io import EventDataError, as_ibis, to_utc, to_utc_series
+from helpers.io import EventDataError, as_ibis, observed_end, to_utc_series
 
 
 @dataclass(frozen=True)
@@ -213,10 +213,7 @@ def _prepare(events, stage_map, observed_until, known_events: set[str] | None = 
     t = as_ibis(events)
     if not isinstance(stage_map, StageMap):
         stage_map = load_stage_map(stage_map)
-    until = observed_until if observed_until is not None else t.timestamp.max().execute()
-    if until is None or pd.isna(until):
-        raise EventDataError("There are no events.")
-    until = to_utc(until)
+    until = observed_end(t, observed_until)
     t = t.filter(t.timestamp <= until.to_pydatetime())
     present = known_events if known_events is not None else set(t.select("event").distinct().execute()["event"])
     stage_map.check_events(present)

@@ -12,7 +12,7 @@ import ibis
 import numpy as np
 import pandas as pd
 
-from helpers.io import US_PER_DAY, EventDataError, as_ibis, epoch_us, to_utc, utc_naive
+from helpers.io import US_PER_DAY, EventDataError, as_ibis, epoch_us, observed_end, to_utc, utc_naive
 
 
 def _safe(name: str) -> str:
@@ -52,7 +52,7 @@ def user_features(
         until = to_utc(observed_until)
         t = t.filter(t.timestamp <= until.to_pydatetime())
     elif first_days is not None:  # recency is measured to the data's end, not to the end of the first days
-        until = to_utc(t.timestamp.max().execute())
+        until = observed_end(t)
     # else: the data's last timestamp, taken from the users' last_seen below (no separate scan)
     if first_days is not None:
         if first_days <= 0:
