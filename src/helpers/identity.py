@@ -391,6 +391,14 @@ def stitch_identities(
         if _drop_unkeyed and no_id.any():
             out = out.loc[~no_id].reset_index(drop=True)
         out.attrs.update(events.attrs)
+    elif max_identified_per_person == 1:
+        # Two scans in one union rather than one join over every row: the identified rows keep their id as
+        # it is (no join; on DuckDB about 0.2 s less of 0.7 s on 13M events), only the others probe the map.
+        own = _text(t[identified])
+        out = t.filter(own.notnull()).mutate(**{identified: own}).select(*columns)
+        if mapped:
+            anonymous = t.filter(anonymous_row).mutate(_acol=key_col, _aid=key_id).inner_join(mapping, keys)
+            out = out.union(anonymous.mutate(**{identified: anonymous._person}).select(*columns), distinct=False)
     else:
         out = keyed.filter(keyed._person.notnull()).mutate(**{identified: keyed._person}).drop(
             "_acol", "_aid", "_person")

@@ -171,6 +171,12 @@ def test_agrees_with_a_plain_reference_on_random_logs():
         anchor = [("user_id", u) if pd.notna(u) else ("anonymous_id", a) if pd.notna(a) else ("device_id", d)
                   for a, d, u in zip(ev["anonymous_id"], ev["device_id"], ev["user_id"])]
         assert s.events["user_id"].tolist() == [got[x] for x in anchor], trial
+        # the same events as an ibis table (re-keyed on the backend, its own way): the same person per row
+        numbered = ev.assign(event=[f"row{i}" for i in range(len(ev))])
+        on_backend = stitch_identities(ibis.memtable(numbered), max_identified_per_person=max_identified).events
+        persons_by_row = on_backend.execute().set_index("event")["user_id"]
+        assert len(persons_by_row) == len(ev) and persons_by_row.index.is_unique, trial
+        assert persons_by_row.loc[numbered["event"]].tolist() == [got[x] for x in anchor], trial
 
 
 def test_ibis_input_gives_an_ibis_table_with_the_same_persons():
@@ -179,6 +185,9 @@ def test_ibis_input_gives_an_ibis_table_with_the_same_persons():
     out = s.events.execute()
     assert isinstance(s.events, ibis.Table) and list(out.columns) == list(ev.columns)
     assert sorted(out["user_id"]) == ["d2", "u1", "u1"]
+    # empty strings are no id; a row without any id is dropped, on the backend too
+    bare = log(("d1", "", "page_view", 0), ("d1", "u1", "signup", 2), ("", None, "x", 3), ("d3", "", "y", 4))
+    assert sorted(stitch_identities(ibis.memtable(bare)).events.execute()["user_id"]) == ["d3", "u1", "u1"]
     pd.testing.assert_frame_equal(s.identity_map, stitch_identities(ev).identity_map)
 
 
