@@ -246,23 +246,23 @@ def stitch_identities(
                 ids_i = ids_i.union(m.select(id=m.id, ts=m.ts.cast(combos.ts.type())), distinct=False)
         # When each id was first seen: the first time of a combination holding it, or of a link naming it.
         ids_i = ids_i.group_by("id").aggregate(first_seen=ids_i.ts.min())
-        numbered.append(ids_i.mutate(node=ibis.row_number().over(order_by=ids_i.id)).cache())
-        coded = coded.left_join(numbered[-1].select(**{f"_id_{i}": "id", f"_n_{i}": "node"}), f"_id_{i}")
-    ct = coded.select(*[f"_n_{i}" for i in range(k)], "rows", "ts").to_pyarrow()
-    uniques, seen_parts = [], []
-    for n in numbered:  # in node order: row_number gives a permutation of 0..len-1
-        got = n.to_pyarrow()
-        where = np.empty(got.num_rows, dtype=np.int64)
-        where[got["node"].to_numpy()] = np.arange(got.num_rows)
-        uniques.append(pc.cast(got["id"].combine_chunks(), pa.string()).take(where))
-        seen_parts.append(pc.cast(got["first_seen"].combine_chunks(), pa.timestamp("ns", tz="UTC")).take(where))
+        # Fetched in text order, an id's node number is its position (cheaper than numbering on the backend
+        # and fetching the numbers); the combinations are coded against the fetched ids.
+        got = ids_i.order_by("id").to_pyarrow()
+        numbered.append(got)
+        first_node = sum(n.num_rows for n in numbered[:-1])  # nodes are numbered across columns, in order
+        code = pa.table({f"_id_{i}": got["id"],
+                         f"_n_{i}": pa.array(np.arange(first_node, first_node + got.num_rows, dtype=np.int64))})
+        coded = coded.left_join(ibis.memtable(code), f"_id_{i}")
+    ct = coded.select(*[coded[f"_n_{i}"].fill_null(-1).name(f"_n_{i}") for i in range(k)], "rows", "ts").to_pyarrow()
+    uniques = [pc.cast(got["id"].combine_chunks(), pa.string()) for got in numbered]
+    seen_parts = [pc.cast(got["first_seen"].combine_chunks(), pa.timestamp("ns", tz="UTC")) for got in numbered]
     offsets = np.concatenate([[0], np.cumsum([len(u) for u in uniques])]).astype(np.int64)
     n_nodes = int(offsets[-1])
-    combo_ts = pc.cast(ct["ts"].combine_chunks(), pa.timestamp("ns", tz="UTC"))
-    combo_nodes = []
-    for i in range(k):
-        n_i = pc.fill_null(ct[f"_n_{i}"], -1).to_numpy().astype(np.int64)
-        combo_nodes.append(np.where(n_i >= 0, n_i + offsets[i], -1))
+    combo_ts = ct["ts"].combine_chunks()
+    if extra is not None:  # link times of both kinds in one column
+        combo_ts = pc.cast(combo_ts, pa.timestamp("ns", tz="UTC"))
+    combo_nodes = [ct[f"_n_{i}"].combine_chunks().to_numpy() for i in range(k)]  # -1: no id of that column
     seen = pa.concat_arrays(seen_parts) if seen_parts else pa.array([], pa.timestamp("ns", tz="UTC"))
     # never seen (only links without a time): last
     seen_ns = pc.fill_null(pc.cast(seen, pa.int64()), np.iinfo(np.int64).max).to_numpy()
@@ -322,7 +322,7 @@ def stitch_identities(
         # time order, links without a time first, ties by the ids (through their node numbers)
         ce = ce.assign(_lo=np.minimum(ce["a"], ce["b"]), _hi=np.maximum(ce["a"], ce["b"]))
         ce = ce.sort_values(["ts", "_lo", "_hi"], na_position="first", kind="mergesort").reset_index(drop=True)
-        roots, refused_pos = _greedy(ce, node[is_identified], max_identified_per_person)
+        roots, refused_pos = _greedy(ce, node[is_identified & conflicted[group]], max_identified_per_person)
         moved = np.fromiter(roots.keys(), dtype=np.int64, count=len(roots))
         group[moved] = np.fromiter(roots.values(), dtype=np.int64, count=len(roots))
         bad = ce.iloc[refused_pos]
@@ -409,14 +409,14 @@ def stitch_identities(
     # An anonymous person named by an id whose text is also another person's id: downstream they would be one.
     # Only a person named by an anonymous id can share its name: identified ids are unique in their column.
     anonymous_heads = person_node[heads][~is_identified[person_node[heads]]]
-    # Anonymous ids whose text is also an identified id (usually none), found on the backend; those naming a
-    # person clash.
+    # Anonymous ids whose text is also an identified id (usually none); those naming a person clash.
     same_text = []
-    ident_ids = numbered[position[identified]].select(_same=numbered[position[identified]].id)
+    ident = ibis.memtable(pa.table({"_same": uniques[position[identified]]}))
     for i in range(k):
         if cols[i] != identified and sizes[i]:
-            hit = numbered[i].join(ident_ids, numbered[i].id == ident_ids._same).select("node").to_pyarrow()
-            same_text.append(hit["node"].to_numpy().astype(np.int64) + offsets[i])
+            here = ibis.memtable(pa.table({"id": uniques[i], "node": np.arange(offsets[i], offsets[i + 1])}))
+            hit = here.semi_join(ident, here.id == ident._same).select("node").to_pyarrow()
+            same_text.append(hit["node"].to_numpy().astype(np.int64))
     same_text = np.concatenate(same_text) if same_text else np.zeros(0, dtype=np.int64)
     clash_with_identified = int((person_of[same_text] == same_text).sum())
     # ids are distinct within their column: names can repeat only across columns
