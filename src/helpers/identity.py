@@ -409,19 +409,15 @@ def stitch_identities(
     # An anonymous person named by an id whose text is also another person's id: downstream they would be one.
     # Only a person named by an anonymous id can share its name: identified ids are unique in their column.
     anonymous_heads = person_node[heads][~is_identified[person_node[heads]]]
-    # Anonymous ids whose text is also an identified id (usually none); those naming a person clash.
-    same_text = []
-    ident = ibis.memtable(pa.table({"_same": uniques[position[identified]]}))
-    for i in range(k):
-        if cols[i] != identified and sizes[i]:
-            here = ibis.memtable(pa.table({"id": uniques[i], "node": np.arange(offsets[i], offsets[i + 1])}))
-            hit = here.semi_join(ident, here.id == ident._same).select("node").to_pyarrow()
-            same_text.append(hit["node"].to_numpy().astype(np.int64))
-    same_text = np.concatenate(same_text) if same_text else np.zeros(0, dtype=np.int64)
-    clash_with_identified = int((person_of[same_text] == same_text).sum())
+    named = ids.take(anonymous_heads)
+    # Persons named by an anonymous id whose text is also an identified id (usually none) clash.
+    clash_with_identified = 0
+    if len(named) and sizes[position[identified]]:
+        here = ibis.memtable(pa.table({"id": named}))
+        ident = ibis.memtable(pa.table({"_same": uniques[position[identified]]}))
+        clash_with_identified = int(here.semi_join(ident, here.id == ident._same).count().execute())
     # ids are distinct within their column: names can repeat only across columns
     head_columns = np.searchsorted(offsets, anonymous_heads, side="right") - 1
-    named = ids.take(anonymous_heads)
     repeated = 0 if len(np.unique(head_columns)) <= 1 else len(named) - pc.count_distinct(named).as_py()
     collisions = clash_with_identified + repeated
     if collisions:
