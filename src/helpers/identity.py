@@ -33,8 +33,10 @@ Rules (:func:`stitch_identities`):
 - The result does not depend on the order of the input rows.
 
 Event-level work is ibis, on the backend: one pass groups the events into
-their distinct combinations of ids, each id is numbered (by column, then
-text) with its first time seen, and the re-keying join runs there too. The
+their distinct combinations of ids, each column's ids come back in text
+order with their first time seen (an id's number is its position), and the
+re-keying runs there too: rows with an identified id keep it, only the others
+join the map of anonymous ids. The
 per-id work is in NumPy on the driver, because it is as big as the number of
 ids, not of events: persons are the connected components of the link graph
 (scipy), and only the components that would hold more than the allowed
