@@ -146,7 +146,8 @@ def attempts(rows: pa.Table, plan: Plan, window_us: int, order: str,
     new_moment = new_user.copy()
     new_moment[1:] |= us[1:] != us[:-1]
     ms = np.flatnonzero(new_moment)  # first row of each moment
-    mu = np.cumsum(new_user[ms]) - 1  # user number of each moment (a new user starts a new moment)
+    mu = np.cumsum(new_user[ms], dtype=np.int64)  # user number of each moment (a new user starts a new moment)
+    mu -= 1
     mt = us[ms]
     counts = _moment_counts(m_all, ms, plan)
     single = {sub[0]: counts[i] for i, sub in enumerate(plan.subsets) if len(sub) == 1}
@@ -306,11 +307,27 @@ def _window_end(mu: np.ndarray, mt: np.ndarray, window_us: int, key_limit: int =
 
 
 def _moment_counts(m_all: np.ndarray, ms: np.ndarray, plan: Plan) -> list[np.ndarray]:
-    """Per moment, how many of its rows match each subset of ``plan`` (rows of a moment are adjacent): the
-    difference of running counts at the moments' last rows (faster than ``reduceat`` over short segments)."""
-    last_rows = np.append(ms[1:], len(m_all)) - 1
-    return [np.diff(np.cumsum((m_all & _bits(sub)) != 0, dtype=np.int32)[last_rows], prepend=0)
-            for sub in plan.subsets]
+    """Per moment, how many of its rows match each subset of ``plan`` (rows of a moment are adjacent).
+
+    Most moments are one row (ties are rare), so a moment's count is its first row's flag, plus the flags of the
+    few rows that continue a moment, added where they belong (no running count over every row).
+    """
+    n_rows = len(m_all)
+    if len(ms) < n_rows:
+        first = np.zeros(n_rows, dtype=bool)
+        first[ms] = True
+        more = np.flatnonzero(~first)  # rows after the first of their moment
+        more_moment = np.searchsorted(ms, more, side="right") - 1
+    out = []
+    for sub in plan.subsets:
+        flag = (m_all & _bits(sub)) != 0
+        if len(ms) == n_rows:
+            out.append(flag.astype(np.int32))
+            continue
+        counts = flag[ms].astype(np.int32)
+        np.add.at(counts, more_moment, flag[more])
+        out.append(counts)
+    return out
 
 
 def _bits(sub: tuple[int, ...]) -> int:
