@@ -337,7 +337,7 @@ def _bits(sub: tuple[int, ...]) -> int:
 def _timestamps(us: np.ndarray, missing: np.ndarray | None = None) -> pd.Series:
     """Epoch microseconds as tz-aware UTC nanoseconds, the unit the results carry (NaT where ``missing``)."""
     ns = us * 1000 if missing is None else np.where(missing, np.iinfo(np.int64).min, us * 1000)  # int64 min is NaT
-    return pd.Series(ns.astype(np.int64, copy=False).view("datetime64[ns]")).dt.tz_localize("UTC")
+    return pd.Series(ns.astype(np.int64, copy=False), dtype="datetime64[ns, UTC]")  # no copy: ns is ours
 
 
 def _empty(n: int) -> pd.DataFrame:
